@@ -1,0 +1,1 @@
+//! MD5 for block verification and rendezvous weights.

@@ -1,0 +1,19 @@
+//! keepmover moves Arvados Keep blocks between clusters, or between the keepstores of one
+//! cluster, as fast as the wire and MD5 allow, with memory that stays flat however many
+//! blocks there are. The binary (`src/main.rs`) is a thin layer over these modules:
+//!
+//! * [`keep`]: the Keep protocol as pure code (locators, signatures, rendezvous, settings).
+//! * [`hash`]: MD5, scalar and multi-lane SIMD, chosen at run time.
+//! * [`net`]: the completion-based HTTP/1.1 client; it knows HTTP, not Keep.
+//! * [`index`]: fetching, sorting, merging and diffing index slices.
+//! * [`mover`]: the copy engine (tasks, workers, buffer pool, fan-out, checkpoint).
+//! * [`cli`], [`commands`], [`report`]: argv, subcommands and what the user sees.
+
+pub mod cli;
+pub mod commands;
+pub mod hash;
+pub mod index;
+pub mod keep;
+pub mod mover;
+pub mod net;
+pub mod report;

@@ -1,0 +1,1 @@
+//! The completion-based HTTP/1.1 client. It knows HTTP, not Keep.

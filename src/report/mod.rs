@@ -1,0 +1,1 @@
+//! What the user sees: progress lines, the live bar, the final summary.

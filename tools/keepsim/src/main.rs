@@ -1,0 +1,3 @@
+//! The `keepsim` binary: starts simulated clusters from the command line.
+
+fn main() {}
