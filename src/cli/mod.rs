@@ -1,9 +1,95 @@
-//! Command-line parsing: keep-rsync's Go-style flags and keepmover's own subcommands.
+//! Command-line parsing: keep-rsync's Go-style flags (the drop-in form, also reached through a
+//! symlink named `keep-rsync`) and keepmover's own subcommands with conventional `--long`
+//! flags. This is the only module that knows about argv; it turns it into plain option
+//! structs for `commands`, and turns their errors into a message and an exit code.
+
+pub mod goflag;
+mod rsync_flags;
 
 use std::ffi::OsString;
+use std::io::Write as _;
+
+use goflag::GoFlagError;
+
+/// Exit code for command-line mistakes (Go's `EXIT_INVALIDARGUMENT`).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for a run that failed (Go's `log.Fatalf`).
+pub const EXIT_FAILURE: i32 = 1;
+
+/// keepmover's version, printed by `-version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const SUBCOMMANDS: &str = "\
+Subcommands (keepmover SUBCOMMAND --help for their flags):
+  demo     copy between two simulated clusters started in this process (the first thing to try)
+  rsync    the keep-rsync drop-in form, spelled out (same flags as with no subcommand)
+
+With no subcommand, keepmover takes keep-rsync's flags, e.g.
+  keepmover -src old -dst new -replications 2
+";
 
 /// Parses `args` (including argv\[0\]) and runs the chosen command; returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
-    let _ = args;
-    0
+    let args: Vec<String> = match args
+        .into_iter()
+        .map(|a| a.into_string())
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(a) => a,
+        Err(bad) => {
+            eprintln!(
+                "error parsing command line arguments: argument is not valid UTF-8: {:?} (try -help)",
+                bad
+            );
+            return EXIT_USAGE;
+        }
+    };
+    let program = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_else(|| "keepmover".to_string());
+    let rest = args.get(1..).unwrap_or(&[]);
+    if program == "keep-rsync" {
+        return rsync_flags::run_rsync(&program, rest);
+    }
+    match rest.first().map(String::as_str) {
+        Some("rsync") => rsync_flags::run_rsync(&program, &rest[1..]),
+
+        Some("help") => {
+            print_usage(&program);
+            0
+        }
+        _ => rsync_flags::run_rsync(&program, rest),
+    }
+}
+
+/// Usage for the drop-in form, to stderr like Go's flag package, followed by the subcommands.
+fn print_usage(program: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "Usage of {program}:\n{}\n{SUBCOMMANDS}",
+        goflag::print_defaults(rsync_flags::RSYNC_FLAGS)
+    );
+}
+
+/// Maps a Go-flag parse result onto keep-rsync's behaviour: usage and exit 0 for help,
+/// Go's message plus `(try -help)` and exit 2 otherwise.
+fn flag_error_exit(program: &str, error: GoFlagError) -> i32 {
+    match error {
+        GoFlagError::Help => {
+            print_usage(program);
+            0
+        }
+        GoFlagError::Invalid(message) => {
+            eprintln!("error parsing command line arguments: {message} (try -help)");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// Prints a fatal error the way Go's `log.Fatalf` does: `YYYY/MM/DD HH:MM:SS message`.
+pub fn fatal(message: &str) -> i32 {
+    eprintln!("{} {message}", crate::report::go_log_timestamp());
+    EXIT_FAILURE
 }

@@ -1,1 +1,5 @@
-//! One module per subcommand.
+//! One module per subcommand, plus the shared cluster set-up. Commands orchestrate: they
+//! read files and flags' values, build engine configurations, and print results.
+
+pub mod rsync;
+pub mod setup;

@@ -3,3 +3,14 @@
 //!
 //! This module is also compiled into `tools/keepsim` via `#[path]`, so it must only refer to
 //! its own submodules (`super::`), never to `crate::`.
+
+pub mod discovery;
+pub mod duration;
+pub mod index_format;
+pub mod locator;
+pub mod rendezvous;
+pub mod services;
+pub mod settings;
+pub mod signature;
+
+pub use locator::{BlockHash, Locator};

@@ -1,0 +1,126 @@
+//! Go durations: `time.ParseDuration` (for `-src-blob-signature-ttl 336h`) and
+//! `Duration.String()` (keep-rsync prints its ETA with it, e.g. `1m2.5s`).
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {0:?}")]
+    Invalid(String),
+    #[error("negative duration {0:?}")]
+    Negative(String),
+}
+
+const UNITS: &[(&str, u128)] = &[
+    ("ns", 1),
+    ("us", 1_000),
+    ("µs", 1_000),
+    ("μs", 1_000),
+    ("ms", 1_000_000),
+    ("s", 1_000_000_000),
+    ("m", 60_000_000_000),
+    ("h", 3_600_000_000_000),
+];
+
+/// Parses Go's duration syntax: `[-+]` then one or more `<decimal>[.<fraction>]<unit>`;
+/// `0` alone is allowed. Negative durations are refused (no flag here takes one).
+pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
+    let invalid = || DurationError::Invalid(text.chars().take(40).collect());
+    let (negative, mut rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total_ns: u128 = 0;
+    while !rest.is_empty() {
+        let int_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let int_part = &rest[..int_end];
+        rest = &rest[int_end..];
+        let mut frac_part = "";
+        if let Some(after_dot) = rest.strip_prefix('.') {
+            let frac_end = after_dot
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after_dot.len());
+            frac_part = &after_dot[..frac_end];
+            rest = &after_dot[frac_end..];
+        }
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(invalid());
+        }
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_end];
+        rest = &rest[unit_end..];
+        let scale = UNITS
+            .iter()
+            .find(|(name, _)| *name == unit)
+            .map(|(_, s)| *s)
+            .ok_or_else(invalid)?;
+        let whole: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| invalid())?
+        };
+        let mut value = whole.checked_mul(scale).ok_or_else(invalid)?;
+        let mut frac_scale = scale;
+        for digit in frac_part.bytes().take(30) {
+            frac_scale /= 10;
+            value += u128::from(digit - b'0') * frac_scale;
+        }
+        total_ns = total_ns.checked_add(value).ok_or_else(invalid)?;
+        if total_ns > i64::MAX as u128 {
+            return Err(invalid());
+        }
+    }
+    if negative && total_ns > 0 {
+        return Err(DurationError::Negative(text.chars().take(40).collect()));
+    }
+    Ok(Duration::from_nanos(total_ns as u64))
+}
+
+/// Formats like Go's `Duration.String()`: `0s`, `1.5µs`, `500ms`, `1m2.5s`, `336h0m0s`.
+pub fn format_go_duration(duration: Duration) -> String {
+    let ns = duration.as_nanos();
+    if ns == 0 {
+        return "0s".to_string();
+    }
+    fn fraction(value: u128, unit: u128) -> String {
+        let whole = value / unit;
+        let rem = value % unit;
+        if rem == 0 {
+            return whole.to_string();
+        }
+        let digits = unit.to_string().len() - 1;
+        let frac = format!("{rem:0digits$}");
+        format!("{whole}.{}", frac.trim_end_matches('0'))
+    }
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}µs", fraction(ns, 1_000));
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", fraction(ns, 1_000_000));
+    }
+    let hours = ns / 3_600_000_000_000;
+    let minutes = (ns / 60_000_000_000) % 60;
+    let secs_ns = ns % 60_000_000_000;
+    let seconds = format!("{}s", fraction(secs_ns, 1_000_000_000));
+    if hours > 0 {
+        format!("{hours}h{minutes}m{seconds}")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds}")
+    } else {
+        seconds
+    }
+}

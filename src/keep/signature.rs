@@ -1,0 +1,126 @@
+//! Permission signatures (`keep-protocol.md` §2): HMAC-SHA1 over
+//! `hash@token@expiry_hex@ttl_hex`, appended as `+A<sig>@<expiry>`. Tokens and keys never
+//! appear in errors.
+
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+
+/// Why keepstore refuses a signed locator; each maps to keepstore's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// No well-formed `+A<40 hex>@<8 hex>` hint.
+    #[error("invalid signature")]
+    Missing,
+    /// The signature does not match this key, token and TTL.
+    #[error("invalid signature")]
+    Invalid,
+    #[error("expired signature")]
+    Expired,
+}
+
+impl SignatureError {
+    /// The status keepstore answers with: 400 for missing/invalid, 401 for expired.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            SignatureError::Missing | SignatureError::Invalid => 400,
+            SignatureError::Expired => 401,
+        }
+    }
+}
+
+/// The 40 lowercase hex digits of the signature.
+pub fn signature_hex(
+    hash32: &str,
+    token: &str,
+    key: &[u8],
+    expiry_unix: u64,
+    ttl_secs: u64,
+) -> String {
+    let message = format!("{hash32}@{token}@{expiry_unix:08x}@{ttl_secs:x}");
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match <Hmac<Sha1> as Mac>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(message.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(40);
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// Appends `+A<sig>@<expiry>` to `locator`; unchanged if the key or token is empty.
+pub fn sign_locator(
+    locator: &str,
+    token: &str,
+    key: &[u8],
+    expiry_unix: u64,
+    ttl_secs: u64,
+) -> String {
+    if key.is_empty() || token.is_empty() || locator.len() < 32 {
+        return locator.to_string();
+    }
+    let sig = signature_hex(&locator[..32], token, key, expiry_unix, ttl_secs);
+    format!("{locator}+A{sig}@{expiry_unix:08x}")
+}
+
+/// Finds the `+A` hint the way Go's `SignedLocatorRe` does: hash, optional `+digits`, any
+/// `[B-Z]` hints, exactly one `+A<40 hex>@<8 hex>`, then any `[B-Z]` hints. Returns the
+/// signature and expiry texts.
+pub fn find_signature(locator: &str) -> Option<(&str, &str)> {
+    let mut parts = locator.split('+');
+    let hash = parts.next()?;
+    if hash.len() != 32 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut found = None;
+    for (i, part) in parts.enumerate() {
+        let first = *part.as_bytes().first()?;
+        if i == 0 && part.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let valid_hint_body = part[1..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'_' | b'-'));
+        if first == b'A' {
+            if found.is_some() {
+                return None;
+            }
+            let (sig, expiry) = part[1..].split_once('@')?;
+            if sig.len() != 40
+                || expiry.len() != 8
+                || !sig.bytes().all(|b| b.is_ascii_hexdigit())
+                || !expiry.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return None;
+            }
+            found = Some((sig, expiry));
+        } else if !(b'B'..=b'Z').contains(&first) || !valid_hint_body {
+            return None;
+        }
+    }
+    found
+}
+
+/// Verifies a signed locator as keepstore does (§2 steps 2–4).
+pub fn verify_locator(
+    locator: &str,
+    token: &str,
+    key: &[u8],
+    ttl_secs: u64,
+    now_unix: u64,
+) -> Result<(), SignatureError> {
+    let (sig, expiry_hex) = find_signature(locator).ok_or(SignatureError::Missing)?;
+    let expiry = u64::from_str_radix(expiry_hex, 16).map_err(|_| SignatureError::Missing)?;
+    if expiry < now_unix {
+        return Err(SignatureError::Expired);
+    }
+    let expected = signature_hex(&locator[..32], token, key, expiry, ttl_secs);
+    // The comparison is with lowercase output, so an uppercase signature fails (as in Go).
+    if expected != sig || format!("{expiry:08x}") != expiry_hex {
+        return Err(SignatureError::Invalid);
+    }
+    Ok(())
+}

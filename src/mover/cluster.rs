@@ -1,0 +1,84 @@
+//! One cluster as the engine sees it: its services (already discovered), the token to use,
+//! and whether its TLS certificates are verified. Built by `commands`, used read-only here.
+
+use crate::keep::services::Roots;
+use crate::net::Origin;
+
+/// A keepstore (or proxy) the engine can talk to.
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub uuid: String,
+    pub origin: Origin,
+    pub read_only: bool,
+    pub is_disk: bool,
+}
+
+/// A cluster's services plus its credentials. `Debug` never shows the token.
+#[derive(Clone)]
+pub struct Cluster {
+    /// `src` or `dst`, used in messages.
+    pub label: &'static str,
+    pub token: String,
+    /// Every listed service (keep-rsync's "local roots"), in API order.
+    pub services: Vec<Service>,
+    /// Skip TLS verification (the settings file's `ARVADOS_API_HOST_INSECURE`).
+    pub insecure_tls: bool,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("label", &self.label)
+            .field("token", &"<redacted>")
+            .field("services", &self.services)
+            .field("insecure_tls", &self.insecure_tls)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Builds the service list from parsed keep_services roots.
+    pub fn from_roots(
+        label: &'static str,
+        token: String,
+        roots: &Roots,
+        insecure_tls: bool,
+    ) -> Result<Cluster, String> {
+        let mut services = Vec::new();
+        for root in &roots.local {
+            let origin = Origin::parse(&root.base_url)
+                .map_err(|e| format!("{label} keep service {}: {e}", root.uuid))?;
+            services.push(Service {
+                uuid: root.uuid.clone(),
+                origin,
+                read_only: root.read_only,
+                is_disk: root.service_type == crate::keep::services::ServiceType::Disk,
+            });
+        }
+        if services.is_empty() {
+            return Err(format!("{label} cluster lists no keep services"));
+        }
+        Ok(Cluster {
+            label,
+            token,
+            services,
+            insecure_tls,
+        })
+    }
+
+    /// Indexes of the writable services.
+    pub fn writable(&self) -> Vec<usize> {
+        (0..self.services.len())
+            .filter(|&i| !self.services[i].read_only)
+            .collect()
+    }
+
+    /// keepclient's "replicas per service" rule: one upload per server only if every
+    /// writable service is a disk service (proxies take one upload at a time).
+    pub fn all_writable_disk(&self) -> bool {
+        self.services
+            .iter()
+            .filter(|s| !s.read_only)
+            .all(|s| s.is_disk)
+    }
+}

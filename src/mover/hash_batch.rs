@@ -1,0 +1,89 @@
+//! Hashing the chunks of all in-flight blocks of one worker together. Every block being
+//! received submits each chunk as it lands; a flush runs once the tasks that were ready in
+//! this turn of the event loop have all submitted, and hashes their chunks side by side in
+//! SIMD lanes (`crate::hash::update_many`). A lone block is hashed at the scalar rate and no
+//! block waits for another one's data. Buffers move in and out by value (owned-buffer
+//! style), so no chunk is copied.
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+
+use crate::hash::{update_many, Md5State};
+
+struct Job {
+    state: Md5State,
+    buffer: Vec<u8>,
+    range: Range<usize>,
+    reply: oneshot::Sender<(Md5State, Vec<u8>)>,
+}
+
+/// One per worker thread.
+#[derive(Clone, Default)]
+pub struct HashBatcher {
+    queue: Rc<RefCell<Vec<Job>>>,
+}
+
+impl HashBatcher {
+    pub fn new() -> HashBatcher {
+        HashBatcher::default()
+    }
+
+    /// Hashes `buffer[range]` into `state` together with the other blocks' pending chunks.
+    pub async fn update(
+        &self,
+        state: Md5State,
+        buffer: Vec<u8>,
+        range: Range<usize>,
+    ) -> (Md5State, Vec<u8>) {
+        let (reply, answer) = oneshot::channel();
+        let first = {
+            let mut queue = self.queue.borrow_mut();
+            queue.push(Job {
+                state,
+                buffer,
+                range,
+                reply,
+            });
+            queue.len() == 1
+        };
+        if first {
+            // Runs after every task already woken in this turn has had its go.
+            let queue = self.queue.clone();
+            compio::runtime::spawn(async move { flush(&queue) }).detach();
+        }
+        match answer.await {
+            Ok(result) => result,
+            // The flush task cannot drop a job without answering; this arm only exists so
+            // the types line up if the runtime is shutting down.
+            Err(_) => (Md5State::new(), Vec::new()),
+        }
+    }
+}
+
+fn flush(queue: &RefCell<Vec<Job>>) {
+    let mut jobs = std::mem::take(&mut *queue.borrow_mut());
+    if jobs.is_empty() {
+        return;
+    }
+    {
+        let mut states: Vec<&mut Md5State> = Vec::with_capacity(jobs.len());
+        let mut chunks: Vec<&[u8]> = Vec::with_capacity(jobs.len());
+        for Job {
+            state,
+            buffer,
+            range,
+            ..
+        } in jobs.iter_mut()
+        {
+            chunks.push(buffer.get(range.clone()).unwrap_or(&[]));
+            states.push(state);
+        }
+        update_many(&mut states, &chunks);
+    }
+    for job in jobs {
+        let _ = job.reply.send((job.state, job.buffer));
+    }
+}
