@@ -14,3 +14,6 @@ pub mod settings;
 pub mod signature;
 
 pub use locator::{BlockHash, Locator};
+
+#[cfg(test)]
+mod tests;
