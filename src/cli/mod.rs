@@ -9,7 +9,9 @@ mod rsync_flags;
 use std::ffi::OsString;
 use std::io::Write as _;
 
+use crate::commands;
 use goflag::GoFlagError;
+pub use rsync_flags::parse_byte_size;
 
 /// Exit code for command-line mistakes (Go's `EXIT_INVALIDARGUMENT`).
 pub const EXIT_USAGE: i32 = 2;
@@ -54,6 +56,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     }
     match rest.first().map(String::as_str) {
         Some("rsync") => rsync_flags::run_rsync(&program, &rest[1..]),
+        Some("demo") => commands::demo::run_cli(&program, &rest[1..]),
 
         Some("help") => {
             print_usage(&program);
