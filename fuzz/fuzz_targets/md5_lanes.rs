@@ -17,7 +17,9 @@ use libfuzzer_sys::fuzz_target;
 use md5::Digest as _;
 
 fuzz_target!(|data: &[u8]| {
-    let [backend_byte, streams_byte, rounds_byte, rest @ ..] = data else { return };
+    let [backend_byte, streams_byte, rounds_byte, rest @ ..] = data else {
+        return;
+    };
     let backends = available_backends();
     let backend = backends[usize::from(*backend_byte) % backends.len()];
     let streams = 1 + usize::from(*streams_byte) % 40;
@@ -53,7 +55,9 @@ fuzz_target!(|data: &[u8]| {
     let mut lane_states = vec![Md5State::new(); streams];
     let mut scalar_states = vec![Md5State::new(); streams];
     for round in 0..rounds {
-        let chunks: Vec<&[u8]> = (0..streams).map(|s| &messages[s][pieces[s][round].clone()]).collect();
+        let chunks: Vec<&[u8]> = (0..streams)
+            .map(|s| &messages[s][pieces[s][round].clone()])
+            .collect();
         let mut refs: Vec<&mut Md5State> = lane_states.iter_mut().collect();
         update_many_with(backend, &mut refs, &chunks);
         for (state, chunk) in scalar_states.iter_mut().zip(&chunks) {
@@ -61,14 +65,33 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let expected: Vec<[u8; 16]> = messages.iter().map(|m| md5::Md5::digest(m).into()).collect();
+    let expected: Vec<[u8; 16]> = messages
+        .iter()
+        .map(|m| md5::Md5::digest(m).into())
+        .collect();
     let finals: Vec<&Md5State> = lane_states.iter().collect();
-    assert_eq!(finalize_many_with(backend, &finals), expected, "{backend}: finalize_many");
+    assert_eq!(
+        finalize_many_with(backend, &finals),
+        expected,
+        "{backend}: finalize_many"
+    );
     let whole: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    assert_eq!(digest_many_with(backend, &whole), expected, "{backend}: digest_many");
+    assert_eq!(
+        digest_many_with(backend, &whole),
+        expected,
+        "{backend}: digest_many"
+    );
     for (stream, (lane, scalar)) in lane_states.into_iter().zip(scalar_states).enumerate() {
         assert_eq!(lane.len(), messages[stream].len() as u64);
-        assert_eq!(lane.finalize(), expected[stream], "{backend}: stream {stream} update_many");
-        assert_eq!(scalar.finalize(), expected[stream], "scalar update, stream {stream}");
+        assert_eq!(
+            lane.finalize(),
+            expected[stream],
+            "{backend}: stream {stream} update_many"
+        );
+        assert_eq!(
+            scalar.finalize(),
+            expected[stream],
+            "scalar update, stream {stream}"
+        );
     }
 });
