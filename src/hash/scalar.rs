@@ -37,31 +37,31 @@ fn compress_words(words: &mut [u32; 4], m: &[u32; 16]) {
     let [mut a, mut b, mut c, mut d] = *words;
     macro_rules! step {
         (f, $a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $k:expr, $s:expr) => {
-            $a = ($d ^ ($b & ($c ^ $d)))
-                .wrapping_add($a)
+            $a = $a
                 .wrapping_add(m[$m].wrapping_add($k))
+                .wrapping_add($d ^ ($b & ($c ^ $d)))
                 .rotate_left($s)
                 .wrapping_add($b);
         };
         (g, $a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $k:expr, $s:expr) => {
-            $a = ($c & !$d)
-                .wrapping_add($a)
+            $a = $a
                 .wrapping_add(m[$m].wrapping_add($k))
+                .wrapping_add($c & !$d)
                 .wrapping_add($b & $d)
                 .rotate_left($s)
                 .wrapping_add($b);
         };
         (h, $a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $k:expr, $s:expr) => {
-            $a = ($b ^ $c ^ $d)
-                .wrapping_add($a)
+            $a = $a
                 .wrapping_add(m[$m].wrapping_add($k))
+                .wrapping_add($b ^ $c ^ $d)
                 .rotate_left($s)
                 .wrapping_add($b);
         };
         (i, $a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $k:expr, $s:expr) => {
-            $a = ($c ^ ($b | !$d))
-                .wrapping_add($a)
+            $a = $a
                 .wrapping_add(m[$m].wrapping_add($k))
+                .wrapping_add($c ^ ($b | !$d))
                 .rotate_left($s)
                 .wrapping_add($b);
         };
