@@ -145,10 +145,11 @@ pub fn run(args: RsyncArgs) -> Result<(), RsyncError> {
         ));
         return Ok(());
     }
-    if summary.failed_blocks > 0 {
+    let unaccounted = report.to_copy.saturating_sub(summary.copied_blocks + summary.failed_blocks);
+    if summary.failed_blocks > 0 || unaccounted > 0 {
         log_line(&summary.render());
         return Err(RsyncError::BlocksFailed {
-            failed: summary.failed_blocks,
+            failed: summary.failed_blocks + unaccounted,
             total: report.to_copy,
         });
     }

@@ -350,11 +350,14 @@ fn worker_main(
                 }
             }));
         }
+        let mut failed = None;
         for lane in lanes {
-            let _ = lane.await;
+            if let Err(e) = lane.await {
+                failed = Some(EngineError::Worker(format!("a copy task failed: {e}")));
+            }
         }
-    });
-    Ok(())
+        failed.map_or(Ok(()), Err)
+    })
 }
 
 async fn copy_one(

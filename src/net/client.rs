@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use compio::buf::{IoBuf, IoBufMut};
+use compio::buf::{IntoInner, IoBuf, IoBufMut};
 use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::BufResult;
@@ -127,9 +127,11 @@ impl Conn {
         if self.rbuf.capacity() - self.rbuf.len() < READ_BUFFER / 4 {
             self.rbuf.reserve(READ_BUFFER);
         }
+        // compio reads into a buffer from its start; a slice from `len` appends.
         let buf = std::mem::take(&mut self.rbuf);
-        let BufResult(result, buf) = self.stream.read(buf).await;
-        self.rbuf = buf;
+        let len = buf.len();
+        let BufResult(result, slice) = self.stream.read(buf.slice(len..)).await;
+        self.rbuf = slice.into_inner();
         result
     }
 }
@@ -532,7 +534,9 @@ impl Response {
                     Ok(n)
                 } else {
                     let before = buf.len();
-                    match compio::time::timeout(idle, conn.stream.read(buf)).await {
+                    // Read at most the rest of the body, appended after what is there.
+                    let end = before + (spare as u64).min(*remaining) as usize;
+                    match compio::time::timeout(idle, read_into(&mut conn.stream, buf, before..end)).await {
                         Err(_) => {
                             self.fail();
                             return BufResult(
@@ -632,7 +636,9 @@ impl Response {
                         limit: buf.capacity() as u64,
                     })
                 } else {
-                    match compio::time::timeout(idle, conn.stream.read(buf)).await {
+                    let before = buf.len();
+                    let end = buf.capacity();
+                    match compio::time::timeout(idle, read_into(&mut conn.stream, buf, before..end)).await {
                         Err(_) => {
                             self.fail();
                             return BufResult(
@@ -696,7 +702,7 @@ impl Response {
                         }),
                     };
                 }
-                buf.reserve((buf.len()).clamp(8 << 10, limit - buf.len()));
+                buf.reserve(buf.len().max(8 << 10).min(limit - buf.len()));
             }
             let BufResult(result, returned) = self.read_body_chunk(buf).await;
             buf = returned;
@@ -719,6 +725,13 @@ impl Response {
         }
         self.read_to_end(1 << 20).await.map(|_| ())
     }
+}
+
+/// Reads into `buf[range]` (appending when `range.start == buf.len()`); compio's reads
+/// otherwise write from the start of the buffer.
+async fn read_into(stream: &mut Stream, buf: Vec<u8>, range: std::ops::Range<usize>) -> BufResult<usize, Vec<u8>> {
+    let BufResult(result, slice) = stream.read(buf.slice(range)).await;
+    BufResult(result, slice.into_inner())
 }
 
 /// Recovers the `NetError` carried inside an `io::Error` from `read_body_chunk`.

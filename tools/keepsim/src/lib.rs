@@ -131,7 +131,10 @@ impl Cluster {
             .enable_all()
             .build()
             .map_err(|e| format!("starting keepsim runtime: {e}"))?;
-        let acceptor = if config.tls { Some(tls::acceptor()?) } else { None };
+        // The API server is always HTTPS, as Arvados' is (clients build https:// URLs from
+        // ARVADOS_API_HOST); keepstores use TLS only when asked.
+        let api_acceptor = Some(tls::acceptor()?);
+        let acceptor = if config.tls { api_acceptor.clone() } else { None };
         let policy = KeepstorePolicy {
             system_root_token: config.system_root_token.clone(),
             blob_signing_key: config.blob_signing_key.clone(),
@@ -199,7 +202,7 @@ impl Cluster {
             loop {
                 let Ok((stream, _)) = api_listener.accept().await else { continue };
                 let api = api.clone();
-                let acceptor = acceptor.clone();
+                let acceptor = api_acceptor.clone();
                 tokio::spawn(serve_connection(stream, acceptor, move |req| {
                     let api = api.clone();
                     async move { api.answer(&req) }
@@ -252,9 +255,8 @@ impl Cluster {
             self.api_host(),
             self.config.system_root_token
         );
-        if self.config.tls {
-            text.push_str("ARVADOS_API_HOST_INSECURE=true\n");
-        }
+        // keepsim's certificates are self-signed.
+        text.push_str("ARVADOS_API_HOST_INSECURE=true\n");
         if self.config.blob_signing {
             text.push_str(&format!("ARVADOS_BLOB_SIGNING_KEY={}\n", self.config.blob_signing_key));
         }
