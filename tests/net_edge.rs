@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use compio::BufResult;
 use keepmover::net::{
-    build_runtime, into_net_error, io_uring_available, ClientConfig, HttpClient, IoBackend,
-    Method, NetError, Origin, Phase, Request, Response, TlsPolicy,
+    build_runtime, into_net_error, io_uring_available, ClientConfig, HttpClient, IoBackend, Method,
+    NetError, Origin, Phase, Request, Response, TlsPolicy,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -231,7 +231,11 @@ fn response_split_at_every_byte() {
                 };
                 assert_eq!(body.expect("body"), b"hello world", "split {split}");
             }
-            assert_eq!(server.accepts(), 1, "all splits on one keep-alive connection");
+            assert_eq!(
+                server.accepts(),
+                1,
+                "all splits on one keep-alive connection"
+            );
         }
     });
 }
@@ -274,7 +278,9 @@ fn byte_by_byte_response() {
         });
         let client = HttpClient::new(config());
         for _ in 0..2 {
-            let (status, body) = fetch(&client, get(&server.origin(), "/b")).await.expect("get");
+            let (status, body) = fetch(&client, get(&server.origin(), "/b"))
+                .await
+                .expect("get");
             assert_eq!((status, body.as_slice()), (200, &b"hello world"[..]));
         }
         assert_eq!(server.accepts(), 1);
@@ -287,13 +293,16 @@ fn connection_close_opens_a_new_connection() {
         let server = Server::start(|_, mut stream| {
             let mut pending = Vec::new();
             if read_request(&mut stream, &mut pending).is_some() {
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                );
             }
         });
         let client = HttpClient::new(config());
         for _ in 0..3 {
-            let (status, body) = fetch(&client, get(&server.origin(), "/c")).await.expect("get");
+            let (status, body) = fetch(&client, get(&server.origin(), "/c"))
+                .await
+                .expect("get");
             assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
         }
         assert_eq!(server.accepts(), 3);
@@ -308,7 +317,9 @@ fn keep_alive_reuses_one_connection() {
         });
         let client = HttpClient::new(config());
         for _ in 0..3 {
-            let (status, body) = fetch(&client, get(&server.origin(), "/k")).await.expect("get");
+            let (status, body) = fetch(&client, get(&server.origin(), "/k"))
+                .await
+                .expect("get");
             assert_eq!((status, body.as_slice()), (200, &b"abc"[..]));
         }
         assert_eq!(server.accepts(), 1);
@@ -368,7 +379,10 @@ fn body_shorter_than_content_length_is_an_error() {
         });
         let client = HttpClient::new(config());
         for round in 0..4 {
-            let reply = client.send(get(&server.origin(), "/s")).await.expect("head");
+            let reply = client
+                .send(get(&server.origin(), "/s"))
+                .await
+                .expect("head");
             let error = if round < 2 {
                 reply.read_to_end(1 << 20).await.expect_err("short body")
             } else {
@@ -427,12 +441,19 @@ fn body_longer_than_content_length_is_cut_and_connection_dropped() {
         for late in [false, true] {
             let server = overlong_server(late);
             let client = HttpClient::new(config());
-            let (_, body) = fetch(&client, get(&server.origin(), "/l")).await.expect("first");
+            let (_, body) = fetch(&client, get(&server.origin(), "/l"))
+                .await
+                .expect("first");
             assert_eq!(body, b"hello", "late={late}");
             // Give the extra bytes time to land before the connection could be reused.
             compio::time::sleep(Duration::from_millis(20)).await;
-            let (_, body) = fetch(&client, get(&server.origin(), "/l")).await.expect("second");
-            assert_eq!(body, b"fresh", "late={late}: extra bytes were parsed as a response");
+            let (_, body) = fetch(&client, get(&server.origin(), "/l"))
+                .await
+                .expect("second");
+            assert_eq!(
+                body, b"fresh",
+                "late={late}: extra bytes were parsed as a response"
+            );
             assert_eq!(server.accepts(), 2, "late={late}");
         }
     });
@@ -460,7 +481,10 @@ fn bad_chunked_bodies_are_errors() {
                 }
             });
             let client = HttpClient::new(config());
-            let reply = client.send(get(&server.origin(), "/i")).await.expect("head");
+            let reply = client
+                .send(get(&server.origin(), "/i"))
+                .await
+                .expect("head");
             let error = reply.read_to_end(1 << 20).await.expect_err("bad chunk");
             assert!(
                 matches!(error, NetError::BadChunk { .. }),
@@ -547,7 +571,10 @@ fn server_that_stalls_mid_body_times_out_idle() {
         });
         let client = HttpClient::new(short_timeouts());
         for round in 0..2 {
-            let reply = client.send(get(&server.origin(), "/t")).await.expect("head");
+            let reply = client
+                .send(get(&server.origin(), "/t"))
+                .await
+                .expect("head");
             let started = std::time::Instant::now();
             let error = reply.read_to_end(1 << 20).await.expect_err("stall");
             assert!(
@@ -580,10 +607,14 @@ fn stale_pooled_connection_is_replaced() {
             }
         });
         let client = HttpClient::new(config());
-        let (_, body) = fetch(&client, get(&server.origin(), "/p")).await.expect("first");
+        let (_, body) = fetch(&client, get(&server.origin(), "/p"))
+            .await
+            .expect("first");
         assert_eq!(body, b"v1");
         compio::time::sleep(Duration::from_millis(30)).await;
-        let (_, body) = fetch(&client, get(&server.origin(), "/p")).await.expect("second");
+        let (_, body) = fetch(&client, get(&server.origin(), "/p"))
+            .await
+            .expect("second");
         assert_eq!(body, b"v2");
         assert_eq!(server.accepts(), 2);
     });
@@ -606,9 +637,13 @@ fn connection_closed_after_reading_the_next_request_is_retried() {
             }
         });
         let client = HttpClient::new(config());
-        let (_, body) = fetch(&client, get(&server.origin(), "/p")).await.expect("first");
+        let (_, body) = fetch(&client, get(&server.origin(), "/p"))
+            .await
+            .expect("first");
         assert_eq!(body, b"v1");
-        let (_, body) = fetch(&client, get(&server.origin(), "/p")).await.expect("second");
+        let (_, body) = fetch(&client, get(&server.origin(), "/p"))
+            .await
+            .expect("second");
         assert_eq!(body, b"v2");
         assert_eq!(server.accepts(), 2);
     });
@@ -636,7 +671,10 @@ fn head_204_304_have_no_body() {
         });
         let client = HttpClient::new(config());
         let origin = server.origin();
-        let reply = client.send(with_method(&origin, Method::Head)).await.expect("head");
+        let reply = client
+            .send(with_method(&origin, Method::Head))
+            .await
+            .expect("head");
         assert_eq!(reply.content_length(), Some(64 << 20));
         assert_eq!(reply.read_to_end(10).await.expect("empty"), b"");
         let (status, body) = fetch(&client, get(&origin, "/204")).await.expect("204");
@@ -659,9 +697,7 @@ fn tls_server() -> Server {
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".into()])
             .expect("cert");
     let cert = certified.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        certified.signing_key.serialize_der().into(),
-    );
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -701,8 +737,8 @@ fn tls_server() -> Server {
 fn tls_verified_rejects_self_signed_and_insecure_accepts() {
     on_each_backend(|_| async {
         let server = tls_server();
-        let origin = Origin::parse(&format!("https://127.0.0.1:{}", server.addr.port()))
-            .expect("origin");
+        let origin =
+            Origin::parse(&format!("https://127.0.0.1:{}", server.addr.port())).expect("origin");
 
         let client = HttpClient::new(config());
         client.set_tls_policy(&origin, TlsPolicy::Verified);
