@@ -18,6 +18,9 @@ use compio::BufResult;
 use keepmover::net::{ClientConfig, HttpClient, Method, Origin, Request};
 
 const BLOCK: u64 = 64 << 20;
+
+/// Reads completed by bulk clients (to report the average bytes one read returns).
+static BULK_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 const PING: usize = 4096;
 const HTTP_BODY: usize = 64 << 10;
 
@@ -169,6 +172,7 @@ async fn compio_conn(addr: SocketAddr, work: Work, deadline: Instant) -> std::io
                     let BufResult(r, back) = stream.read(buf).await;
                     buf = back;
                     let n = r?;
+                    BULK_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if n == 0 {
                         return Err(std::io::ErrorKind::UnexpectedEof.into());
                     }
@@ -213,6 +217,7 @@ async fn tokio_conn(addr: SocketAddr, work: Work, deadline: Instant) -> std::io:
                 let mut left = BLOCK;
                 while left > 0 {
                     let n = stream.read(&mut buf).await?;
+                    BULK_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if n == 0 {
                         return Err(std::io::ErrorKind::UnexpectedEof.into());
                     }
@@ -357,15 +362,25 @@ fn main() -> Res<()> {
     println!("## runtimes (loopback, {secs} s per cell, blocking std-thread server)\n");
     println!("| workload | conns | compio io_uring | compio epoll | tokio epoll | uring/epoll | uring/tokio |");
     println!("|---|---|---|---|---|---|---|");
+    let mut read_sizes = Vec::new();
     for (work, unit) in [(Work::Bulk, "GB/s"), (Work::Ping, "req/s")] {
         for conns in [1usize, 64] {
             let mut rates = Vec::new();
             for rt in runtimes {
+                BULK_READS.store(0, std::sync::atomic::Ordering::Relaxed);
                 let (done, elapsed) = run_cell(rt, raw, work, conns, secs)?;
+                let reads = BULK_READS.load(std::sync::atomic::Ordering::Relaxed).max(1);
                 let rate = match work {
                     Work::Bulk => done as f64 / elapsed / 1e9,
                     Work::Ping => done as f64 / elapsed,
                 };
+                if let Work::Bulk = work {
+                    read_sizes.push(format!(
+                        "bulk, {conns} conn(s), {}: {:.0} KiB per read",
+                        rt.name(),
+                        done as f64 / reads as f64 / 1024.0
+                    ));
+                }
                 eprintln!("{:?} {conns} {}: {rate:.3} {unit}", work, rt.name());
                 rates.push(rate);
             }
@@ -388,6 +403,10 @@ fn main() -> Res<()> {
         }
     }
 
+    println!("\nAverage bytes returned by one read (bulk):\n");
+    for line in read_sizes {
+        println!("- {line}");
+    }
     println!("\n## keepmover HttpClient, 64 KiB GETs, one-at-a-time keep-alive server\n");
     println!("| server service time | driver | 1 conn req/s | 8 conns req/s | 8/1 |");
     println!("|---|---|---|---|---|");
