@@ -198,8 +198,16 @@ async fn walk_and_copy(
     };
     let single_slice = extra_digits == 0;
     let mut reused: Option<SliceDiff> = None;
+    let mut warned_servers = std::collections::HashSet::new();
     for prefix in pending_prefixes() {
         let diff = diff_slice(&client, src, dst, &prefix).await?;
+        for problem in &diff.dst_unreadable {
+            if warned_servers.insert(problem.origin().to_string()) {
+                progress.warn(&format!(
+                    "{problem} (treating that server's index as empty: its blocks may be copied again)"
+                ));
+            }
+        }
         report.src_blocks += diff.src_blocks;
         report.dst_blocks += diff.dst_blocks;
         report.to_copy += diff.missing.len() as u64;

@@ -536,7 +536,9 @@ impl Response {
                     let before = buf.len();
                     // Read at most the rest of the body, appended after what is there.
                     let end = before + (spare as u64).min(*remaining) as usize;
-                    match compio::time::timeout(idle, read_into(&mut conn.stream, buf, before..end)).await {
+                    match compio::time::timeout(idle, read_into(&mut conn.stream, buf, before..end))
+                        .await
+                    {
                         Err(_) => {
                             self.fail();
                             return BufResult(
@@ -638,7 +640,9 @@ impl Response {
                 } else {
                     let before = buf.len();
                     let end = buf.capacity();
-                    match compio::time::timeout(idle, read_into(&mut conn.stream, buf, before..end)).await {
+                    match compio::time::timeout(idle, read_into(&mut conn.stream, buf, before..end))
+                        .await
+                    {
                         Err(_) => {
                             self.fail();
                             return BufResult(
@@ -729,7 +733,11 @@ impl Response {
 
 /// Reads into `buf[range]` (appending when `range.start == buf.len()`); compio's reads
 /// otherwise write from the start of the buffer.
-async fn read_into(stream: &mut Stream, buf: Vec<u8>, range: std::ops::Range<usize>) -> BufResult<usize, Vec<u8>> {
+async fn read_into(
+    stream: &mut Stream,
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+) -> BufResult<usize, Vec<u8>> {
     let BufResult(result, slice) = stream.read(buf.slice(range)).await;
     BufResult(result, slice.into_inner())
 }

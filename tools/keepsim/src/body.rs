@@ -18,18 +18,30 @@ pub struct SimBody {
 
 impl SimBody {
     pub fn empty() -> SimBody {
-        SimBody { pieces: VecDeque::new(), fail_at_end: false, exact_len: Some(0) }
+        SimBody {
+            pieces: VecDeque::new(),
+            fail_at_end: false,
+            exact_len: Some(0),
+        }
     }
 
     pub fn full(data: impl Into<Bytes>) -> SimBody {
         let data = data.into();
         let len = data.len() as u64;
-        SimBody { pieces: VecDeque::from([data]), fail_at_end: false, exact_len: Some(len) }
+        SimBody {
+            pieces: VecDeque::from([data]),
+            fail_at_end: false,
+            exact_len: Some(len),
+        }
     }
 
     /// Streamed without a known length (sent chunked).
     pub fn pieces(pieces: Vec<Bytes>, fail_at_end: bool) -> SimBody {
-        SimBody { pieces: pieces.into(), fail_at_end, exact_len: None }
+        SimBody {
+            pieces: pieces.into(),
+            fail_at_end,
+            exact_len: None,
+        }
     }
 }
 
@@ -37,12 +49,17 @@ impl Body for SimBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.pieces.pop_front() {
             Some(piece) => Poll::Ready(Some(Ok(Frame::data(piece)))),
             None if self.fail_at_end => {
                 self.fail_at_end = false;
-                Poll::Ready(Some(Err(std::io::Error::other("keepsim: injected fault: body cut short"))))
+                Poll::Ready(Some(Err(std::io::Error::other(
+                    "keepsim: injected fault: body cut short",
+                ))))
             }
             None => Poll::Ready(None),
         }

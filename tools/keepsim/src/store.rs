@@ -69,13 +69,19 @@ impl Mount {
     pub fn get(&self, hash: &BlockHash) -> Option<Bytes> {
         match &self.storage {
             Storage::Memory => self.memory.read().ok()?.get(hash).map(|s| s.data.clone()),
-            Storage::Directory(root) => std::fs::read(Self::path_of(root, hash)).ok().map(Bytes::from),
+            Storage::Directory(root) => std::fs::read(Self::path_of(root, hash))
+                .ok()
+                .map(Bytes::from),
         }
     }
 
     pub fn contains(&self, hash: &BlockHash) -> bool {
         match &self.storage {
-            Storage::Memory => self.memory.read().map(|m| m.contains_key(hash)).unwrap_or(false),
+            Storage::Memory => self
+                .memory
+                .read()
+                .map(|m| m.contains_key(hash))
+                .unwrap_or(false),
             Storage::Directory(root) => Self::path_of(root, hash).exists(),
         }
     }
@@ -99,7 +105,13 @@ impl Mount {
         match &self.storage {
             Storage::Memory => {
                 let mut map = self.memory.write().map_err(|_| false)?;
-                map.insert(hash, Stored { data, mtime_ns: now_ns() });
+                map.insert(
+                    hash,
+                    Stored {
+                        data,
+                        mtime_ns: now_ns(),
+                    },
+                );
                 Ok(())
             }
             Storage::Directory(root) => {
@@ -132,7 +144,11 @@ impl Mount {
 
     pub fn remove(&self, hash: &BlockHash) -> bool {
         match &self.storage {
-            Storage::Memory => self.memory.write().map(|mut m| m.remove(hash).is_some()).unwrap_or(false),
+            Storage::Memory => self
+                .memory
+                .write()
+                .map(|mut m| m.remove(hash).is_some())
+                .unwrap_or(false),
             Storage::Directory(root) => std::fs::remove_file(Self::path_of(root, hash)).is_ok(),
         }
     }
@@ -142,7 +158,13 @@ impl Mount {
         match &self.storage {
             Storage::Memory => {
                 if let Ok(mut map) = self.memory.write() {
-                    map.insert(*hash, Stored { data, mtime_ns: now_ns() });
+                    map.insert(
+                        *hash,
+                        Stored {
+                            data,
+                            mtime_ns: now_ns(),
+                        },
+                    );
                 }
             }
             Storage::Directory(root) => {
@@ -158,7 +180,11 @@ impl Mount {
             Storage::Memory => self
                 .memory
                 .read()
-                .map(|m| m.iter().map(|(h, s)| (*h, s.data.len() as u64, s.mtime_ns)).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(h, s)| (*h, s.data.len() as u64, s.mtime_ns))
+                        .collect()
+                })
                 .unwrap_or_default(),
             Storage::Directory(root) => {
                 let mut out = Vec::new();
@@ -167,7 +193,11 @@ impl Mount {
                         if let Ok(files) = std::fs::read_dir(dir.path()) {
                             for file in files.flatten() {
                                 let name = file.file_name();
-                                let Some(hash) = name.to_str().and_then(|n| BlockHash::from_hex(n).ok()) else { continue };
+                                let Some(hash) =
+                                    name.to_str().and_then(|n| BlockHash::from_hex(n).ok())
+                                else {
+                                    continue;
+                                };
                                 if let Ok(meta) = file.metadata() {
                                     let mtime = meta
                                         .modified()
@@ -207,12 +237,18 @@ pub struct Synthetic {
 
 impl Synthetic {
     pub fn new(count: u32, size: u32, seed: u64) -> Synthetic {
-        Synthetic { count, size, seed, table: OnceLock::new() }
+        Synthetic {
+            count,
+            size,
+            seed,
+            table: OnceLock::new(),
+        }
     }
 
     /// The content of block `i`.
     pub fn content(&self, i: u32) -> Bytes {
-        let mut state = self.seed ^ (u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ 0x5DEE_CE66_D1CE_4E5B;
+        let mut state =
+            self.seed ^ (u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ 0x5DEE_CE66_D1CE_4E5B;
         let mut out = vec![0u8; self.size as usize];
         for chunk in out.chunks_mut(8) {
             state ^= state << 13;
@@ -231,8 +267,9 @@ impl Synthetic {
     pub fn table(&self) -> Arc<Vec<(BlockHash, u32)>> {
         self.table
             .get_or_init(|| {
-                let mut table: Vec<(BlockHash, u32)> =
-                    (0..self.count).map(|i| (BlockHash(Md5::digest(&self.content(i)).into()), i)).collect();
+                let mut table: Vec<(BlockHash, u32)> = (0..self.count)
+                    .map(|i| (BlockHash(Md5::digest(&self.content(i)).into()), i))
+                    .collect();
                 table.sort_unstable();
                 Arc::new(table)
             })
