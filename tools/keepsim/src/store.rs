@@ -268,7 +268,7 @@ impl Synthetic {
         self.table
             .get_or_init(|| {
                 let mut table: Vec<(BlockHash, u32)> = (0..self.count)
-                    .map(|i| (BlockHash(Md5::digest(&self.content(i)).into()), i))
+                    .map(|i| (BlockHash(Md5::digest(self.content(i)).into()), i))
                     .collect();
                 table.sort_unstable();
                 Arc::new(table)
