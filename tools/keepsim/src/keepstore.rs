@@ -416,8 +416,7 @@ impl Keepstore {
             Err(_) => return text(413, "Request Entity Too Large"),
         };
         let hash_hex = &locator[..32];
-        let actual: [u8; 16] = Md5::digest(&body).into();
-        let actual = BlockHash(actual);
+        let actual = BlockHash(crate::hash::md5(&body));
         if actual.to_string() != hash_hex {
             return text(
                 400,
