@@ -103,9 +103,31 @@ struct Conn {
     stream: Stream,
     rbuf: Vec<u8>,
     rstart: usize,
+    /// The TCP socket under `stream` (valid while `stream` lives), for the idle check.
+    fd: std::os::fd::RawFd,
 }
 
 impl Conn {
+    /// Whether an idle pooled connection is still fit to carry a request: nothing may have
+    /// arrived on it since its last response. Bytes here are either an EOF (the server
+    /// closed it) or bytes past the end of the last body (a server that sent more than its
+    /// Content-Length), which must never be parsed as the next response.
+    fn idle_and_open(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: `fd` is the socket owned by `self.stream`, open while `self` lives; the
+        // buffer is one valid byte; MSG_PEEK leaves the data in place, MSG_DONTWAIT never
+        // blocks.
+        let n = unsafe {
+            libc::recv(
+                self.fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+
     fn buffered(&self) -> &[u8] {
         self.rbuf.get(self.rstart..).unwrap_or(&[])
     }
@@ -206,7 +228,7 @@ impl HttpClient {
         let mut pools = self.inner.pools.borrow_mut();
         let pool = pools.get_mut(origin)?;
         while let Some((conn, since)) = pool.pop() {
-            if since.elapsed() < self.inner.config.pool_idle_expiry {
+            if since.elapsed() < self.inner.config.pool_idle_expiry && conn.idle_and_open() {
                 return Some(conn);
             }
         }
@@ -231,6 +253,7 @@ impl HttpClient {
                     source,
                 })?;
             let _ = tcp.set_nodelay(true);
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
             let stream = if origin.tls {
                 let connector = compio::tls::TlsConnector::from(self.tls_config(origin)?);
                 let tls = connector
@@ -248,6 +271,7 @@ impl HttpClient {
                 stream,
                 rbuf: Vec::with_capacity(READ_BUFFER),
                 rstart: 0,
+                fd,
             })
         };
         compio::time::timeout(timeout, connecting)
@@ -347,6 +371,15 @@ impl HttpClient {
             let mut received_any = false;
             loop {
                 match head::parse_response_head(conn.buffered()) {
+                    Ok(HeadParse::Complete(parsed)) if parsed.length > config.max_head_bytes => {
+                        return Err((
+                            NetError::HeadTooLarge {
+                                origin: origin.clone(),
+                                limit: config.max_head_bytes,
+                            },
+                            false,
+                        ));
+                    }
                     Ok(HeadParse::Complete(parsed)) => {
                         conn.consume(parsed.length);
                         if (100..200).contains(&parsed.status) && parsed.status != 101 {
