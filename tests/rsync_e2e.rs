@@ -35,15 +35,7 @@ fn hash_of(data: &[u8]) -> String {
 }
 
 fn block(n: usize, size: usize) -> Vec<u8> {
-    let mut data = vec![0u8; size];
-    let mut state = (n as u64 + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    for chunk in data.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-    }
-    data
+    keepsim::pseudo_random_bytes(n as u64 + 7, size)
 }
 
 fn uuids(cluster: &Cluster) -> Vec<String> {

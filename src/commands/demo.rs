@@ -103,17 +103,9 @@ fn run(demo: DemoArgs) -> Result<(), String> {
         .collect();
     let src_uuid_refs: Vec<&str> = src_uuids.iter().map(String::as_str).collect();
     let mut expected: HashMap<String, usize> = HashMap::new();
-    let mut data = Vec::new();
     let mut total_bytes = 0u64;
     for (n, &size) in sizes.iter().enumerate() {
-        data.resize(size, 0);
-        let mut state = (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        for chunk in data.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-        }
+        let data = keepsim::pseudo_random_bytes(n as u64 + 1, size);
         let hash = crate::keep::locator::BlockHash(Md5::digest(&data).into()).to_string();
         // Two replicas, where a Keep client would have put them.
         for &server in probe_order_go(&hash, &src_uuid_refs).iter().take(2) {

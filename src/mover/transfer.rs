@@ -237,7 +237,7 @@ pub async fn fetch(
     let mut lease = pool.acquire(block.id.size as usize).await;
     let mut order = source_order(ctx, block, &hash_hex);
     let mut errors: Vec<String> = Vec::new();
-    let mut delay = ctx.retry_delay;
+    let mut backoff = Backoff::new(ctx.retry_delay);
     for round in 0..=ctx.retries {
         let locator = source_locator(ctx, &short);
         let mut retry = Vec::new();
@@ -263,8 +263,7 @@ pub async fn fetch(
         if retry.is_empty() || round == ctx.retries {
             break;
         }
-        compio::time::sleep(jitter(delay)).await;
-        delay = (delay * 2).min(ctx.retry_delay * 10);
+        backoff.sleep().await;
         order = retry;
     }
     let detail = if errors.is_empty() {
@@ -278,10 +277,26 @@ pub async fn fetch(
     })
 }
 
-/// keepclient's delay: uniform in [1 ms, max).
-fn jitter(max: Duration) -> Duration {
-    let max_ms = max.as_millis().max(2) as u64;
-    Duration::from_millis(rand::random_range(1..max_ms))
+/// keepclient's retry delays: uniform in [1 ms, m), m starting at the retry delay and
+/// doubling each round, capped at ten times the start.
+struct Backoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    fn new(start: Duration) -> Backoff {
+        Backoff {
+            next: start,
+            cap: start * 10,
+        }
+    }
+
+    async fn sleep(&mut self) {
+        let max_ms = self.next.as_millis().max(2) as u64;
+        compio::time::sleep(Duration::from_millis(rand::random_range(1..max_ms))).await;
+        self.next = (self.next * 2).min(self.cap);
+    }
 }
 
 enum PutAttempt {
@@ -380,7 +395,7 @@ pub async fn store(
     let wanted = ctx.replicas.max(1);
     let mut stored = 0u32;
     let mut errors: Vec<String> = Vec::new();
-    let mut delay = ctx.retry_delay;
+    let mut backoff = Backoff::new(ctx.retry_delay);
     for round in 0..=ctx.retries {
         let mut queue = candidates.iter().copied();
         let mut retry = Vec::new();
@@ -417,8 +432,7 @@ pub async fn store(
         if retry.is_empty() || round == ctx.retries {
             break;
         }
-        compio::time::sleep(jitter(delay)).await;
-        delay = (delay * 2).min(ctx.retry_delay * 10);
+        backoff.sleep().await;
         candidates = retry;
     }
     Err(TransferError::Put {

@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 
 pub use keepstore::{Faults, Keepstore, KeepstorePolicy};
-pub use store::{Mount, Storage, Synthetic};
+pub use store::{pseudo_random_bytes, Mount, Storage, Synthetic};
 
 use keep::locator::BlockHash;
 

@@ -224,6 +224,20 @@ impl Mount {
     }
 }
 
+/// `len` deterministic bytes from `seed` (xorshift64): block contents for the synthetic
+/// mode, the demo and tests. Fast (several GB/s) so generating data is never the bottleneck.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = vec![0u8; len];
+    for chunk in out.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    out
+}
+
 /// N deterministic blocks listed without being stored. Block i has `size` bytes generated
 /// from (seed, i); its hash is computed once, on first use, for all N blocks (MD5 of
 /// N × size bytes of CPU, then 20 bytes of memory per block for the hash → i table).
@@ -247,16 +261,9 @@ impl Synthetic {
 
     /// The content of block `i`.
     pub fn content(&self, i: u32) -> Bytes {
-        let mut state =
-            self.seed ^ (u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ 0x5DEE_CE66_D1CE_4E5B;
-        let mut out = vec![0u8; self.size as usize];
-        for chunk in out.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let bytes = state.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
+        let seed =
+            self.seed ^ u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66_D1CE_4E5B;
+        let mut out = pseudo_random_bytes(seed, self.size as usize);
         if let Some(first) = out.get_mut(..4) {
             first.copy_from_slice(&i.to_le_bytes());
         }
