@@ -227,7 +227,11 @@ impl Mount {
 /// `len` deterministic bytes from `seed` (xorshift64): block contents for the synthetic
 /// mode, the demo and tests. Fast (several GB/s) so generating data is never the bottleneck.
 pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed | 1;
+    // splitmix64 of the seed: distinct seeds give distinct, never-zero xorshift states.
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    let mut state = (z ^ (z >> 31)).max(1);
     let mut out = vec![0u8; len];
     for chunk in out.chunks_mut(8) {
         state ^= state << 13;
