@@ -15,7 +15,10 @@ use crate::net::IoBackend;
 use crate::report::human_bytes;
 
 #[derive(Parser, Debug)]
-#[command(name = "keepmover demo", about = "Copy between two simulated clusters started in this process")]
+#[command(
+    name = "keepmover demo",
+    about = "Copy between two simulated clusters started in this process"
+)]
 struct DemoArgs {
     /// Total data in the source cluster, in MiB (a mix of 64 MiB, 1 MiB and small blocks).
     #[arg(long, default_value_t = 1024)]
@@ -61,7 +64,11 @@ pub fn run_cli(program: &str, args: &[String]) -> i32 {
         Ok(d) => d,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { crate::cli::EXIT_USAGE } else { 0 };
+            return if e.use_stderr() {
+                crate::cli::EXIT_USAGE
+            } else {
+                0
+            };
         }
     };
     match run(demo) {
@@ -86,22 +93,19 @@ fn run(demo: DemoArgs) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("keepmover-demo-{}", std::process::id()));
     keepsim::write_cluster_files(&dir, &[&src, &dst]).map_err(|e| e.to_string())?;
 
-    eprintln!("demo: filling the source cluster with {} MiB ...", demo.size);
+    eprintln!(
+        "demo: filling the source cluster with {} MiB ...",
+        demo.size
+    );
     let sizes = block_sizes(demo.size);
-    let src_uuids: Vec<String> = (0..src.keepstores.len()).map(|i| src.keepstore_uuid(i).to_string()).collect();
+    let src_uuids: Vec<String> = (0..src.keepstores.len())
+        .map(|i| src.keepstore_uuid(i).to_string())
+        .collect();
     let src_uuid_refs: Vec<&str> = src_uuids.iter().map(String::as_str).collect();
     let mut expected: HashMap<String, usize> = HashMap::new();
-    let mut data = Vec::new();
     let mut total_bytes = 0u64;
     for (n, &size) in sizes.iter().enumerate() {
-        data.resize(size, 0);
-        let mut state = (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        for chunk in data.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-        }
+        let data = keepsim::pseudo_random_bytes(n as u64 + 1, size);
         let hash = crate::keep::locator::BlockHash(Md5::digest(&data).into()).to_string();
         // Two replicas, where a Keep client would have put them.
         for &server in probe_order_go(&hash, &src_uuid_refs).iter().take(2) {
@@ -151,7 +155,9 @@ fn run(demo: DemoArgs) -> Result<(), String> {
     copy_result.map_err(|e| e.to_string())?;
 
     eprintln!("demo: verifying every block on the destination ...");
-    let dst_uuids: Vec<String> = (0..dst.keepstores.len()).map(|i| dst.keepstore_uuid(i).to_string()).collect();
+    let dst_uuids: Vec<String> = (0..dst.keepstores.len())
+        .map(|i| dst.keepstore_uuid(i).to_string())
+        .collect();
     let dst_uuid_refs: Vec<&str> = dst_uuids.iter().map(String::as_str).collect();
     let mut bad = 0usize;
     for (hash, size) in &expected {
@@ -159,7 +165,8 @@ fn run(demo: DemoArgs) -> Result<(), String> {
         let mut good_replicas = 0;
         for &server in order.iter().take(2) {
             if let Some(block) = dst.get_block(server, hash) {
-                let digest = crate::keep::locator::BlockHash(Md5::digest(&block).into()).to_string();
+                let digest =
+                    crate::keep::locator::BlockHash(Md5::digest(&block).into()).to_string();
                 if &digest == hash && block.len() == *size {
                     good_replicas += 1;
                 }
@@ -171,7 +178,9 @@ fn run(demo: DemoArgs) -> Result<(), String> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     if bad > 0 {
-        return Err(format!("{bad} blocks are missing or wrong on the destination"));
+        return Err(format!(
+            "{bad} blocks are missing or wrong on the destination"
+        ));
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
     eprintln!(

@@ -145,7 +145,9 @@ pub fn run(args: RsyncArgs) -> Result<(), RsyncError> {
         ));
         return Ok(());
     }
-    let unaccounted = report.to_copy.saturating_sub(summary.copied_blocks + summary.failed_blocks);
+    let unaccounted = report
+        .to_copy
+        .saturating_sub(summary.copied_blocks + summary.failed_blocks);
     if summary.failed_blocks > 0 || unaccounted > 0 {
         log_line(&summary.render());
         return Err(RsyncError::BlocksFailed {

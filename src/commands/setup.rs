@@ -47,9 +47,12 @@ fn api_origin(settings: &Settings) -> Result<Origin, SetupError> {
     if host.is_empty() {
         return Err(SetupError("ARVADOS_API_HOST is not set".to_string()));
     }
-    let url = if host.contains(':') && !host.starts_with('[') && host.matches(':').count() == 1 {
-        format!("https://{host}")
-    } else if host.starts_with('[') && host.contains("]:") {
+    // `host`, `host:port`, `[v6]` or `[v6]:port`; no port means 443.
+    let has_port = match host.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => host.matches(':').count() == 1,
+    };
+    let url = if has_port {
         format!("https://{host}")
     } else {
         format!("https://{host}:443")

@@ -36,8 +36,8 @@ impl<'a> LaneJob<'a> {
         owned_first: bool,
         body: &'a [u8],
     ) -> Self {
-        debug_assert!(owned_len % BLOCK_LEN == 0 && owned_len <= owned.len());
-        debug_assert!(body.len() % BLOCK_LEN == 0);
+        debug_assert!(owned_len.is_multiple_of(BLOCK_LEN) && owned_len <= owned.len());
+        debug_assert!(body.len().is_multiple_of(BLOCK_LEN));
         let mut job = Self {
             words,
             owned,

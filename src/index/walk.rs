@@ -43,6 +43,18 @@ pub enum WalkError {
     },
 }
 
+impl WalkError {
+    /// The server the error concerns.
+    pub fn origin(&self) -> &str {
+        match self {
+            WalkError::Status { origin, .. }
+            | WalkError::Incomplete { origin, .. }
+            | WalkError::Net { origin, .. }
+            | WalkError::TooLarge { origin, .. } => origin,
+        }
+    }
+}
+
 /// The outcome of diffing one prefix.
 #[derive(Debug, Default)]
 pub struct SliceDiff {
@@ -54,6 +66,8 @@ pub struct SliceDiff {
     pub present: u64,
     /// Blocks to copy, in hash order, with the source servers holding each.
     pub missing: Vec<SourceBlock>,
+    /// Destination servers whose slice could not be read (treated as empty).
+    pub dst_unreadable: Vec<WalkError>,
 }
 
 impl SliceDiff {
@@ -156,9 +170,16 @@ pub async fn diff_slice(
     for (server, result) in src_results.into_iter().enumerate() {
         src_slices.push((server as u16, result?));
     }
+    // A destination index that cannot be read only means blocks it may hold are copied
+    // again (harmless: Keep is content-addressed); a source one could hide blocks, so it
+    // aborts the run above.
     let mut dst_slices = Vec::with_capacity(dst_results.len());
+    let mut dst_unreadable = Vec::new();
     for result in dst_results {
-        dst_slices.push(result?);
+        match result {
+            Ok(slice) => dst_slices.push(slice),
+            Err(e) => dst_unreadable.push(e),
+        }
     }
     let merged_src = merge::merge_sources(src_slices);
     let merged_dst = merge::merge_destination(dst_slices);
@@ -171,6 +192,7 @@ pub async fn diff_slice(
         dst_blocks,
         present,
         missing,
+        dst_unreadable,
     })
 }
 

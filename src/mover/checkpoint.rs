@@ -117,22 +117,22 @@ mod tests {
 
     #[test]
     fn round_trip_and_validation() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test input");
         let path = dir.path().join("ck.json");
-        assert_eq!(load(&path, "").unwrap(), None);
+        assert_eq!(load(&path, "").expect("test input"), None);
         let state = CheckpointState {
             version: 1,
             base_prefix: "a".into(),
             extra_digits: 2,
             done_through: Some("a3f".into()),
         };
-        save(&path, &state).unwrap();
-        assert_eq!(load(&path, "a").unwrap(), Some(state));
+        save(&path, &state).expect("test input");
+        assert_eq!(load(&path, "a").expect("test input"), Some(state));
         assert!(matches!(
             load(&path, "b"),
             Err(CheckpointError::PrefixMismatch { .. })
         ));
-        std::fs::write(&path, "{").unwrap();
+        std::fs::write(&path, "{").expect("test input");
         assert!(matches!(
             load(&path, "a"),
             Err(CheckpointError::Malformed { .. })

@@ -72,7 +72,12 @@ pub enum EngineError {
 struct Task {
     block: SourceBlock,
     slice: u64,
+    /// Destination servers in rendezvous order (computed in batches by the walker).
+    write_order: Vec<usize>,
 }
+
+/// Blocks whose write orders are computed together (one SIMD batch).
+const ORDER_BATCH: usize = 1024;
 
 /// Tracks which slices are fully confirmed, to advance the checkpoint watermark in order.
 struct SliceTracker {
@@ -198,8 +203,16 @@ async fn walk_and_copy(
     };
     let single_slice = extra_digits == 0;
     let mut reused: Option<SliceDiff> = None;
+    let mut warned_servers = std::collections::HashSet::new();
     for prefix in pending_prefixes() {
         let diff = diff_slice(&client, src, dst, &prefix).await?;
+        for problem in &diff.dst_unreadable {
+            if warned_servers.insert(problem.origin().to_string()) {
+                progress.warn(&format!(
+                    "{problem} (treating that server's index as empty: its blocks may be copied again)"
+                ));
+            }
+        }
         report.src_blocks += diff.src_blocks;
         report.dst_blocks += diff.dst_blocks;
         report.to_copy += diff.missing.len() as u64;
@@ -276,16 +289,20 @@ async fn walk_and_copy(
             },
         };
         tracker.register(seq as u64, &prefix, diff.missing.len() as u64);
-        for block in diff.missing {
-            if sender
-                .send(Task {
+        let mut blocks = diff.missing.into_iter().peekable();
+        'slice: while blocks.peek().is_some() {
+            let batch: Vec<SourceBlock> = blocks.by_ref().take(ORDER_BATCH).collect();
+            let hashes: Vec<_> = batch.iter().map(|b| b.id.hash).collect();
+            let orders = transfer::write_orders(dst, &hashes);
+            for (block, write_order) in batch.into_iter().zip(orders) {
+                let task = Task {
                     block,
                     slice: seq as u64,
-                })
-                .await
-                .is_err()
-            {
-                break;
+                    write_order,
+                };
+                if sender.send(task).await.is_err() {
+                    break 'slice;
+                }
             }
         }
     }
@@ -337,15 +354,8 @@ fn worker_main(
             let pool = pool.clone();
             lanes.push(compio::runtime::spawn(async move {
                 while let Ok(task) = receiver.recv().await {
-                    let ok = copy_one(
-                        &client,
-                        &hasher,
-                        &config.transfer,
-                        &pool,
-                        &task.block,
-                        &progress,
-                    )
-                    .await;
+                    let ok =
+                        copy_one(&client, &hasher, &config.transfer, &pool, &task, &progress).await;
                     tracker.complete(task.slice, ok);
                 }
             }));
@@ -365,15 +375,24 @@ async fn copy_one(
     hasher: &HashBatcher,
     ctx: &TransferContext,
     pool: &BufferPool,
-    block: &SourceBlock,
+    task: &Task,
     progress: &Progress,
 ) -> bool {
+    let block = &task.block;
     let short = format!("{}+{}", block.id.hash, block.id.size);
     progress.block_started(&short);
     let mut outcome = TransferOutcome::default();
     let result = async {
         let lease = transfer::fetch(client, hasher, ctx, pool, block, &mut outcome).await?;
-        transfer::store(client, ctx, &block.id.hash, lease.freeze(), &mut outcome).await
+        transfer::store(
+            client,
+            ctx,
+            &block.id.hash,
+            lease.freeze(),
+            &task.write_order,
+            &mut outcome,
+        )
+        .await
     }
     .await;
     use std::sync::atomic::Ordering::Relaxed;

@@ -50,16 +50,46 @@ impl HashBatcher {
             queue.len() == 1
         };
         if first {
-            // Runs after every task already woken in this turn has had its go.
+            // Runs after every task already woken in this turn has had its go. While fewer
+            // chunks than SIMD lanes are waiting, it gives the event loop a few more turns
+            // to deliver other blocks' chunks (a turn with nothing ready returns at once).
             let queue = self.queue.clone();
-            compio::runtime::spawn(async move { flush(&queue) }).detach();
+            compio::runtime::spawn(async move {
+                let lanes = crate::hash::backend().lanes();
+                for _ in 0..FLUSH_WAIT_TURNS {
+                    if queue.borrow().len() >= lanes {
+                        break;
+                    }
+                    YieldOnce(false).await;
+                }
+                flush(&queue)
+            })
+            .detach();
         }
-        match answer.await {
-            Ok(result) => result,
-            // The flush task cannot drop a job without answering; this arm only exists so
-            // the types line up if the runtime is shutting down.
-            Err(_) => (Md5State::new(), Vec::new()),
+        // The flush task answers every job it takes; a dropped sender only happens while the
+        // runtime shuts down, and then nothing reads the result.
+        answer.await.unwrap_or_default()
+    }
+}
+
+/// Event-loop turns a flush waits for more chunks before hashing a partial batch.
+const FLUSH_WAIT_TURNS: usize = 2;
+
+/// Returns `Pending` once, after asking to be polled again: a yield to the event loop.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
         }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 

@@ -237,7 +237,7 @@ pub async fn fetch(
     let mut lease = pool.acquire(block.id.size as usize).await;
     let mut order = source_order(ctx, block, &hash_hex);
     let mut errors: Vec<String> = Vec::new();
-    let mut delay = ctx.retry_delay;
+    let mut backoff = Backoff::new(ctx.retry_delay);
     for round in 0..=ctx.retries {
         let locator = source_locator(ctx, &short);
         let mut retry = Vec::new();
@@ -263,8 +263,7 @@ pub async fn fetch(
         if retry.is_empty() || round == ctx.retries {
             break;
         }
-        compio::time::sleep(jitter(delay)).await;
-        delay = (delay * 2).min(ctx.retry_delay * 10);
+        backoff.sleep().await;
         order = retry;
     }
     let detail = if errors.is_empty() {
@@ -278,10 +277,43 @@ pub async fn fetch(
     })
 }
 
-/// keepclient's delay: uniform in [1 ms, max).
-fn jitter(max: Duration) -> Duration {
-    let max_ms = max.as_millis().max(2) as u64;
-    Duration::from_millis(rand::random_range(1..max_ms))
+/// The destination write order of many blocks at once: writable services sorted by
+/// rendezvous weight (Go rule, §4), computed in SIMD lanes by `hash::probe_order_batch`.
+/// Returned as indexes into `dst.services`.
+pub fn write_orders(dst: &Cluster, hashes: &[BlockHash]) -> Vec<Vec<usize>> {
+    let writable = dst.writable();
+    let suffixes: Vec<&str> = writable
+        .iter()
+        .map(|&i| crate::keep::rendezvous::go_suffix(&dst.services[i].uuid))
+        .collect();
+    let hex: Vec<String> = hashes.iter().map(BlockHash::to_string).collect();
+    let refs: Vec<&str> = hex.iter().map(String::as_str).collect();
+    crate::hash::probe_order_batch(&refs, &suffixes)
+        .into_iter()
+        .map(|order| order.into_iter().map(|i| writable[i]).collect())
+        .collect()
+}
+
+/// keepclient's retry delays: uniform in [1 ms, m), m starting at the retry delay and
+/// doubling each round, capped at ten times the start.
+struct Backoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    fn new(start: Duration) -> Backoff {
+        Backoff {
+            next: start,
+            cap: start * 10,
+        }
+    }
+
+    async fn sleep(&mut self) {
+        let max_ms = self.next.as_millis().max(2) as u64;
+        compio::time::sleep(Duration::from_millis(rand::random_range(1..max_ms))).await;
+        self.next = (self.next * 2).min(self.cap);
+    }
 }
 
 enum PutAttempt {
@@ -352,26 +384,20 @@ async fn put_once(
 }
 
 /// Writes `body` to the destination until `ctx.replicas` are confirmed (§6.1): writable
-/// servers in rendezvous order, as many uploads at once as replicas are still needed (one at
-/// a time when proxies are involved), the next server on failure, retry rounds for servers
+/// servers in the given rendezvous order (`write_order`, indexes into the destination's
+/// services, see [`write_orders`]), as many uploads at once as replicas are still needed (one
+/// at a time when proxies are involved), the next server on failure, retry rounds for servers
 /// that failed transiently. Every upload shares the same `Bytes`: no copy per replica.
 pub async fn store(
     client: &HttpClient,
     ctx: &TransferContext,
     hash: &BlockHash,
     body: Bytes,
+    write_order: &[usize],
     outcome: &mut TransferOutcome,
 ) -> Result<u32, TransferError> {
     let hash_hex = hash.to_string();
-    let writable = ctx.dst.writable();
-    let uuids: Vec<&str> = writable
-        .iter()
-        .map(|&i| ctx.dst.services[i].uuid.as_str())
-        .collect();
-    let mut candidates: Vec<usize> = probe_order_go(&hash_hex, &uuids)
-        .into_iter()
-        .map(|i| writable[i])
-        .collect();
+    let mut candidates: Vec<usize> = write_order.to_vec();
     let per_upload = if ctx.dst.all_writable_disk() {
         1
     } else {
@@ -380,7 +406,7 @@ pub async fn store(
     let wanted = ctx.replicas.max(1);
     let mut stored = 0u32;
     let mut errors: Vec<String> = Vec::new();
-    let mut delay = ctx.retry_delay;
+    let mut backoff = Backoff::new(ctx.retry_delay);
     for round in 0..=ctx.retries {
         let mut queue = candidates.iter().copied();
         let mut retry = Vec::new();
@@ -417,8 +443,7 @@ pub async fn store(
         if retry.is_empty() || round == ctx.retries {
             break;
         }
-        compio::time::sleep(jitter(delay)).await;
-        delay = (delay * 2).min(ctx.retry_delay * 10);
+        backoff.sleep().await;
         candidates = retry;
     }
     Err(TransferError::Put {

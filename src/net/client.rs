@@ -530,6 +530,17 @@ impl Response {
         self.conn = None;
     }
 
+    /// Gives up on the body after an idle timeout; the caller's buffer was lost with the
+    /// cancelled read, so an empty one goes back.
+    fn idle_timeout(&mut self, origin: String) -> BufResult<usize, Vec<u8>> {
+        self.fail();
+        let error = NetError::Timeout {
+            origin,
+            phase: Phase::Idle,
+        };
+        BufResult(Err(std::io::Error::other(error)), Vec::new())
+    }
+
     fn idle(&self) -> Duration {
         self.client.inner.config.idle_timeout
     }
@@ -569,33 +580,20 @@ impl Response {
                     let before = buf.len();
                     // Read at most the rest of the body, appended after what is there.
                     let end = before + (spare as u64).min(*remaining) as usize;
-                    match compio::time::timeout(idle, read_into(&mut conn.stream, buf, before..end))
-                        .await
-                    {
-                        Err(_) => {
-                            self.fail();
-                            return BufResult(
-                                Err(std::io::Error::other(NetError::Timeout {
-                                    origin,
-                                    phase: Phase::Idle,
-                                })),
-                                Vec::new(),
-                            );
-                        }
-                        Ok(BufResult(Err(source), returned)) => {
-                            buf = returned;
-                            Err(NetError::Io { origin, source })
-                        }
-                        Ok(BufResult(Ok(0), returned)) => {
-                            buf = returned;
-                            Err(NetError::BodyTooShort {
-                                origin,
-                                expected: *total,
-                                got: *total - *remaining,
-                            })
-                        }
-                        Ok(BufResult(Ok(n), returned)) => {
-                            buf = returned;
+                    let Some(BufResult(read, returned)) =
+                        timed_read(&mut conn.stream, buf, before..end, idle).await
+                    else {
+                        return self.idle_timeout(origin);
+                    };
+                    buf = returned;
+                    match read {
+                        Err(source) => Err(NetError::Io { origin, source }),
+                        Ok(0) => Err(NetError::BodyTooShort {
+                            origin,
+                            expected: *total,
+                            got: *total - *remaining,
+                        }),
+                        Ok(n) => {
                             let n = if n as u64 > *remaining {
                                 // The server sent more than it announced: keep the body, drop
                                 // the rest, and never reuse this connection.
@@ -673,24 +671,13 @@ impl Response {
                 } else {
                     let before = buf.len();
                     let end = buf.capacity();
-                    match compio::time::timeout(idle, read_into(&mut conn.stream, buf, before..end))
-                        .await
-                    {
-                        Err(_) => {
-                            self.fail();
-                            return BufResult(
-                                Err(std::io::Error::other(NetError::Timeout {
-                                    origin,
-                                    phase: Phase::Idle,
-                                })),
-                                Vec::new(),
-                            );
-                        }
-                        Ok(BufResult(result, returned)) => {
-                            buf = returned;
-                            result.map_err(|source| NetError::Io { origin, source })
-                        }
-                    }
+                    let Some(BufResult(read, returned)) =
+                        timed_read(&mut conn.stream, buf, before..end, idle).await
+                    else {
+                        return self.idle_timeout(origin);
+                    };
+                    buf = returned;
+                    read.map_err(|source| NetError::Io { origin, source })
                 }
             }
         };
@@ -762,6 +749,19 @@ impl Response {
         }
         self.read_to_end(1 << 20).await.map(|_| ())
     }
+}
+
+/// [`read_into`] bounded by the idle timeout; `None` when it ran out (the buffer is then
+/// gone: it belonged to the cancelled kernel operation).
+async fn timed_read(
+    stream: &mut Stream,
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    idle: Duration,
+) -> Option<BufResult<usize, Vec<u8>>> {
+    compio::time::timeout(idle, read_into(stream, buf, range))
+        .await
+        .ok()
 }
 
 /// Reads into `buf[range]` (appending when `range.start == buf.len()`); compio's reads

@@ -278,7 +278,7 @@ mod tests {
         let body = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\n";
         for split in 0..=body.len() {
             assert_eq!(
-                decode_all(body, split).unwrap(),
+                decode_all(body, split).expect("test input"),
                 b"Wikipedia in\r\n\r\nchunks.",
                 "split {split}"
             );
@@ -298,12 +298,12 @@ mod tests {
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Keep-Replicas-Stored: 2\r\n\r\nabc";
         for cut in 0..head.len() - 3 {
             assert_eq!(
-                parse_response_head(&head[..cut]).unwrap(),
+                parse_response_head(&head[..cut]).expect("test input"),
                 HeadParse::Partial,
                 "{cut}"
             );
         }
-        let HeadParse::Complete(parsed) = parse_response_head(head).unwrap() else {
+        let HeadParse::Complete(parsed) = parse_response_head(head).expect("test input") else {
             panic!()
         };
         assert_eq!(parsed.status, 200);

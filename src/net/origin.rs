@@ -82,17 +82,17 @@ mod tests {
 
     #[test]
     fn parses_go_and_bracketed_forms() {
-        let o = Origin::parse("http://keep0.zzzzz.arvadosapi.com:25107").unwrap();
+        let o = Origin::parse("http://keep0.zzzzz.arvadosapi.com:25107").expect("test input");
         assert_eq!(
             (o.tls, o.host.as_str(), o.port),
             (false, "keep0.zzzzz.arvadosapi.com", 25107)
         );
-        let o = Origin::parse("https://[::1]:8443/").unwrap();
+        let o = Origin::parse("https://[::1]:8443/").expect("test input");
         assert_eq!((o.host.as_str(), o.port), ("::1", 8443));
         assert_eq!(o.to_string(), "https://[::1]:8443");
-        let o = Origin::parse("http://::1:25107").unwrap();
+        let o = Origin::parse("http://::1:25107").expect("test input");
         assert_eq!((o.host.as_str(), o.port), ("::1", 25107));
-        assert_eq!(Origin::parse("https://h").unwrap().port, 443);
+        assert_eq!(Origin::parse("https://h").expect("test input").port, 443);
         assert!(Origin::parse("ftp://h").is_err());
         assert!(Origin::parse("http://h:99999").is_err());
         assert!(Origin::parse("http://h:1/path").is_err());

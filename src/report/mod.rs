@@ -195,9 +195,11 @@ impl Progress {
         if let Ok(guard) = self.bar.lock() {
             if let Some(bar) = guard.as_ref() {
                 bar.set_position(self.copied_bytes.load(Relaxed));
+                let copied = self.copied_blocks.load(Relaxed);
+                let per_sec = copied as f64 / self.elapsed().as_secs_f64().max(1e-3);
                 bar.set_message(format!(
-                    "{}/{} blocks, {} in flight, {} failed, {} errors",
-                    self.copied_blocks.load(Relaxed),
+                    "{}/{} blocks ({per_sec:.0}/s), {} in flight, {} failed, {} errors",
+                    copied,
                     self.total_blocks.load(Relaxed),
                     self.in_flight.load(Relaxed),
                     self.failed_blocks.load(Relaxed),

@@ -70,7 +70,10 @@ type Reply = Response<SimBody>;
 fn text(status: u16, body: &str) -> Reply {
     let mut r = Response::new(SimBody::full(Bytes::from(format!("{body}\n"))));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -82,7 +85,11 @@ fn bare(status: u16) -> Reply {
 
 /// Tokens as keepstore reads them: `Bearer`/`OAuth2` Authorization, or `?api_token=`.
 pub fn request_token<B>(req: &Request<B>) -> Option<String> {
-    if let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+    if let Some(value) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    {
         for scheme in ["Bearer ", "OAuth2 "] {
             if let Some(t) = value.strip_prefix(scheme) {
                 let t = t.trim();
@@ -100,7 +107,11 @@ pub fn request_token<B>(req: &Request<B>) -> Option<String> {
 
 fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
     req.uri().query().and_then(|q| {
-        q.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        q.split('&').find_map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
     })
 }
 
@@ -121,7 +132,12 @@ struct TrashItem {
 }
 
 impl Keepstore {
-    pub fn new(uuid: String, mounts: Vec<Arc<Mount>>, synthetic: Option<Synthetic>, policy: KeepstorePolicy) -> Keepstore {
+    pub fn new(
+        uuid: String,
+        mounts: Vec<Arc<Mount>>,
+        synthetic: Option<Synthetic>,
+        policy: KeepstorePolicy,
+    ) -> Keepstore {
         Keepstore {
             uuid,
             mounts,
@@ -142,7 +158,10 @@ impl Keepstore {
     /// Mounts in keepstore rendezvous order for `hash`.
     fn mount_order(&self, hash: &BlockHash) -> Vec<&Arc<Mount>> {
         let uuids: Vec<&str> = self.mounts.iter().map(|m| m.uuid.as_str()).collect();
-        mount_order_keepstore(&hash.to_string(), &uuids).into_iter().map(|i| &self.mounts[i]).collect()
+        mount_order_keepstore(&hash.to_string(), &uuids)
+            .into_iter()
+            .map(|i| &self.mounts[i])
+            .collect()
     }
 
     /// Finds a block: synthetic first, then mounts in order.
@@ -150,12 +169,19 @@ impl Keepstore {
         if let Some(data) = self.synthetic.as_ref().and_then(|s| s.get(hash)) {
             return Some((data, 1));
         }
-        self.mount_order(hash).into_iter().find_map(|m| m.get(hash).map(|d| (d, m.replication)))
+        self.mount_order(hash)
+            .into_iter()
+            .find_map(|m| m.get(hash).map(|d| (d, m.replication)))
     }
 
     /// Stores a verified block as keepstore does: touch an existing copy, else write to the
     /// first writable mount in order that has room. Returns the replication stored.
-    pub fn store(&self, hash: BlockHash, data: Bytes, mount_uuid: Option<&str>) -> Result<u32, u16> {
+    pub fn store(
+        &self,
+        hash: BlockHash,
+        data: Bytes,
+        mount_uuid: Option<&str>,
+    ) -> Result<u32, u16> {
         let order: Vec<&Arc<Mount>> = match mount_uuid.filter(|u| !u.is_empty()) {
             Some(uuid) => self.mounts.iter().filter(|m| m.uuid == uuid).collect(),
             None => self.mount_order(&hash),
@@ -220,8 +246,13 @@ impl Keepstore {
         let admin_method = method == Method::DELETE || method.as_str() == "TOUCH";
         if admin_path || admin_method {
             match request_token(&req) {
-                None if !self.policy.system_root_token.is_empty() => return text(401, "Unauthorized"),
-                Some(t) if !self.policy.system_root_token.is_empty() && t != self.policy.system_root_token => {
+                None if !self.policy.system_root_token.is_empty() => {
+                    return text(401, "Unauthorized")
+                }
+                Some(t)
+                    if !self.policy.system_root_token.is_empty()
+                        && t != self.policy.system_root_token =>
+                {
                     return text(403, "Forbidden")
                 }
                 _ => {}
@@ -244,15 +275,21 @@ impl Keepstore {
         }
         if method == Method::GET {
             if let Some(prefix) = path.strip_prefix("/index") {
-                let prefix = query_param(&req, "prefix").filter(|p| !p.is_empty()).unwrap_or_else(|| prefix.trim_start_matches('/').to_string());
+                let prefix = query_param(&req, "prefix")
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| prefix.trim_start_matches('/').to_string());
                 return self.index(None, &prefix, &faults);
             }
             if path == "/mounts" {
                 return self.mounts_json();
             }
             if let Some(rest) = path.strip_prefix("/mounts/") {
-                let Some((mount, tail)) = rest.split_once("/blocks") else { return text(400, "Bad Request") };
-                let prefix = query_param(&req, "prefix").filter(|p| !p.is_empty()).unwrap_or_else(|| tail.trim_start_matches('/').to_string());
+                let Some((mount, tail)) = rest.split_once("/blocks") else {
+                    return text(400, "Bad Request");
+                };
+                let prefix = query_param(&req, "prefix")
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| tail.trim_start_matches('/').to_string());
                 return self.index(Some(mount), &prefix, &faults);
             }
         }
@@ -274,7 +311,10 @@ impl Keepstore {
         if path.starts_with("//") && path.len() > 2 && locator.len() < 32 {
             return text(400, "Bad Request");
         }
-        let is_block_path = locator.len() >= 32 && locator.as_bytes()[..32].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+        let is_block_path = locator.len() >= 32
+            && locator.as_bytes()[..32]
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
         if !is_block_path || (path.starts_with("//") && method == Method::PUT) {
             return text(400, "Bad Request");
         }
@@ -290,8 +330,15 @@ impl Keepstore {
             Method::DELETE => text(405, "method not allowed"),
             m if m.as_str() == "TOUCH" => match parse_keepstore(locator) {
                 Ok(loc) => {
-                    let touched = self.mounts.iter().any(|m| m.is_writable() && m.touch(&loc.hash));
-                    if touched { bare(200) } else { text(404, "file does not exist") }
+                    let touched = self
+                        .mounts
+                        .iter()
+                        .any(|m| m.is_writable() && m.touch(&loc.hash));
+                    if touched {
+                        bare(200)
+                    } else {
+                        text(404, "file does not exist")
+                    }
                 }
                 Err(_) => text(400, "invalid locator"),
             },
@@ -313,7 +360,13 @@ impl Keepstore {
                 return text(401, "no token provided in Authorization header");
             };
             let now = (now_ns() / 1_000_000_000) as u64;
-            if let Err(e) = verify_locator(locator, &token, self.policy.blob_signing_key.as_bytes(), self.policy.blob_signing_ttl, now) {
+            if let Err(e) = verify_locator(
+                locator,
+                &token,
+                self.policy.blob_signing_key.as_bytes(),
+                self.policy.blob_signing_ttl,
+                now,
+            ) {
                 return text(e.http_status(), &e.to_string());
             }
         }
@@ -338,40 +391,63 @@ impl Keepstore {
         };
         let mut r = Response::new(body);
         r.headers_mut().insert("content-length", len.into());
-        r.headers_mut().insert("vary", hyper::header::HeaderValue::from_static("X-Keep-Signature"));
+        r.headers_mut().insert(
+            "vary",
+            hyper::header::HeaderValue::from_static("X-Keep-Signature"),
+        );
         r
     }
 
     async fn put(&self, req: Request<Incoming>, locator: String) -> Reply {
         let token = request_token(&req);
-        let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|l| l > MAX_BLOCK_SIZE) {
             return text(413, "Request Entity Too Large");
         }
-        let body = match http_body_util::Limited::new(req.into_body(), MAX_BLOCK_SIZE as usize).collect().await {
+        let body = match http_body_util::Limited::new(req.into_body(), MAX_BLOCK_SIZE as usize)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
             Err(_) => return text(413, "Request Entity Too Large"),
         };
         let hash_hex = &locator[..32];
-        let actual: [u8; 16] = Md5::digest(&body).into();
-        let actual = BlockHash(actual);
+        let actual = BlockHash(crate::hash::md5(&body));
         if actual.to_string() != hash_hex {
-            return text(400, &format!("content hash {actual} did not match specified locator {locator}"));
+            return text(
+                400,
+                &format!("content hash {actual} did not match specified locator {locator}"),
+            );
         }
         match self.store(actual, body.clone(), None) {
             Ok(replication) => {
                 let short = format!("{hash_hex}+{}", body.len());
                 let signed = match token {
                     Some(t) if !self.policy.blob_signing_key.is_empty() => {
-                        let expiry = (now_ns() / 1_000_000_000) as u64 + self.policy.blob_signing_ttl;
-                        sign_locator(&short, &t, self.policy.blob_signing_key.as_bytes(), expiry, self.policy.blob_signing_ttl)
+                        let expiry =
+                            (now_ns() / 1_000_000_000) as u64 + self.policy.blob_signing_ttl;
+                        sign_locator(
+                            &short,
+                            &t,
+                            self.policy.blob_signing_key.as_bytes(),
+                            expiry,
+                            self.policy.blob_signing_ttl,
+                        )
                     }
                     _ => short,
                 };
                 let mut r = text(200, &signed);
-                r.headers_mut().insert("x-keep-replicas-stored", replication.into());
-                if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("default={replication}")) {
-                    r.headers_mut().insert("x-keep-storage-classes-confirmed", v);
+                r.headers_mut()
+                    .insert("x-keep-replicas-stored", replication.into());
+                if let Ok(v) =
+                    hyper::header::HeaderValue::from_str(&format!("default={replication}"))
+                {
+                    r.headers_mut()
+                        .insert("x-keep-storage-classes-confirmed", v);
                 }
                 r
             }
@@ -382,12 +458,17 @@ impl Keepstore {
     }
 
     fn index(&self, mount: Option<&str>, prefix: &str, faults: &Faults) -> Reply {
-        if prefix.len() > 32 || !prefix.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if prefix.len() > 32
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return text(400, "invalid prefix");
         }
         let mounts: Vec<&Arc<Mount>> = match mount {
             Some(uuid) => {
-                let found: Vec<&Arc<Mount>> = self.mounts.iter().filter(|m| m.uuid == uuid).collect();
+                let found: Vec<&Arc<Mount>> =
+                    self.mounts.iter().filter(|m| m.uuid == uuid).collect();
                 if found.is_empty() {
                     return text(404, "mount not found");
                 }
@@ -411,7 +492,14 @@ impl Keepstore {
             if let Some(synthetic) = &self.synthetic {
                 for (hash, _) in synthetic.table().iter() {
                     if hash.to_string().starts_with(prefix) {
-                        push_line(format_index_line(hash, u64::from(synthetic.size), 1_700_000_000_000_000_000), &mut pieces);
+                        push_line(
+                            format_index_line(
+                                hash,
+                                u64::from(synthetic.size),
+                                1_700_000_000_000_000_000,
+                            ),
+                            &mut pieces,
+                        );
                     }
                 }
             }
@@ -442,7 +530,10 @@ impl Keepstore {
             .collect();
         list.sort_by(|a, b| a["uuid"].as_str().cmp(&b["uuid"].as_str()));
         let mut r = Response::new(SimBody::full(serde_json::to_vec(&list).unwrap_or_default()));
-        r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
         r
     }
 
@@ -468,10 +559,18 @@ impl Keepstore {
     }
 
     async fn pull_one(&self, item: &PullItem) {
-        let Ok(loc) = parse_keepstore(&item.locator) else { return };
+        let Ok(loc) = parse_keepstore(&item.locator) else {
+            return;
+        };
         let short = format!("{}+{}", loc.hash, loc.size.unwrap_or(0));
         let expiry = (now_ns() / 1_000_000_000) as u64 + 60;
-        let signed = sign_locator(&short, "keepsim-pull", self.policy.blob_signing_key.as_bytes(), expiry, self.policy.blob_signing_ttl);
+        let signed = sign_locator(
+            &short,
+            "keepsim-pull",
+            self.policy.blob_signing_key.as_bytes(),
+            expiry,
+            self.policy.blob_signing_ttl,
+        );
         for server in &item.servers {
             if let Some(data) = crate::fetch::get_block(server, &signed, "keepsim-pull").await {
                 let digest: [u8; 16] = Md5::digest(&data).into();
@@ -494,7 +593,9 @@ impl Keepstore {
         };
         let cutoff = now_ns() - (self.policy.blob_signing_ttl as i64) * 1_000_000_000;
         for item in items {
-            let Ok(loc) = parse_keepstore(&item.locator) else { continue };
+            let Ok(loc) = parse_keepstore(&item.locator) else {
+                continue;
+            };
             if item.block_mtime > cutoff {
                 continue;
             }
@@ -502,7 +603,10 @@ impl Keepstore {
                 if !item.mount_uuid.is_empty() && m.uuid != item.mount_uuid {
                     continue;
                 }
-                if m.index(&loc.hash.to_string()).iter().any(|(h, _, t)| *h == loc.hash && *t == item.block_mtime) {
+                if m.index(&loc.hash.to_string())
+                    .iter()
+                    .any(|(h, _, t)| *h == loc.hash && *t == item.block_mtime)
+                {
                     m.remove(&loc.hash);
                 }
             }
@@ -514,13 +618,23 @@ impl Keepstore {
 /// Headers every keepstore response carries.
 pub fn decorate(mut reply: Reply) -> Reply {
     let headers = reply.headers_mut();
-    headers.insert("access-control-allow-origin", hyper::header::HeaderValue::from_static("*"));
-    headers.insert("access-control-allow-methods", hyper::header::HeaderValue::from_static("GET, HEAD, PUT, OPTIONS"));
+    headers.insert(
+        "access-control-allow-origin",
+        hyper::header::HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        "access-control-allow-methods",
+        hyper::header::HeaderValue::from_static("GET, HEAD, PUT, OPTIONS"),
+    );
     headers.insert(
         "access-control-expose-headers",
-        hyper::header::HeaderValue::from_static("X-Keep-Locator, X-Keep-Replicas-Stored, X-Keep-Storage-Classes-Confirmed"),
+        hyper::header::HeaderValue::from_static(
+            "X-Keep-Locator, X-Keep-Replicas-Stored, X-Keep-Storage-Classes-Confirmed",
+        ),
     );
-    let id: String = (0..20).map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rand::random_range(0..36)])).collect();
+    let id: String = (0..20)
+        .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rand::random_range(0..36)]))
+        .collect();
     if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("req-{id}")) {
         headers.insert("x-request-id", v);
     }

@@ -6,6 +6,11 @@
 #[path = "../../../src/keep/mod.rs"]
 pub mod keep;
 
+/// keepmover's MD5 (its scalar path is faster than md-5), so verifying PUT bodies is not
+/// what limits a benchmark.
+#[path = "../../../src/hash/mod.rs"]
+pub mod hash;
+
 mod body;
 mod fetch;
 pub mod keepstore;
@@ -22,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 
 pub use keepstore::{Faults, Keepstore, KeepstorePolicy};
-pub use store::{Mount, Storage, Synthetic};
+pub use store::{pseudo_random_bytes, Mount, Storage, Synthetic};
 
 use keep::locator::BlockHash;
 
@@ -71,7 +76,9 @@ impl ClusterConfig {
 }
 
 fn random_alnum(n: usize) -> String {
-    (0..n).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36)])).collect()
+    (0..n)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36)]))
+        .collect()
 }
 
 /// A running simulated cluster.
@@ -85,7 +92,10 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("id", &self.config.id).field("api_port", &self.api_port).finish()
+        f.debug_struct("Cluster")
+            .field("id", &self.config.id)
+            .field("api_port", &self.api_port)
+            .finish()
     }
 }
 
@@ -117,7 +127,9 @@ where
             }
         }
         None => {
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
     }
 }
@@ -134,7 +146,11 @@ impl Cluster {
         // The API server is always HTTPS, as Arvados' is (clients build https:// URLs from
         // ARVADOS_API_HOST); keepstores use TLS only when asked.
         let api_acceptor = Some(tls::acceptor()?);
-        let acceptor = if config.tls { api_acceptor.clone() } else { None };
+        let acceptor = if config.tls {
+            api_acceptor.clone()
+        } else {
+            None
+        };
         let policy = KeepstorePolicy {
             system_root_token: config.system_root_token.clone(),
             blob_signing_key: config.blob_signing_key.clone(),
@@ -153,9 +169,14 @@ impl Cluster {
                     Some(dir) => Storage::Directory(dir.join(&uuid)),
                     None => Storage::Memory,
                 };
-                mounts.push(Arc::new(Mount::new(uuid, config.mount_replication, storage).map_err(|e| format!("creating mount: {e}"))?));
+                mounts.push(Arc::new(
+                    Mount::new(uuid, config.mount_replication, storage)
+                        .map_err(|e| format!("creating mount: {e}"))?,
+                ));
             }
-            let synthetic = config.synthetic.map(|(n, size, seed)| Synthetic::new(n, size, seed ^ k as u64));
+            let synthetic = config
+                .synthetic
+                .map(|(n, size, seed)| Synthetic::new(n, size, seed ^ k as u64));
             let uuid = format!("{}-bi6l4-{:015}", config.id, k);
             let keepstore = Arc::new(Keepstore::new(uuid, mounts, synthetic, policy.clone()));
             let listener = runtime
@@ -170,14 +191,18 @@ impl Cluster {
             let acceptor = acceptor.clone();
             runtime.spawn(async move {
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     if ks.faults().down {
                         drop(stream);
                         continue;
                     }
                     let ks = ks.clone();
                     let acceptor = acceptor.clone();
-                    tokio::spawn(serve_connection(stream, acceptor, move |req| ks.clone().handle(req)));
+                    tokio::spawn(serve_connection(stream, acceptor, move |req| {
+                        ks.clone().handle(req)
+                    }));
                 }
             });
             keepstores.push(keepstore);
@@ -187,7 +212,13 @@ impl Cluster {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .map_err(|e| format!("binding API port: {e}"))?;
         let api_port = api_listener.local_addr().map_err(|e| e.to_string())?.port();
-        let mut cluster = Cluster { config, keepstores, keepstore_ports, api_port, runtime: None };
+        let mut cluster = Cluster {
+            config,
+            keepstores,
+            keepstore_ports,
+            api_port,
+            runtime: None,
+        };
         let api = Arc::new(ApiDocuments {
             token: cluster.config.system_root_token.clone(),
             services: cluster.keep_services_json(),
@@ -200,7 +231,9 @@ impl Cluster {
         });
         runtime.spawn(async move {
             loop {
-                let Ok((stream, _)) = api_listener.accept().await else { continue };
+                let Ok((stream, _)) = api_listener.accept().await else {
+                    continue;
+                };
                 let api = api.clone();
                 let acceptor = api_acceptor.clone();
                 tokio::spawn(serve_connection(stream, acceptor, move |req| {
@@ -214,7 +247,11 @@ impl Cluster {
     }
 
     fn scheme(&self) -> &'static str {
-        if self.config.tls { "https" } else { "http" }
+        if self.config.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// `http[s]://127.0.0.1:<port>` of keepstore `i`.
@@ -258,7 +295,10 @@ impl Cluster {
         // keepsim's certificates are self-signed.
         text.push_str("ARVADOS_API_HOST_INSECURE=true\n");
         if self.config.blob_signing {
-            text.push_str(&format!("ARVADOS_BLOB_SIGNING_KEY={}\n", self.config.blob_signing_key));
+            text.push_str(&format!(
+                "ARVADOS_BLOB_SIGNING_KEY={}\n",
+                self.config.blob_signing_key
+            ));
         }
         text
     }
@@ -299,7 +339,12 @@ impl Cluster {
     }
 
     /// Stores `data` on a given mount of keepstore `server`.
-    pub fn put_block_on_mount(&self, server: usize, mount: usize, data: &[u8]) -> Result<String, String> {
+    pub fn put_block_on_mount(
+        &self,
+        server: usize,
+        mount: usize,
+        data: &[u8],
+    ) -> Result<String, String> {
         let hash = BlockHash(Md5::digest(data).into());
         self.keepstores[server].mounts[mount]
             .put(hash, Bytes::copy_from_slice(data))
@@ -309,7 +354,9 @@ impl Cluster {
 
     /// Replaces a stored block's bytes with wrong ones (a corrupt replica).
     pub fn corrupt_block(&self, server: usize, hash_hex: &str) -> bool {
-        let Ok(hash) = BlockHash::from_hex(&hash_hex[..32.min(hash_hex.len())]) else { return false };
+        let Ok(hash) = BlockHash::from_hex(&hash_hex[..32.min(hash_hex.len())]) else {
+            return false;
+        };
         let mut done = false;
         for m in &self.keepstores[server].mounts {
             if let Some(data) = m.get(&hash) {
@@ -382,7 +429,10 @@ impl ApiDocuments {
         let json = |status: u16, text: String| {
             let mut r = hyper::Response::new(body::SimBody::full(text));
             *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
-            r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
             r
         };
         if path == "/discovery/v1/apis/arvados/v1/rest" {
@@ -401,8 +451,14 @@ impl ApiDocuments {
 
 /// Writes `cluster.json` describing `clusters` into `dir`, plus each cluster's files.
 pub fn write_cluster_files(dir: &Path, clusters: &[&Cluster]) -> std::io::Result<PathBuf> {
-    let entries: Vec<serde_json::Value> = clusters.iter().map(|c| c.write_files(dir)).collect::<Result<_, _>>()?;
+    let entries: Vec<serde_json::Value> = clusters
+        .iter()
+        .map(|c| c.write_files(dir))
+        .collect::<Result<_, _>>()?;
     let path = dir.join("cluster.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&serde_json::json!({"clusters": entries}))?)?;
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&serde_json::json!({"clusters": entries}))?,
+    )?;
     Ok(path)
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "keepsim", version, about = "Simulated Arvados keepstores and API servers on loopback")]
+#[command(
+    name = "keepsim",
+    version,
+    about = "Simulated Arvados keepstores and API servers on loopback"
+)]
 struct Args {
     /// Cluster ids to start (5 characters each), e.g. --cluster srcaa --cluster dstbb.
     #[arg(long = "cluster", default_values_t = vec!["srcaa".to_string(), "dstbb".to_string()])]

@@ -69,13 +69,19 @@ impl Mount {
     pub fn get(&self, hash: &BlockHash) -> Option<Bytes> {
         match &self.storage {
             Storage::Memory => self.memory.read().ok()?.get(hash).map(|s| s.data.clone()),
-            Storage::Directory(root) => std::fs::read(Self::path_of(root, hash)).ok().map(Bytes::from),
+            Storage::Directory(root) => std::fs::read(Self::path_of(root, hash))
+                .ok()
+                .map(Bytes::from),
         }
     }
 
     pub fn contains(&self, hash: &BlockHash) -> bool {
         match &self.storage {
-            Storage::Memory => self.memory.read().map(|m| m.contains_key(hash)).unwrap_or(false),
+            Storage::Memory => self
+                .memory
+                .read()
+                .map(|m| m.contains_key(hash))
+                .unwrap_or(false),
             Storage::Directory(root) => Self::path_of(root, hash).exists(),
         }
     }
@@ -99,7 +105,13 @@ impl Mount {
         match &self.storage {
             Storage::Memory => {
                 let mut map = self.memory.write().map_err(|_| false)?;
-                map.insert(hash, Stored { data, mtime_ns: now_ns() });
+                map.insert(
+                    hash,
+                    Stored {
+                        data,
+                        mtime_ns: now_ns(),
+                    },
+                );
                 Ok(())
             }
             Storage::Directory(root) => {
@@ -132,7 +144,11 @@ impl Mount {
 
     pub fn remove(&self, hash: &BlockHash) -> bool {
         match &self.storage {
-            Storage::Memory => self.memory.write().map(|mut m| m.remove(hash).is_some()).unwrap_or(false),
+            Storage::Memory => self
+                .memory
+                .write()
+                .map(|mut m| m.remove(hash).is_some())
+                .unwrap_or(false),
             Storage::Directory(root) => std::fs::remove_file(Self::path_of(root, hash)).is_ok(),
         }
     }
@@ -142,7 +158,13 @@ impl Mount {
         match &self.storage {
             Storage::Memory => {
                 if let Ok(mut map) = self.memory.write() {
-                    map.insert(*hash, Stored { data, mtime_ns: now_ns() });
+                    map.insert(
+                        *hash,
+                        Stored {
+                            data,
+                            mtime_ns: now_ns(),
+                        },
+                    );
                 }
             }
             Storage::Directory(root) => {
@@ -158,7 +180,11 @@ impl Mount {
             Storage::Memory => self
                 .memory
                 .read()
-                .map(|m| m.iter().map(|(h, s)| (*h, s.data.len() as u64, s.mtime_ns)).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(h, s)| (*h, s.data.len() as u64, s.mtime_ns))
+                        .collect()
+                })
                 .unwrap_or_default(),
             Storage::Directory(root) => {
                 let mut out = Vec::new();
@@ -167,7 +193,11 @@ impl Mount {
                         if let Ok(files) = std::fs::read_dir(dir.path()) {
                             for file in files.flatten() {
                                 let name = file.file_name();
-                                let Some(hash) = name.to_str().and_then(|n| BlockHash::from_hex(n).ok()) else { continue };
+                                let Some(hash) =
+                                    name.to_str().and_then(|n| BlockHash::from_hex(n).ok())
+                                else {
+                                    continue;
+                                };
                                 if let Ok(meta) = file.metadata() {
                                     let mtime = meta
                                         .modified()
@@ -194,6 +224,24 @@ impl Mount {
     }
 }
 
+/// `len` deterministic bytes from `seed` (xorshift64): block contents for the synthetic
+/// mode, the demo and tests. Fast (several GB/s) so generating data is never the bottleneck.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    // splitmix64 of the seed: distinct seeds give distinct, never-zero xorshift states.
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    let mut state = (z ^ (z >> 31)).max(1);
+    let mut out = vec![0u8; len];
+    for chunk in out.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    out
+}
+
 /// N deterministic blocks listed without being stored. Block i has `size` bytes generated
 /// from (seed, i); its hash is computed once, on first use, for all N blocks (MD5 of
 /// N × size bytes of CPU, then 20 bytes of memory per block for the hash → i table).
@@ -207,20 +255,19 @@ pub struct Synthetic {
 
 impl Synthetic {
     pub fn new(count: u32, size: u32, seed: u64) -> Synthetic {
-        Synthetic { count, size, seed, table: OnceLock::new() }
+        Synthetic {
+            count,
+            size,
+            seed,
+            table: OnceLock::new(),
+        }
     }
 
     /// The content of block `i`.
     pub fn content(&self, i: u32) -> Bytes {
-        let mut state = self.seed ^ (u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ 0x5DEE_CE66_D1CE_4E5B;
-        let mut out = vec![0u8; self.size as usize];
-        for chunk in out.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let bytes = state.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
+        let seed =
+            self.seed ^ u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66_D1CE_4E5B;
+        let mut out = pseudo_random_bytes(seed, self.size as usize);
         if let Some(first) = out.get_mut(..4) {
             first.copy_from_slice(&i.to_le_bytes());
         }
@@ -231,8 +278,9 @@ impl Synthetic {
     pub fn table(&self) -> Arc<Vec<(BlockHash, u32)>> {
         self.table
             .get_or_init(|| {
-                let mut table: Vec<(BlockHash, u32)> =
-                    (0..self.count).map(|i| (BlockHash(Md5::digest(&self.content(i)).into()), i)).collect();
+                let mut table: Vec<(BlockHash, u32)> = (0..self.count)
+                    .map(|i| (BlockHash(Md5::digest(self.content(i)).into()), i))
+                    .collect();
                 table.sort_unstable();
                 Arc::new(table)
             })
@@ -243,5 +291,35 @@ impl Synthetic {
         let table = self.table();
         let pos = table.binary_search_by(|(h, _)| h.cmp(hash)).ok()?;
         Some(self.content(table[pos].1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbouring_seeds_give_different_blocks() {
+        // Regression: `seed | 1` made seeds 2k and 2k+1 identical, so the demo and the
+        // synthetic keepstores silently held duplicate blocks.
+        for seed in 0..64u64 {
+            assert_ne!(
+                pseudo_random_bytes(seed, 64),
+                pseudo_random_bytes(seed + 1, 64),
+                "{seed}"
+            );
+        }
+        let a = Synthetic::new(4, 100, 0);
+        let b = Synthetic::new(4, 100, 1);
+        assert_ne!(a.table()[0].0, b.table()[0].0);
+    }
+
+    #[test]
+    fn synthetic_blocks_match_their_hashes() {
+        let synthetic = Synthetic::new(50, 1000, 9);
+        for (hash, _) in synthetic.table().iter() {
+            let data = synthetic.get(hash).expect("listed block is served");
+            assert_eq!(BlockHash(Md5::digest(&data).into()), *hash);
+        }
     }
 }
