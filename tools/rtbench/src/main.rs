@@ -138,6 +138,15 @@ enum Work {
 fn compio_runtime(driver: DriverType) -> Res<compio::runtime::Runtime> {
     let mut proactor = ProactorBuilder::new();
     proactor.driver_type(driver);
+    if driver == DriverType::IoUring {
+        let flags = std::env::var("RTBENCH_URING").unwrap_or_default();
+        if flags.contains("coop") {
+            proactor.coop_taskrun(true).taskrun_flag(true);
+        }
+        if flags.contains("defer") {
+            proactor.defer_taskrun(true);
+        }
+    }
     let runtime = compio::runtime::RuntimeBuilder::new()
         .with_proactor(proactor)
         .build()?;
