@@ -32,8 +32,8 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("src-blob-signature-ttl", FlagKind::Duration, "0s", "Lifetime of blob permission signatures on source keepservers. If not provided, this will be retrieved from the API server's discovery document."),
     flag("version", FlagKind::Bool, "false", "Print version information and exit."),
     // keepmover extensions
-    flag("workers", FlagKind::Int, "0", "keepmover: worker threads, each with its own io_uring ring (0 = one per core)"),
-    flag("concurrency", FlagKind::Int, "16", "keepmover: blocks in flight per worker thread"),
+    flag("workers", FlagKind::Int, "0", "keepmover: worker threads, each with its own io_uring ring (0 = one per two cores)"),
+    flag("concurrency", FlagKind::Int, "32", "keepmover: blocks in flight per worker thread"),
     flag("memory", FlagKind::String, "1GiB", "keepmover: memory budget for block buffers (e.g. 512MiB, 4GiB); at least 64MiB"),
     flag("io", FlagKind::String, "auto", "keepmover: I/O backend: auto (io_uring if the kernel allows it, else epoll), uring, epoll"),
     flag("checkpoint", FlagKind::String, "", "keepmover: resume file; the run skips the hash prefixes it records as done and records each prefix once all its blocks are confirmed"),
@@ -127,7 +127,7 @@ fn rsync_args(parsed: &goflag::ParsedFlags) -> Result<RsyncArgs, String> {
             "invalid value {prefix:?} for flag -prefix: expected up to 32 lowercase hex digits"
         ));
     }
-    let concurrency = non_negative("concurrency", 16)?.max(1);
+    let concurrency = non_negative("concurrency", 32)?.max(1);
     Ok(RsyncArgs {
         src: parsed.get("src").unwrap_or("").to_string(),
         dst: parsed.get("dst").unwrap_or("").to_string(),

@@ -136,7 +136,7 @@ fn run(demo: DemoArgs) -> Result<(), String> {
         prefix: String::new(),
         src_blob_signature_ttl: std::time::Duration::ZERO,
         workers: 0,
-        concurrency: 16,
+        concurrency: 32,
         memory_budget,
         io,
         checkpoint: None,

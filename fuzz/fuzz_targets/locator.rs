@@ -1,0 +1,17 @@
+//! Locator parsing never panics; a strictly parsed locator formats back to a string that
+//! parses to the same value; keepstore's lenient parser accepts whatever the strict one does.
+#![no_main]
+use keepmover::keep::locator::{parse_keepstore, Locator};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(locator) = Locator::parse(text) {
+        let formatted = locator.to_string();
+        assert_eq!(Locator::parse(&formatted).as_ref(), Ok(&locator));
+        assert_eq!(formatted, text);
+        let lenient = parse_keepstore(text).expect("strict implies lenient");
+        assert_eq!(lenient.hash, locator.hash);
+    }
+    let _ = parse_keepstore(text);
+});
