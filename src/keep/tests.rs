@@ -429,6 +429,12 @@ fn locators_strict_and_lenient() {
         Err(LocatorError::BadHint(_))
     ));
     assert!(Locator::parse(&format!("{FOO}+3x")).is_err());
+    // A leading zero in the size is accepted (as Go's Atoi does) and formats canonically.
+    let padded = Locator::parse(&format!("{FOO}+07")).unwrap();
+    assert_eq!(
+        (padded.size, padded.to_string()),
+        (Some(7), format!("{FOO}+7"))
+    );
     // keepstore: size unknown when not decimal, later numeric parts invalid, hints unchecked.
     let k = parse_keepstore(&format!("{FOO}+Afoo@bar+Rzzzzz-x+ünïcode")).unwrap();
     assert_eq!((k.size, k.signed, k.remote), (None, true, true));
