@@ -8,12 +8,13 @@
 #
 #   tools/bench_e2e.sh                 # SCALE=1: 1 GiB of 64 MiB blocks, 512 MiB of 1 MiB, 20000 x 4 KiB
 #   SCALE=2 tools/bench_e2e.sh         # twice as many blocks
-#   COPIERS="uring epoll" tools/bench_e2e.sh
+#   COPIERS="uring epoll" WORKLOADS=64MiB tools/bench_e2e.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
 COPIERS=${COPIERS:-"uring epoll uring-scalar-md5 python-sdk"}
 PY_MAX_SMALL=${PY_MAX_SMALL:-20000}
+WORKLOADS=${WORKLOADS:-"64MiB 1MiB 4KiB"}
 work=$(mktemp -d)
 trap 'pkill -f "keepsim --dir $work" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -44,6 +45,7 @@ echo "| workload | copier | blocks | wall s | MB/s | blocks/s | CPU s | CPU-s/Gi
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for workload in "64MiB 67108864 $((16 * SCALE))" "1MiB 1048576 $((512 * SCALE))" "4KiB 4096 $((20000 * SCALE))"; do
   read -r name size count <<<"$workload"
+  case " $WORKLOADS " in *" $name "*) ;; *) continue ;; esac
   for copier in $COPIERS; do
     n=$count
     if [ "$copier" = python-sdk ] && [ "$n" -gt "$PY_MAX_SMALL" ]; then n=$PY_MAX_SMALL; fi

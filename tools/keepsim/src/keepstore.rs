@@ -416,7 +416,7 @@ impl Keepstore {
             Err(_) => return text(413, "Request Entity Too Large"),
         };
         let hash_hex = &locator[..32];
-        let actual = BlockHash(crate::hash::md5(&body));
+        let actual = BlockHash(crate::verify::md5_of(body.clone()).await);
         if actual.to_string() != hash_hex {
             return text(
                 400,

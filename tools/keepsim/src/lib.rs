@@ -16,6 +16,7 @@ mod fetch;
 pub mod keepstore;
 pub mod store;
 mod tls;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
