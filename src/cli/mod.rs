@@ -3,6 +3,7 @@
 //! flags. This is the only module that knows about argv; it turns it into plain option
 //! structs for `commands`, and turns their errors into a message and an exit code.
 
+mod bench_flags;
 pub mod goflag;
 mod rsync_flags;
 
@@ -25,6 +26,7 @@ const SUBCOMMANDS: &str = "\
 Subcommands (keepmover SUBCOMMAND --help for their flags):
   demo     copy between two simulated clusters started in this process (the first thing to try)
   rsync    the keep-rsync drop-in form, spelled out (same flags as with no subcommand)
+  bench    keepstore throughput benchmark with keep-exercise's flags and CSV
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -57,6 +59,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     match rest.first().map(String::as_str) {
         Some("rsync") => rsync_flags::run_rsync(&program, &rest[1..]),
         Some("demo") => commands::demo::run_cli(&program, &rest[1..]),
+        Some("bench") => bench_flags::run_bench(&program, &rest[1..]),
 
         Some("help") => {
             print_usage(&program);

@@ -1,0 +1,509 @@
+//! `keepmover bench`: keep-exercise's job (how fast are these keepstores?) on keepmover's
+//! engine. Same flags, same CSV on stdout, same log lines; writers PUT a block repeatedly,
+//! readers GET (MD5-verified) the latest one or random blocks from the indexes. Each
+//! keep-exercise "thread" is a task on the completion-based runtime, so one process can keep
+//! many requests in flight. Adds latency percentiles and a JSON report.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+
+use super::setup::{build_cluster, ApiClient, SetupError};
+use crate::index::merge::{BlockId, SourceBlock};
+use crate::index::walk::fetch_slice;
+use crate::keep::duration::format_go_duration;
+use crate::keep::locator::BlockHash;
+use crate::keep::settings::Settings;
+use crate::mover::hash_batch::HashBatcher;
+use crate::mover::pool::BufferPool;
+use crate::mover::transfer::{self, TransferContext, TransferOutcome};
+use crate::mover::{default_http_config, Cluster, Signing};
+use crate::net::{build_runtime, HttpClient, IoBackend, Origin, TlsPolicy};
+use crate::report::{go_log_timestamp, log_line};
+
+/// keep-exercise's CSV header, column for column.
+pub const CSV_HEADER: &str = "Timestamp,Elapsed,Read (bytes),Avg Read Speed (MiB/s),Peak Read Speed (MiB/s),Written (bytes),Avg Write Speed (MiB/s),Peak Write Speed (MiB/s),Errors,ReadThreads,WriteThreads,VaryRequest,VaryThread,BlockSize,Replicas,StatsInterval,ServiceURL,ServiceUUID,UseIndex,RunTime,Repeat";
+
+/// Every option, typed (built by `cli`).
+#[derive(Clone, Debug)]
+pub struct BenchArgs {
+    pub block_size: usize,
+    pub read_threads: usize,
+    pub write_threads: usize,
+    pub vary_request: bool,
+    pub vary_thread: bool,
+    pub replicas: u32,
+    pub stats_interval: Duration,
+    pub service_url: String,
+    pub service_uuid: String,
+    pub run_time: Duration,
+    pub repeat: u32,
+    pub use_index: bool,
+    /// Settings file or NAME; empty = the ARVADOS_* environment, as keep-exercise does.
+    pub config: String,
+    pub io: IoBackend,
+    pub json: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Setup(#[from] SetupError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Set by SIGINT: finish the experiment and print the summary so far.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn settings_from_env() -> Settings {
+    let get = |k: &str| std::env::var(k).unwrap_or_default();
+    Settings {
+        api_token: get("ARVADOS_API_TOKEN"),
+        api_host: get("ARVADOS_API_HOST"),
+        api_host_insecure: crate::keep::settings::insecure_flag(&get("ARVADOS_API_HOST_INSECURE")),
+        blob_signing_key: std::env::var("ARVADOS_BLOB_SIGNING_KEY").ok(),
+    }
+}
+
+/// Counters of one experiment, shared by its tasks (one thread: `Rc<RefCell>`).
+struct Stats {
+    bytes_read: u64,
+    bytes_written: u64,
+    errors: u64,
+    read_latency: Histogram<u64>,
+    write_latency: Histogram<u64>,
+    errors_by_kind: std::collections::BTreeMap<String, u64>,
+}
+
+impl Stats {
+    fn new() -> Result<Stats, BenchError> {
+        let histogram = || {
+            Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+                .map_err(|e| BenchError::Io(e.to_string()))
+        };
+        Ok(Stats {
+            bytes_read: 0,
+            bytes_written: 0,
+            errors: 0,
+            read_latency: histogram()?,
+            write_latency: histogram()?,
+            errors_by_kind: Default::default(),
+        })
+    }
+
+    fn error(&mut self, kind: &str) {
+        self.errors += 1;
+        *self.errors_by_kind.entry(kind.to_string()).or_default() += 1;
+    }
+}
+
+fn error_kind(message: &str) -> &'static str {
+    if message.contains("timed out") {
+        "timeout"
+    } else if message.contains("checksum") || message.contains("MD5") {
+        "checksum"
+    } else if message.contains("reset")
+        || message.contains("closed")
+        || message.contains("connecting")
+    {
+        "connection"
+    } else if message.contains(" 5") || message.contains("[5") {
+        "status 5xx"
+    } else if message.contains(" 4") || message.contains("[4") {
+        "status 4xx"
+    } else {
+        "other"
+    }
+}
+
+/// The row keep-exercise prints.
+struct Row {
+    elapsed: Duration,
+    read: u64,
+    read_rate: f64,
+    read_peak: f64,
+    written: u64,
+    write_rate: f64,
+    write_peak: f64,
+    errors: u64,
+}
+
+fn csv_row(args: &BenchArgs, row: &Row) -> String {
+    format!(
+        "{},{},{},{:.1},{:.1},{},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        go_log_timestamp(),
+        format_go_duration(row.elapsed),
+        row.read,
+        row.read_rate,
+        row.read_peak,
+        row.written,
+        row.write_rate,
+        row.write_peak,
+        row.errors,
+        args.read_threads,
+        args.write_threads,
+        args.vary_request,
+        args.vary_thread,
+        args.block_size,
+        args.replicas,
+        format_go_duration(args.stats_interval),
+        args.service_url,
+        args.service_uuid,
+        args.use_index,
+        format_go_duration(args.run_time),
+        args.repeat
+    )
+}
+
+fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+    let ms = |us: u64| us as f64 / 1000.0;
+    serde_json::json!({
+        "count": h.len(),
+        "p50_ms": ms(h.value_at_quantile(0.5)),
+        "p90_ms": ms(h.value_at_quantile(0.9)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "p999_ms": ms(h.value_at_quantile(0.999)),
+        "max_ms": ms(h.max()),
+    })
+}
+
+/// Runs the benchmark; prints CSV on stdout and log lines on stderr.
+pub fn run(args: BenchArgs) -> Result<(), BenchError> {
+    if args.read_threads > 0 && args.write_threads == 0 && !args.use_index {
+        return Err(BenchError::Usage(
+            "At least one write thread is required if rthreads is non-zero and -use-index is not enabled".into(),
+        ));
+    }
+    if args.read_threads == 0 && args.write_threads == 0 {
+        return Err(BenchError::Usage("Nothing to do!".into()));
+    }
+    if args.vary_request {
+        log_line("WARNING: -vary-request writes distinct random blocks: every write consumes disk space on the keepstores");
+    }
+    let settings = if args.config.is_empty() {
+        settings_from_env()
+    } else {
+        super::setup::load_settings("bench", &args.config)?
+    };
+    let http = default_http_config();
+    let api = ApiClient::new(&settings, args.io, http.clone())?;
+    let mut cluster = if args.service_url.is_empty() {
+        build_cluster("dst", &settings, None, &api)?
+    } else {
+        let origin = Origin::parse(&args.service_url).map_err(BenchError::Usage)?;
+        Cluster {
+            label: "dst",
+            token: settings.api_token.clone(),
+            services: vec![crate::mover::Service {
+                uuid: "zzzzz-bi6l4-000000000000000".to_string(),
+                origin,
+                read_only: false,
+                is_disk: true,
+            }],
+            insecure_tls: settings.api_host_insecure,
+        }
+    };
+    if !args.service_uuid.is_empty() {
+        cluster.services.retain(|s| s.uuid == args.service_uuid);
+        if cluster.services.is_empty() {
+            return Err(BenchError::Usage(format!(
+                "no keep service with uuid {}",
+                args.service_uuid
+            )));
+        }
+    }
+    // Signed reads when the settings carry the key (TTL from discovery, else Arvados' default).
+    let signing = settings
+        .blob_signing_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(|key| Signing {
+            key: key.as_bytes().to_vec(),
+            ttl_secs: api
+                .discovery()
+                .ok()
+                .and_then(|d| d.blob_signature_ttl)
+                .unwrap_or(1_209_600),
+        });
+    let ctx = Rc::new(TransferContext {
+        src: cluster.clone(),
+        dst: cluster,
+        signing,
+        replicas: args.replicas.max(1),
+        storage_classes: Vec::new(),
+        retries: 0,
+        retry_delay: Duration::from_millis(100),
+    });
+    // SAFETY: installing a handler that only stores to an atomic is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+    let (runtime, _) = build_runtime(args.io).map_err(|e| BenchError::Io(e.to_string()))?;
+    println!();
+    println!("{CSV_HEADER}");
+    let mut last_rows = Vec::new();
+    let mut report = Vec::new();
+    for experiment in 1..=args.repeat.max(1) {
+        let (row, stats) = runtime.block_on(experiment_run(&args, &ctx, &http))?;
+        log_line(&format!("*** experiment {experiment} complete ***"));
+        log_line(&format!(
+            "Summary: read {} bytes ({:.1} MiB/s), wrote {} bytes ({:.1} MiB/s), {} errors {:?}; read latency p50/p99/max {:.1}/{:.1}/{:.1} ms, write latency p50/p99/max {:.1}/{:.1}/{:.1} ms",
+            row.read, row.read_rate, row.written, row.write_rate, row.errors, stats.errors_by_kind,
+            stats.read_latency.value_at_quantile(0.5) as f64 / 1000.0,
+            stats.read_latency.value_at_quantile(0.99) as f64 / 1000.0,
+            stats.read_latency.max() as f64 / 1000.0,
+            stats.write_latency.value_at_quantile(0.5) as f64 / 1000.0,
+            stats.write_latency.value_at_quantile(0.99) as f64 / 1000.0,
+            stats.write_latency.max() as f64 / 1000.0,
+        ));
+        report.push(serde_json::json!({
+            "experiment": experiment,
+            "elapsed_s": row.elapsed.as_secs_f64(),
+            "read_bytes": row.read, "read_mib_s": row.read_rate,
+            "written_bytes": row.written, "write_mib_s": row.write_rate,
+            "errors": row.errors, "errors_by_kind": stats.errors_by_kind,
+            "read_latency": percentiles(&stats.read_latency),
+            "write_latency": percentiles(&stats.write_latency),
+        }));
+        last_rows.push(csv_row(&args, &row));
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    println!();
+    println!("{CSV_HEADER},Experiment");
+    for (i, row) in last_rows.iter().enumerate() {
+        println!("{row},{}", i + 1);
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&serde_json::json!({ "experiments": report }))
+            .map_err(|e| BenchError::Io(e.to_string()))?;
+        std::fs::write(path, text)
+            .map_err(|e| BenchError::Io(format!("writing {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// The block a writer sends: NUL bytes (as keep-exercise), optionally with the thread id
+/// (`-vary-thread`) and a random first part per request (`-vary-request`).
+fn make_block(args: &BenchArgs, thread: usize) -> Vec<u8> {
+    let mut block = vec![0u8; args.block_size];
+    if args.vary_thread {
+        let mut id = thread as u64;
+        for slot in block.iter_mut().take(10) {
+            *slot = (id & 0x7f) as u8 | if id > 0x7f { 0x80 } else { 0 };
+            id >>= 7;
+            if id == 0 {
+                break;
+            }
+        }
+    }
+    if args.vary_request {
+        let n = args.block_size.min(512 << 10);
+        let offset = if args.vary_thread { 10.min(n) } else { 0 };
+        rand::fill(&mut block[offset..n]);
+    }
+    block
+}
+
+async fn experiment_run(
+    args: &BenchArgs,
+    ctx: &Rc<TransferContext>,
+    http: &crate::net::ClientConfig,
+) -> Result<(Row, Stats), BenchError> {
+    let client = HttpClient::new(http.clone());
+    if ctx.dst.insecure_tls {
+        for s in &ctx.dst.services {
+            client.set_tls_policy(&s.origin, TlsPolicy::Insecure);
+        }
+    }
+    let stats = Rc::new(RefCell::new(Stats::new()?));
+    let latest: Rc<RefCell<Option<BlockId>>> = Rc::new(RefCell::new(None));
+    let pool = BufferPool::new(
+        (args.read_threads.max(1) * args.block_size.max(64 << 10) * 2).max(64 << 20),
+    );
+    let hasher = HashBatcher::new();
+    let mut index_blocks: Vec<SourceBlock> = Vec::new();
+    if args.use_index && args.read_threads > 0 {
+        for server in 0..ctx.src.services.len() {
+            let slice = fetch_slice(&client, &ctx.src, server, "")
+                .await
+                .map_err(|e| BenchError::Io(e.to_string()))?;
+            index_blocks.extend(slice.into_iter().map(|id| SourceBlock {
+                id,
+                holders: vec![server as u16],
+            }));
+        }
+        if index_blocks.is_empty() {
+            return Err(BenchError::Io(
+                "-use-index: the indexes list no blocks".into(),
+            ));
+        }
+    }
+    let index_blocks = Rc::new(index_blocks);
+    log_line("Start warmup phase, waiting for 1 available block before reading starts");
+    let started = Instant::now();
+    let deadline = (!args.run_time.is_zero()).then(|| started + args.run_time);
+    let running =
+        move || !INTERRUPTED.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d);
+    let mut tasks = Vec::new();
+    for thread in 0..args.write_threads {
+        let (client, stats, latest, args) =
+            (client.clone(), stats.clone(), latest.clone(), args.clone());
+        let ctx = ctx.clone();
+        tasks.push(compio::runtime::spawn(async move {
+            let mut block = make_block(&args, thread);
+            while running() {
+                if args.vary_request {
+                    block = make_block(&args, thread);
+                }
+                let hash = BlockHash(crate::hash::md5(&block));
+                let order = transfer::write_orders(&ctx.dst, &[hash])
+                    .pop()
+                    .unwrap_or_default();
+                let begin = Instant::now();
+                let mut outcome = TransferOutcome::default();
+                let result = transfer::store(
+                    &client,
+                    &ctx,
+                    &hash,
+                    Bytes::from(block.clone()),
+                    &order,
+                    &mut outcome,
+                )
+                .await;
+                let mut s = stats.borrow_mut();
+                match result {
+                    Ok(_) => {
+                        s.bytes_written += block.len() as u64;
+                        let _ = s
+                            .write_latency
+                            .record(begin.elapsed().as_micros().max(1) as u64);
+                        *latest.borrow_mut() = Some(BlockId {
+                            hash,
+                            size: block.len() as u64,
+                        });
+                    }
+                    Err(e) => s.error(error_kind(&e.to_string())),
+                }
+            }
+        }));
+    }
+    for _ in 0..args.read_threads {
+        let (client, stats, latest, pool, hasher, index_blocks) = (
+            client.clone(),
+            stats.clone(),
+            latest.clone(),
+            pool.clone(),
+            hasher.clone(),
+            index_blocks.clone(),
+        );
+        let ctx = ctx.clone();
+        tasks.push(compio::runtime::spawn(async move {
+            while running() {
+                let block = if index_blocks.is_empty() {
+                    let current = *latest.borrow();
+                    match current {
+                        Some(id) => SourceBlock {
+                            id,
+                            holders: Vec::new(),
+                        },
+                        None => {
+                            compio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        }
+                    }
+                } else {
+                    index_blocks[rand::random_range(0..index_blocks.len())].clone()
+                };
+                let begin = Instant::now();
+                let mut outcome = TransferOutcome::default();
+                let result =
+                    transfer::fetch(&client, &hasher, &ctx, &pool, &block, &mut outcome).await;
+                let mut s = stats.borrow_mut();
+                match result {
+                    Ok(_) => {
+                        s.bytes_read += block.id.size;
+                        let _ = s
+                            .read_latency
+                            .record(begin.elapsed().as_micros().max(1) as u64);
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        let kind = if outcome.bad_replicas > 0 {
+                            "checksum"
+                        } else {
+                            error_kind(&text)
+                        };
+                        s.error(kind);
+                    }
+                }
+            }
+        }));
+    }
+    // Stats rows while the tasks run.
+    let mut read_peak = 0f64;
+    let mut write_peak = 0f64;
+    let mut warm = false;
+    let mut printed = 0u128;
+    let row_now = |read_peak: &mut f64, write_peak: &mut f64| {
+        let s = stats.borrow();
+        let elapsed = started.elapsed();
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let read_rate = s.bytes_read as f64 / secs / 1_048_576.0;
+        let write_rate = s.bytes_written as f64 / secs / 1_048_576.0;
+        *read_peak = read_peak.max(read_rate);
+        *write_peak = write_peak.max(write_rate);
+        Row {
+            elapsed,
+            read: s.bytes_read,
+            read_rate,
+            read_peak: *read_peak,
+            written: s.bytes_written,
+            write_rate,
+            write_peak: *write_peak,
+            errors: s.errors,
+        }
+    };
+    let tick = if args.stats_interval.is_zero() {
+        Duration::from_millis(100)
+    } else {
+        args.stats_interval
+    };
+    while running() {
+        compio::time::sleep(tick.min(Duration::from_millis(100))).await;
+        if !warm && (latest.borrow().is_some() || args.write_threads == 0) {
+            warm = true;
+            log_line("Warmup complete!");
+        }
+        if !args.stats_interval.is_zero() {
+            let due = started.elapsed().as_millis() / args.stats_interval.as_millis().max(1);
+            if printed < due {
+                printed = due;
+                println!(
+                    "{}",
+                    csv_row(args, &row_now(&mut read_peak, &mut write_peak))
+                );
+            }
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let row = row_now(&mut read_peak, &mut write_peak);
+    let stats = Rc::try_unwrap(stats)
+        .map(RefCell::into_inner)
+        .map_err(|_| BenchError::Io("stats still shared".into()))?;
+    Ok((row, stats))
+}

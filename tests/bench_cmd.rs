@@ -1,0 +1,237 @@
+//! `keepmover bench` against keepsim: keep-exercise's CSV, rules and targeting, error
+//! counting under injected faults, -use-index, run time, and the JSON report.
+
+use std::process::{Command, Output};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use keepsim::{Cluster, ClusterConfig, Faults};
+
+const HEADER: &str = "Timestamp,Elapsed,Read (bytes),Avg Read Speed (MiB/s),Peak Read Speed (MiB/s),Written (bytes),Avg Write Speed (MiB/s),Peak Write Speed (MiB/s),Errors,ReadThreads,WriteThreads,VaryRequest,VaryThread,BlockSize,Replicas,StatsInterval,ServiceURL,ServiceUUID,UseIndex,RunTime,Repeat";
+
+fn setup() -> (Cluster, tempfile::TempDir) {
+    let cluster = Cluster::start(ClusterConfig::new("bench", 3)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    keepsim::write_cluster_files(dir.path(), &[&cluster]).unwrap();
+    (cluster, dir)
+}
+
+fn bench(dir: &tempfile::TempDir, args: &[&str]) -> Output {
+    let conf = dir.path().join("bench.conf");
+    Command::new(env!("CARGO_BIN_EXE_keepmover"))
+        .arg("bench")
+        .arg("-config")
+        .arg(&conf)
+        .args([
+            "-block-size",
+            "65536",
+            "-run-time",
+            "1s",
+            "-stats-interval",
+            "500ms",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The final per-experiment rows (after the second header).
+fn summary_rows(out: &Output) -> Vec<Vec<String>> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.ends_with(",Experiment"))
+        .skip(1);
+    let mut rows = Vec::new();
+    for line in lines.by_ref() {
+        rows.push(line.split(',').map(str::to_string).collect());
+    }
+    rows
+}
+
+#[test]
+fn csv_header_and_columns_match_keep_exercise() {
+    let (_cluster, dir) = setup();
+    let out = bench(&dir, &["-rthreads", "2", "-wthreads", "1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "");
+    assert_eq!(lines[1], HEADER);
+    let columns = HEADER.split(',').count();
+    let interval_rows: Vec<&&str> = lines[2..].iter().take_while(|l| !l.is_empty()).collect();
+    assert!(!interval_rows.is_empty());
+    for row in interval_rows {
+        assert_eq!(row.split(',').count(), columns, "{row}");
+    }
+    assert!(text.contains(&format!("{HEADER},Experiment")));
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].len(), columns + 1);
+    assert!(rows[0][2].parse::<u64>().unwrap() > 0, "read bytes");
+    assert!(rows[0][5].parse::<u64>().unwrap() > 0, "written bytes");
+    assert_eq!(rows[0][8], "0", "errors");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "Start warmup phase",
+        "Warmup complete!",
+        "*** experiment 1 complete ***",
+        "Summary:",
+    ] {
+        assert!(err.contains(line), "{line}: {err}");
+    }
+}
+
+#[test]
+fn keep_exercise_rules() {
+    let (_cluster, dir) = setup();
+    let out = bench(&dir, &["-rthreads", "0", "-wthreads", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Nothing to do!"));
+    let out = bench(&dir, &["-rthreads", "1", "-wthreads", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("At least one write thread is required if rthreads is non-zero and -use-index is not enabled"));
+    let out = bench(&dir, &["-bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn injected_faults_raise_the_error_count() {
+    let (cluster, dir) = setup();
+    for server in 0..3 {
+        cluster.set_faults(
+            server,
+            Faults {
+                error_500: 1.0,
+                ..Faults::default()
+            },
+        );
+    }
+    let out = bench(&dir, &["-rthreads", "0", "-wthreads", "2"]);
+    let rows = summary_rows(&out);
+    assert!(rows[0][8].parse::<u64>().unwrap() > 0, "{:?}", rows);
+    for server in 0..3 {
+        cluster.set_faults(
+            server,
+            Faults {
+                corrupt_body: true,
+                ..Faults::default()
+            },
+        );
+    }
+    let json = dir.path().join("report.json");
+    let out = bench(
+        &dir,
+        &[
+            "-rthreads",
+            "2",
+            "-wthreads",
+            "1",
+            "-json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let rows = summary_rows(&out);
+    assert!(
+        rows[0][8].parse::<u64>().unwrap() > 0,
+        "checksum errors counted: {rows:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        report["experiments"][0]["errors_by_kind"]["checksum"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{report}"
+    );
+}
+
+#[test]
+fn use_index_reads_only_existing_blocks() {
+    let (cluster, dir) = setup();
+    for n in 0..20u64 {
+        cluster
+            .put_block((n % 3) as usize, &keepsim::pseudo_random_bytes(n, 5000))
+            .unwrap();
+    }
+    let out = bench(&dir, &["-rthreads", "2", "-wthreads", "0", "-use-index"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = summary_rows(&out);
+    assert!(rows[0][2].parse::<u64>().unwrap() > 0, "read bytes");
+    assert_eq!(rows[0][8], "0", "no 404s: every block read exists");
+}
+
+#[test]
+fn url_and_uuid_target_one_server() {
+    let (cluster, dir) = setup();
+    let before: Vec<usize> = cluster
+        .keepstores
+        .iter()
+        .map(|k| k.requests.load(Ordering::Relaxed))
+        .collect();
+    let url = cluster.keepstore_url(1);
+    let out = bench(&dir, &["-rthreads", "1", "-wthreads", "1", "-url", &url]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after: Vec<usize> = cluster
+        .keepstores
+        .iter()
+        .map(|k| k.requests.load(Ordering::Relaxed))
+        .collect();
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[2], before[2]);
+    assert!(after[1] > before[1]);
+    let uuid = cluster.keepstore_uuid(2).to_string();
+    let out = bench(&dir, &["-rthreads", "1", "-wthreads", "1", "-uuid", &uuid]);
+    assert_eq!(out.status.code(), Some(0));
+    let last: Vec<usize> = cluster
+        .keepstores
+        .iter()
+        .map(|k| k.requests.load(Ordering::Relaxed))
+        .collect();
+    assert_eq!(last[0], after[0]);
+    assert_eq!(last[1], after[1]);
+    assert!(last[2] > after[2]);
+}
+
+#[test]
+fn run_time_stops_on_time() {
+    let (_cluster, dir) = setup();
+    let started = Instant::now();
+    let out = bench(
+        &dir,
+        &[
+            "-rthreads",
+            "1",
+            "-wthreads",
+            "1",
+            "-run-time",
+            "2s",
+            "-repeat",
+            "2",
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    assert_eq!(summary_rows(&out).len(), 2, "one row per repeat");
+}
