@@ -1,24 +1,10 @@
 //! keep-exercise's flags for `keepmover bench` (names, kinds, defaults), in Go syntax, plus
 //! `-config`, `-io` and `-json`; and their translation into [`BenchArgs`].
 
-use super::goflag::{self, FlagKind, FlagSpec};
-use super::{flag_error_exit, EXIT_FAILURE, EXIT_USAGE, VERSION};
+use super::goflag::{self, flag, FlagKind, FlagSpec};
+use super::{parse_go_command, usage_error, EXIT_FAILURE};
 use crate::commands::bench::{self, BenchArgs, BenchError};
 use crate::keep::duration::parse_go_duration;
-
-const fn flag(
-    name: &'static str,
-    kind: FlagKind,
-    default: &'static str,
-    usage: &'static str,
-) -> FlagSpec {
-    FlagSpec {
-        name,
-        kind,
-        default,
-        usage,
-    }
-}
 
 pub const BENCH_FLAGS: &[FlagSpec] = &[
     flag("block-size", FlagKind::Int, "67108864", "bytes per read/write op"),
@@ -40,28 +26,10 @@ pub const BENCH_FLAGS: &[FlagSpec] = &[
 ];
 
 pub fn run_bench(program: &str, args: &[String]) -> i32 {
-    let parsed = match goflag::parse(BENCH_FLAGS, args, &|d| parse_go_duration(d).is_ok()) {
+    let parsed = match parse_go_command(program, &format!("{program} bench"), BENCH_FLAGS, args) {
         Ok(p) => p,
-        Err(goflag::GoFlagError::Help) => {
-            eprintln!(
-                "Usage of {program} bench:\n{}",
-                goflag::print_defaults(BENCH_FLAGS)
-            );
-            return 0;
-        }
-        Err(e) => return flag_error_exit(program, e),
+        Err(code) => return code,
     };
-    if !parsed.positional.is_empty() {
-        eprintln!(
-            "unrecognized command line arguments: [{}] (try -help)",
-            parsed.positional.join(" ")
-        );
-        return EXIT_USAGE;
-    }
-    if parsed.is_true("version") {
-        println!("{program} {VERSION}");
-        return 0;
-    }
     let int = |name: &str, default: i64| -> Result<u64, String> {
         let v = parsed
             .get(name)
@@ -97,10 +65,7 @@ pub fn run_bench(program: &str, args: &[String]) -> i32 {
     })();
     let typed = match typed {
         Ok(t) => t,
-        Err(message) => {
-            eprintln!("error parsing command line arguments: {message} (try -help)");
-            return EXIT_USAGE;
-        }
+        Err(message) => return usage_error(&message),
     };
     match bench::run(typed) {
         Ok(()) => 0,

@@ -25,6 +25,21 @@ pub struct FlagSpec {
     pub usage: &'static str,
 }
 
+/// A flag definition, usable in `const` tables.
+pub const fn flag(
+    name: &'static str,
+    kind: FlagKind,
+    default: &'static str,
+    usage: &'static str,
+) -> FlagSpec {
+    FlagSpec {
+        name,
+        kind,
+        default,
+        usage,
+    }
+}
+
 /// Why parsing stopped without a usable result.
 #[derive(Debug, PartialEq, Eq)]
 pub enum GoFlagError {

@@ -94,6 +94,46 @@ fn flag_error_exit(program: &str, error: GoFlagError) -> i32 {
     }
 }
 
+/// The shared front half of every Go-style command: parse `args` against `specs`, then
+/// handle `-help` (usage to stderr, exit 0), parse errors and positional arguments (exit 2),
+/// and `-version` (exit 0) exactly as keep-rsync and keep-exercise do. `Err` carries the
+/// exit code when the command must not run.
+fn parse_go_command(
+    program: &str,
+    usage_title: &str,
+    specs: &[goflag::FlagSpec],
+    args: &[String],
+) -> Result<goflag::ParsedFlags, i32> {
+    let parsed = match goflag::parse(specs, args, &|d| {
+        crate::keep::duration::parse_go_duration(d).is_ok()
+    }) {
+        Ok(p) => p,
+        Err(GoFlagError::Help) if !usage_title.is_empty() => {
+            eprintln!("Usage of {usage_title}:\n{}", goflag::print_defaults(specs));
+            return Err(0);
+        }
+        Err(e) => return Err(flag_error_exit(program, e)),
+    };
+    if !parsed.positional.is_empty() {
+        eprintln!(
+            "unrecognized command line arguments: [{}] (try -help)",
+            parsed.positional.join(" ")
+        );
+        return Err(EXIT_USAGE);
+    }
+    if parsed.is_true("version") {
+        println!("{program} {VERSION}");
+        return Err(0);
+    }
+    Ok(parsed)
+}
+
+/// A usage error found after parsing (a value out of range): Go's wording, exit 2.
+fn usage_error(message: &str) -> i32 {
+    eprintln!("error parsing command line arguments: {message} (try -help)");
+    EXIT_USAGE
+}
+
 /// Prints a fatal error the way Go's `log.Fatalf` does: `YYYY/MM/DD HH:MM:SS message`.
 pub fn fatal(message: &str) -> i32 {
     eprintln!("{} {message}", crate::report::go_log_timestamp());

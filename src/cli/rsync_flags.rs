@@ -1,25 +1,11 @@
 //! keep-rsync's flags, exactly (names, kinds, defaults, usage texts), plus keepmover's tuning
 //! flags in the same Go style, and their translation into [`RsyncArgs`].
 
-use super::goflag::{self, FlagKind, FlagSpec};
-use super::{fatal, flag_error_exit, EXIT_USAGE, VERSION};
+use super::goflag::{self, flag, FlagKind, FlagSpec};
+use super::{fatal, parse_go_command, usage_error};
 use crate::commands::rsync::{self, RsyncArgs};
 use crate::keep::duration::parse_go_duration;
 use crate::net::IoBackend;
-
-const fn flag(
-    name: &'static str,
-    kind: FlagKind,
-    default: &'static str,
-    usage: &'static str,
-) -> FlagSpec {
-    FlagSpec {
-        name,
-        kind,
-        default,
-        usage,
-    }
-}
 
 /// keep-rsync's eight flags followed by keepmover's extensions.
 pub const RSYNC_FLAGS: &[FlagSpec] = &[
@@ -49,27 +35,13 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
 
 /// Runs the drop-in form: parse, then hand over to `commands::rsync`.
 pub fn run_rsync(program: &str, args: &[String]) -> i32 {
-    let parsed = match goflag::parse(RSYNC_FLAGS, args, &|d| parse_go_duration(d).is_ok()) {
+    let parsed = match parse_go_command(program, "", RSYNC_FLAGS, args) {
         Ok(p) => p,
-        Err(e) => return flag_error_exit(program, e),
+        Err(code) => return code,
     };
-    if !parsed.positional.is_empty() {
-        eprintln!(
-            "unrecognized command line arguments: [{}] (try -help)",
-            parsed.positional.join(" ")
-        );
-        return EXIT_USAGE;
-    }
-    if parsed.is_true("version") {
-        println!("{program} {VERSION}");
-        return 0;
-    }
     let args = match rsync_args(&parsed) {
         Ok(a) => a,
-        Err(message) => {
-            eprintln!("error parsing command line arguments: {message} (try -help)");
-            return EXIT_USAGE;
-        }
+        Err(message) => return usage_error(&message),
     };
     match rsync::run(args) {
         Ok(()) => 0,
