@@ -235,3 +235,117 @@ fn run_time_stops_on_time() {
     );
     assert_eq!(summary_rows(&out).len(), 2, "one row per repeat");
 }
+
+fn json_report(dir: &tempfile::TempDir, args: &[&str]) -> serde_json::Value {
+    let json = dir.path().join("r.json");
+    let mut all: Vec<&str> = args.to_vec();
+    let path = json.to_str().unwrap().to_string();
+    all.extend(["-json", &path]);
+    let out = bench(dir, &all);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+#[test]
+fn rate_caps_requests_per_second() {
+    let (_cluster, dir) = setup();
+    let report = json_report(
+        &dir,
+        &[
+            "-rthreads",
+            "2",
+            "-wthreads",
+            "2",
+            "-concurrency",
+            "4",
+            "-rate",
+            "20",
+            "-run-time",
+            "2s",
+        ],
+    );
+    let e = &report["experiments"][0];
+    let ops = e["read_latency"]["count"].as_u64().unwrap()
+        + e["write_latency"]["count"].as_u64().unwrap();
+    assert!(
+        ops > 10 && ops <= 50,
+        "about 40 requests in 2 s at 20/s, got {ops}"
+    );
+}
+
+#[test]
+fn mix_reads_and_writes_in_ratio_with_a_size_list() {
+    let (_cluster, dir) = setup();
+    let report = json_report(
+        &dir,
+        &[
+            "-rthreads",
+            "1",
+            "-wthreads",
+            "1",
+            "-concurrency",
+            "4",
+            "-mix",
+            "3:1",
+            "-block-sizes",
+            "4KiB,64KiB",
+        ],
+    );
+    let e = &report["experiments"][0];
+    let reads = e["read_latency"]["count"].as_u64().unwrap();
+    let writes = e["write_latency"]["count"].as_u64().unwrap();
+    assert!(
+        reads > writes && writes > 0,
+        "reads {reads}, writes {writes}"
+    );
+    let out = bench(&dir, &["-mix", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = bench(&dir, &["-block-sizes", "65MiB"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sweep_finds_the_knee_and_shows_the_limiter() {
+    let mut config = ClusterConfig::new("bench", 1);
+    config.max_concurrent = 2;
+    config.max_queued = 2;
+    let cluster = Cluster::start(config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    keepsim::write_cluster_files(dir.path(), &[&cluster]).unwrap();
+    let out = bench(
+        &dir,
+        &[
+            "-rthreads",
+            "1",
+            "-wthreads",
+            "1",
+            "-sweep",
+            "1,16",
+            "-run-time",
+            "1s",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Sweep: 1, ") && err.contains("Sweep: 16, "),
+        "{err}"
+    );
+    assert!(err.contains("Knee: "), "{err}");
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 2, "one row per level");
+    assert!(
+        rows[1][8].parse::<u64>().unwrap() > 0,
+        "503s past 2 running + 2 queued: {rows:?}"
+    );
+}

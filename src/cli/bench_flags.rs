@@ -23,7 +23,37 @@ pub const BENCH_FLAGS: &[FlagSpec] = &[
     flag("config", FlagKind::String, "", "keepmover: settings file or NAME (as -src); default: ARVADOS_* from the environment"),
     flag("io", FlagKind::String, "auto", "keepmover: I/O backend: auto, uring, epoll"),
     flag("json", FlagKind::String, "", "keepmover: also write a JSON report (throughput, errors by kind, latency percentiles) to this file"),
+    flag("concurrency", FlagKind::Int, "1", "keepmover: requests in flight per reader/writer thread (tasks on the io_uring engine)"),
+    flag("block-sizes", FlagKind::String, "", "keepmover: write sizes to pick from at random, e.g. 4KiB,1MiB,64MiB, or 'mixed' (mostly small blocks, most bytes in big ones); overrides -block-size for writes"),
+    flag("mix", FlagKind::String, "", "keepmover: R:W read/write ratio; every task then reads or writes in that ratio (e.g. 3:1)"),
+    flag("rate", FlagKind::String, "", "keepmover: cap on requests per second across all tasks (e.g. 200), for latency-at-load curves"),
+    flag("sweep", FlagKind::String, "", "keepmover: comma list of -concurrency levels to run one after another (e.g. 1,4,16,64,256); prints throughput and p99 per level and the knee"),
 ];
+
+/// `-block-sizes`: a comma list of sizes (`4KiB,1MiB,64MiB`) or `mixed`, where most blocks
+/// are small and most bytes are in 64 MiB blocks, as in a real Keep cluster.
+fn parse_block_sizes(text: &str) -> Result<Vec<usize>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    if text == "mixed" {
+        let mut sizes = vec![4 << 10; 10];
+        sizes.extend([64 << 10; 5]);
+        sizes.extend([1 << 20; 4]);
+        sizes.push(64 << 20);
+        return Ok(sizes);
+    }
+    text.split(',')
+        .map(|part| {
+            super::parse_byte_size(part)
+                .filter(|n| (1..=64 << 20).contains(n))
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    format!("invalid value {part:?} in -block-sizes: expected sizes up to 64MiB")
+                })
+        })
+        .collect()
+}
 
 pub fn run_bench(program: &str, args: &[String]) -> i32 {
     let parsed = match parse_go_command(program, &format!("{program} bench"), BENCH_FLAGS, args) {
@@ -61,6 +91,35 @@ pub fn run_bench(program: &str, args: &[String]) -> i32 {
             config: parsed.get("config").unwrap_or("").to_string(),
             io: parsed.get("io").unwrap_or("auto").parse()?,
             json: parsed.get("json").filter(|p| !p.is_empty()).map(Into::into),
+            concurrency: int("concurrency", 1)?.max(1) as usize,
+            block_sizes: parse_block_sizes(parsed.get("block-sizes").unwrap_or(""))?,
+            mix: match parsed.get("mix").filter(|m| !m.is_empty()) {
+                None => None,
+                Some(text) => {
+                    let parsed = text
+                        .split_once(':')
+                        .and_then(|(r, w)| Some((r.trim().parse::<u32>().ok()?, w.trim().parse::<u32>().ok()?)))
+                        .filter(|(r, w)| r + w > 0);
+                    Some(parsed.ok_or_else(|| format!("invalid value {text:?} for flag -mix: expected R:W such as 3:1"))?)
+                }
+            },
+            rate: match parsed.get("rate").filter(|r| !r.is_empty()) {
+                None => None,
+                Some(text) => Some(
+                    text.parse::<f64>()
+                        .ok()
+                        .filter(|r| *r > 0.0 && r.is_finite())
+                        .ok_or_else(|| format!("invalid value {text:?} for flag -rate: expected requests per second"))?,
+                ),
+            },
+            sweep: match parsed.get("sweep").filter(|s| !s.is_empty()) {
+                None => Vec::new(),
+                Some(text) => text
+                    .split(',')
+                    .map(|v| v.trim().parse::<usize>().ok().filter(|n| *n > 0))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("invalid value {text:?} for flag -sweep: expected levels such as 1,4,16,64"))?,
+            },
         })
     })();
     let typed = match typed {

@@ -47,6 +47,16 @@ pub struct BenchArgs {
     pub config: String,
     pub io: IoBackend,
     pub json: Option<std::path::PathBuf>,
+    /// Tasks (requests in flight) per keep-exercise thread.
+    pub concurrency: usize,
+    /// Write sizes to choose from at random (`-block-sizes`); empty = `-block-size`.
+    pub block_sizes: Vec<usize>,
+    /// `-mix R:W`: every task reads or writes in this ratio.
+    pub mix: Option<(u32, u32)>,
+    /// Requests per second across all tasks (`-rate`); `None` = as fast as possible.
+    pub rate: Option<f64>,
+    /// Concurrency levels to sweep (`-sweep 1,4,16,64`).
+    pub sweep: Vec<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,21 +264,40 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     println!("{CSV_HEADER}");
     let mut last_rows = Vec::new();
     let mut report = Vec::new();
-    for experiment in 1..=args.repeat.max(1) {
-        let (row, stats) = runtime.block_on(experiment_run(&args, &ctx, &http))?;
+    let levels: Vec<Option<usize>> = if args.sweep.is_empty() {
+        (0..args.repeat.max(1)).map(|_| None).collect()
+    } else {
+        args.sweep.iter().map(|&level| Some(level)).collect()
+    };
+    let mut sweep_points: Vec<(usize, f64, f64, u64)> = Vec::new();
+    for (index, level) in levels.into_iter().enumerate() {
+        let experiment = index + 1;
+        let mut run_args = args.clone();
+        if let Some(level) = level {
+            run_args.concurrency = level;
+            if run_args.run_time.is_zero() {
+                run_args.run_time = Duration::from_secs(5);
+            }
+        }
+        let (row, stats) = runtime.block_on(experiment_run(&run_args, &ctx, &http))?;
         log_line(&format!("*** experiment {experiment} complete ***"));
-        log_line(&format!(
-            "Summary: read {} bytes ({:.1} MiB/s), wrote {} bytes ({:.1} MiB/s), {} errors {:?}; read latency p50/p99/max {:.1}/{:.1}/{:.1} ms, write latency p50/p99/max {:.1}/{:.1}/{:.1} ms",
-            row.read, row.read_rate, row.written, row.write_rate, row.errors, stats.errors_by_kind,
-            stats.read_latency.value_at_quantile(0.5) as f64 / 1000.0,
-            stats.read_latency.value_at_quantile(0.99) as f64 / 1000.0,
-            stats.read_latency.max() as f64 / 1000.0,
-            stats.write_latency.value_at_quantile(0.5) as f64 / 1000.0,
-            stats.write_latency.value_at_quantile(0.99) as f64 / 1000.0,
-            stats.write_latency.max() as f64 / 1000.0,
-        ));
+        log_line(&summary_line(&row, &stats));
+        if let Some(level) = level {
+            let latency = if stats.read_latency.is_empty() {
+                &stats.write_latency
+            } else {
+                &stats.read_latency
+            };
+            sweep_points.push((
+                level,
+                row.read_rate + row.write_rate,
+                latency.value_at_quantile(0.99) as f64 / 1000.0,
+                row.errors,
+            ));
+        }
         report.push(serde_json::json!({
             "experiment": experiment,
+            "concurrency": run_args.concurrency,
             "elapsed_s": row.elapsed.as_secs_f64(),
             "read_bytes": row.read, "read_mib_s": row.read_rate,
             "written_bytes": row.written, "write_mib_s": row.write_rate,
@@ -276,10 +305,17 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
             "read_latency": percentiles(&stats.read_latency),
             "write_latency": percentiles(&stats.write_latency),
         }));
-        last_rows.push(csv_row(&args, &row));
+        last_rows.push(csv_row(&run_args, &row));
         if INTERRUPTED.load(Ordering::Relaxed) {
             break;
         }
+    }
+    if !sweep_points.is_empty() {
+        log_line("Sweep: concurrency, MiB/s, p99 ms, errors");
+        for (level, rate, p99, errors) in &sweep_points {
+            log_line(&format!("Sweep: {level}, {rate:.1}, {p99:.1}, {errors}"));
+        }
+        log_line(&knee_line(&sweep_points));
     }
     println!();
     println!("{CSV_HEADER},Experiment");
@@ -295,10 +331,40 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
+fn summary_line(row: &Row, stats: &Stats) -> String {
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    format!(
+        "Summary: read {} bytes ({:.1} MiB/s), wrote {} bytes ({:.1} MiB/s), {} errors {:?}; read latency p50/p90/p99/p99.9/max {:.1}/{:.1}/{:.1}/{:.1}/{:.1} ms, write latency p50/p90/p99/p99.9/max {:.1}/{:.1}/{:.1}/{:.1}/{:.1} ms",
+        row.read, row.read_rate, row.written, row.write_rate, row.errors, stats.errors_by_kind,
+        ms(&stats.read_latency, 0.5), ms(&stats.read_latency, 0.9), ms(&stats.read_latency, 0.99), ms(&stats.read_latency, 0.999), stats.read_latency.max() as f64 / 1000.0,
+        ms(&stats.write_latency, 0.5), ms(&stats.write_latency, 0.9), ms(&stats.write_latency, 0.99), ms(&stats.write_latency, 0.999), stats.write_latency.max() as f64 / 1000.0,
+    )
+}
+
+/// The knee of a sweep: the last level before throughput stops growing by 10 % while p99
+/// latency keeps growing, i.e. where the keepstores saturate.
+pub fn knee_line(points: &[(usize, f64, f64, u64)]) -> String {
+    for pair in points.windows(2) {
+        let (level, rate, p99, _) = pair[0];
+        let (_, next_rate, next_p99, _) = pair[1];
+        if next_rate < rate * 1.10 && next_p99 > p99 {
+            return format!(
+                "Knee: concurrency {level} ({rate:.1} MiB/s, p99 {p99:.1} ms): beyond it throughput grows less than 10% while p99 latency grows"
+            );
+        }
+    }
+    match points.last() {
+        Some((level, rate, p99, _)) => format!(
+            "Knee: not reached; throughput still growing at concurrency {level} ({rate:.1} MiB/s, p99 {p99:.1} ms)"
+        ),
+        None => "Knee: no sweep points".to_string(),
+    }
+}
+
 /// The block a writer sends: NUL bytes (as keep-exercise), optionally with the thread id
 /// (`-vary-thread`) and a random first part per request (`-vary-request`).
-fn make_block(args: &BenchArgs, thread: usize) -> Vec<u8> {
-    let mut block = vec![0u8; args.block_size];
+fn make_block(args: &BenchArgs, thread: usize, size: usize) -> Vec<u8> {
+    let mut block = vec![0u8; size];
     if args.vary_thread {
         let mut id = thread as u64;
         for slot in block.iter_mut().take(10) {
@@ -310,11 +376,148 @@ fn make_block(args: &BenchArgs, thread: usize) -> Vec<u8> {
         }
     }
     if args.vary_request {
-        let n = args.block_size.min(512 << 10);
+        let n = size.min(512 << 10);
         let offset = if args.vary_thread { 10.min(n) } else { 0 };
         rand::fill(&mut block[offset..n]);
     }
     block
+}
+
+/// What one benchmark task does.
+#[derive(Clone, Copy)]
+enum Role {
+    Read,
+    Write,
+    /// Reads with this probability, else writes (`-mix R:W`).
+    Mixed(f64),
+}
+
+/// Spaces requests out to at most `-rate` per second across all tasks.
+struct Pacer {
+    interval: Option<Duration>,
+    next: std::cell::Cell<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Pacer {
+        Pacer {
+            interval: rate
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(1.0 / r)),
+            next: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let now = Instant::now();
+        let slot = self.next.get().max(now);
+        self.next.set(slot + interval);
+        if slot > now {
+            compio::time::sleep(slot - now).await;
+        }
+    }
+}
+
+/// Everything the tasks of one experiment share.
+struct TaskEnv {
+    client: HttpClient,
+    ctx: Rc<TransferContext>,
+    stats: Rc<RefCell<Stats>>,
+    latest: Rc<RefCell<Option<BlockId>>>,
+    pool: BufferPool,
+    hasher: HashBatcher,
+    index_blocks: Rc<Vec<SourceBlock>>,
+    args: BenchArgs,
+    pace: Pacer,
+}
+
+/// The size of the next write: `-block-size`, or one of `-block-sizes`.
+fn next_block_size(args: &BenchArgs) -> usize {
+    match args.block_sizes.as_slice() {
+        [] => args.block_size,
+        sizes => sizes[rand::random_range(0..sizes.len())],
+    }
+}
+
+async fn write_once(env: &TaskEnv, thread: usize) {
+    let args = &env.args;
+    let block = make_block(args, thread, next_block_size(args));
+    let hash = BlockHash(crate::hash::md5(&block));
+    let order = transfer::write_orders(&env.ctx.dst, &[hash])
+        .pop()
+        .unwrap_or_default();
+    let begin = Instant::now();
+    let mut outcome = TransferOutcome::default();
+    let size = block.len() as u64;
+    let result = transfer::store(
+        &env.client,
+        &env.ctx,
+        &hash,
+        Bytes::from(block),
+        &order,
+        &mut outcome,
+    )
+    .await;
+    let mut s = env.stats.borrow_mut();
+    match result {
+        Ok(_) => {
+            s.bytes_written += size;
+            let _ = s
+                .write_latency
+                .record(begin.elapsed().as_micros().max(1) as u64);
+            *env.latest.borrow_mut() = Some(BlockId { hash, size });
+        }
+        Err(e) => s.error(error_kind(&e.to_string())),
+    }
+}
+
+async fn read_once(env: &TaskEnv) {
+    let block = if env.index_blocks.is_empty() {
+        let current = *env.latest.borrow();
+        match current {
+            Some(id) => SourceBlock {
+                id,
+                holders: Vec::new(),
+            },
+            None => {
+                compio::time::sleep(Duration::from_millis(5)).await;
+                return;
+            }
+        }
+    } else {
+        env.index_blocks[rand::random_range(0..env.index_blocks.len())].clone()
+    };
+    let begin = Instant::now();
+    let mut outcome = TransferOutcome::default();
+    let result = transfer::fetch(
+        &env.client,
+        &env.hasher,
+        &env.ctx,
+        &env.pool,
+        &block,
+        &mut outcome,
+    )
+    .await;
+    let mut s = env.stats.borrow_mut();
+    match result {
+        Ok(_) => {
+            s.bytes_read += block.id.size;
+            let _ = s
+                .read_latency
+                .record(begin.elapsed().as_micros().max(1) as u64);
+        }
+        Err(e) => {
+            let kind = if outcome.bad_replicas > 0 {
+                "checksum"
+            } else {
+                error_kind(&e.to_string())
+            };
+            s.error(kind);
+        }
+    }
 }
 
 async fn experiment_run(
@@ -330,9 +533,15 @@ async fn experiment_run(
     }
     let stats = Rc::new(RefCell::new(Stats::new()?));
     let latest: Rc<RefCell<Option<BlockId>>> = Rc::new(RefCell::new(None));
-    let pool = BufferPool::new(
-        (args.read_threads.max(1) * args.block_size.max(64 << 10) * 2).max(64 << 20),
-    );
+    let largest = args
+        .block_sizes
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(args.block_size)
+        .max(64 << 10);
+    let readers = (args.read_threads + args.write_threads).max(1) * args.concurrency.max(1);
+    let pool = BufferPool::new((readers * largest * 2).clamp(64 << 20, 4 << 30));
     let hasher = HashBatcher::new();
     let mut index_blocks: Vec<SourceBlock> = Vec::new();
     if args.use_index && args.read_threads > 0 {
@@ -352,102 +561,59 @@ async fn experiment_run(
         }
     }
     let index_blocks = Rc::new(index_blocks);
+    let client = client.clone();
     log_line("Start warmup phase, waiting for 1 available block before reading starts");
     let started = Instant::now();
     let deadline = (!args.run_time.is_zero()).then(|| started + args.run_time);
     let running =
         move || !INTERRUPTED.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d);
+    let env = Rc::new(TaskEnv {
+        client: client.clone(),
+        ctx: ctx.clone(),
+        stats: stats.clone(),
+        latest: latest.clone(),
+        pool,
+        hasher,
+        index_blocks,
+        args: args.clone(),
+        pace: Pacer::new(args.rate),
+    });
+    let tasks_per_thread = args.concurrency.max(1);
+    let roles: Vec<Role> = match args.mix {
+        Some((r, w)) => {
+            let read_share = f64::from(r) / f64::from((r + w).max(1));
+            let threads = (args.read_threads + args.write_threads).max(1);
+            vec![Role::Mixed(read_share); threads * tasks_per_thread]
+        }
+        None => std::iter::repeat_n(Role::Write, args.write_threads * tasks_per_thread)
+            .chain(std::iter::repeat_n(
+                Role::Read,
+                args.read_threads * tasks_per_thread,
+            ))
+            .collect(),
+    };
     let mut tasks = Vec::new();
-    for thread in 0..args.write_threads {
-        let (client, stats, latest, args) =
-            (client.clone(), stats.clone(), latest.clone(), args.clone());
-        let ctx = ctx.clone();
+    for (task, role) in roles.into_iter().enumerate() {
+        let env = env.clone();
         tasks.push(compio::runtime::spawn(async move {
-            let mut block = make_block(&args, thread);
+            let thread = task / tasks_per_thread;
             while running() {
-                if args.vary_request {
-                    block = make_block(&args, thread);
+                env.pace.wait().await;
+                if !running() {
+                    break;
                 }
-                let hash = BlockHash(crate::hash::md5(&block));
-                let order = transfer::write_orders(&ctx.dst, &[hash])
-                    .pop()
-                    .unwrap_or_default();
-                let begin = Instant::now();
-                let mut outcome = TransferOutcome::default();
-                let result = transfer::store(
-                    &client,
-                    &ctx,
-                    &hash,
-                    Bytes::from(block.clone()),
-                    &order,
-                    &mut outcome,
-                )
-                .await;
-                let mut s = stats.borrow_mut();
-                match result {
-                    Ok(_) => {
-                        s.bytes_written += block.len() as u64;
-                        let _ = s
-                            .write_latency
-                            .record(begin.elapsed().as_micros().max(1) as u64);
-                        *latest.borrow_mut() = Some(BlockId {
-                            hash,
-                            size: block.len() as u64,
-                        });
+                let read = match role {
+                    Role::Read => true,
+                    Role::Write => false,
+                    Role::Mixed(share) => {
+                        (env.latest.borrow().is_some() || !env.index_blocks.is_empty())
+                            && rand::random::<f64>() < share
                     }
-                    Err(e) => s.error(error_kind(&e.to_string())),
-                }
-            }
-        }));
-    }
-    for _ in 0..args.read_threads {
-        let (client, stats, latest, pool, hasher, index_blocks) = (
-            client.clone(),
-            stats.clone(),
-            latest.clone(),
-            pool.clone(),
-            hasher.clone(),
-            index_blocks.clone(),
-        );
-        let ctx = ctx.clone();
-        tasks.push(compio::runtime::spawn(async move {
-            while running() {
-                let block = if index_blocks.is_empty() {
-                    let current = *latest.borrow();
-                    match current {
-                        Some(id) => SourceBlock {
-                            id,
-                            holders: Vec::new(),
-                        },
-                        None => {
-                            compio::time::sleep(Duration::from_millis(5)).await;
-                            continue;
-                        }
-                    }
-                } else {
-                    index_blocks[rand::random_range(0..index_blocks.len())].clone()
                 };
-                let begin = Instant::now();
-                let mut outcome = TransferOutcome::default();
-                let result =
-                    transfer::fetch(&client, &hasher, &ctx, &pool, &block, &mut outcome).await;
-                let mut s = stats.borrow_mut();
-                match result {
-                    Ok(_) => {
-                        s.bytes_read += block.id.size;
-                        let _ = s
-                            .read_latency
-                            .record(begin.elapsed().as_micros().max(1) as u64);
-                    }
-                    Err(e) => {
-                        let text = e.to_string();
-                        let kind = if outcome.bad_replicas > 0 {
-                            "checksum"
-                        } else {
-                            error_kind(&text)
-                        };
-                        s.error(kind);
-                    }
+                if read {
+                    read_once(&env).await;
+                } else {
+                    write_once(&env, thread).await;
                 }
             }
         }));
@@ -501,6 +667,7 @@ async fn experiment_run(
     for task in tasks {
         let _ = task.await;
     }
+    drop(env);
     let row = row_now(&mut read_peak, &mut write_peak);
     let stats = Rc::try_unwrap(stats)
         .map(RefCell::into_inner)
