@@ -349,3 +349,34 @@ fn sweep_finds_the_knee_and_shows_the_limiter() {
         "503s past 2 running + 2 queued: {rows:?}"
     );
 }
+
+#[test]
+fn per_server_rates_in_the_report() {
+    let (cluster, dir) = setup();
+    let report = json_report(
+        &dir,
+        &[
+            "-rthreads",
+            "1",
+            "-wthreads",
+            "2",
+            "-vary-request",
+            "-block-size",
+            "4096",
+        ],
+    );
+    let servers = report["experiments"][0]["servers"].as_array().unwrap();
+    assert!(
+        servers.len() >= 2,
+        "distinct blocks spread over servers: {servers:?}"
+    );
+    for server in servers {
+        let uuid = server["uuid"].as_str().unwrap();
+        assert!((0..3).any(|i| cluster.keepstore_uuid(i) == uuid), "{uuid}");
+    }
+    let writes: f64 = servers
+        .iter()
+        .map(|s| s["writes_per_s"].as_f64().unwrap())
+        .sum();
+    assert!(writes > 0.0);
+}

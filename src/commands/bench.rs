@@ -94,6 +94,16 @@ struct Stats {
     read_latency: Histogram<u64>,
     write_latency: Histogram<u64>,
     errors_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Per server: (requests, bytes) read and written.
+    per_server: std::collections::BTreeMap<usize, ServerCounts>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ServerCounts {
+    reads: u64,
+    read_bytes: u64,
+    writes: u64,
+    written_bytes: u64,
 }
 
 impl Stats {
@@ -109,6 +119,7 @@ impl Stats {
             read_latency: histogram()?,
             write_latency: histogram()?,
             errors_by_kind: Default::default(),
+            per_server: Default::default(),
         })
     }
 
@@ -295,7 +306,35 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                 row.errors,
             ));
         }
+        let secs = row.elapsed.as_secs_f64().max(1e-9);
+        let per_server: Vec<serde_json::Value> = stats
+            .per_server
+            .iter()
+            .map(|(&server, c)| {
+                let uuid = ctx
+                    .dst
+                    .services
+                    .get(server)
+                    .map(|s| s.uuid.as_str())
+                    .unwrap_or("?");
+                log_line(&format!(
+                    "Server {uuid}: {:.1} reads/s {:.1} MiB/s, {:.1} writes/s {:.1} MiB/s",
+                    c.reads as f64 / secs,
+                    c.read_bytes as f64 / secs / 1_048_576.0,
+                    c.writes as f64 / secs,
+                    c.written_bytes as f64 / secs / 1_048_576.0
+                ));
+                serde_json::json!({
+                    "uuid": uuid,
+                    "reads_per_s": c.reads as f64 / secs,
+                    "read_mib_s": c.read_bytes as f64 / secs / 1_048_576.0,
+                    "writes_per_s": c.writes as f64 / secs,
+                    "write_mib_s": c.written_bytes as f64 / secs / 1_048_576.0,
+                })
+            })
+            .collect();
         report.push(serde_json::json!({
+            "servers": per_server,
             "experiment": experiment,
             "concurrency": run_args.concurrency,
             "elapsed_s": row.elapsed.as_secs_f64(),
@@ -465,6 +504,11 @@ async fn write_once(env: &TaskEnv, thread: usize) {
     match result {
         Ok(_) => {
             s.bytes_written += size;
+            for &server in &outcome.stored_on {
+                let c = s.per_server.entry(server).or_default();
+                c.writes += 1;
+                c.written_bytes += size;
+            }
             let _ = s
                 .write_latency
                 .record(begin.elapsed().as_micros().max(1) as u64);
@@ -505,6 +549,11 @@ async fn read_once(env: &TaskEnv) {
     match result {
         Ok(_) => {
             s.bytes_read += block.id.size;
+            if let Some(server) = outcome.read_from {
+                let c = s.per_server.entry(server).or_default();
+                c.reads += 1;
+                c.read_bytes += block.id.size;
+            }
             let _ = s
                 .read_latency
                 .record(begin.elapsed().as_micros().max(1) as u64);

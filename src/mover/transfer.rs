@@ -70,6 +70,10 @@ pub struct TransferOutcome {
     /// Requests that failed and were retried or routed around.
     pub request_errors: u32,
     pub replicas_stored: u32,
+    /// The source server the block was read from (index into `src.services`).
+    pub read_from: Option<usize>,
+    /// The destination servers that confirmed a copy (indexes into `dst.services`).
+    pub stored_on: Vec<usize>,
 }
 
 fn request_id() -> String {
@@ -243,7 +247,10 @@ pub async fn fetch(
         let mut retry = Vec::new();
         for &server in &order {
             match get_once(client, hasher, ctx, server, &locator, block, &mut lease).await {
-                GetAttempt::Ok => return Ok(lease),
+                GetAttempt::Ok => {
+                    outcome.read_from = Some(server);
+                    return Ok(lease);
+                }
                 GetAttempt::NotFound => {}
                 GetAttempt::BadReplica(detail) => {
                     outcome.bad_replicas += 1;
@@ -424,7 +431,10 @@ pub async fn store(
                 break;
             };
             match attempt {
-                PutAttempt::Stored(n) => stored += n,
+                PutAttempt::Stored(n) => {
+                    stored += n;
+                    outcome.stored_on.push(server);
+                }
                 PutAttempt::Retryable(detail) => {
                     outcome.request_errors += 1;
                     errors.push(detail);
