@@ -380,3 +380,32 @@ fn per_server_rates_in_the_report() {
         .sum();
     assert!(writes > 0.0);
 }
+
+#[test]
+fn plot_is_valid_svg_over_time_and_for_a_sweep() {
+    let (_cluster, dir) = setup();
+    for extra in [
+        &["-run-time", "2s"][..],
+        &["-sweep", "1,2", "-run-time", "1s"][..],
+    ] {
+        let svg = dir.path().join("plot.svg");
+        let mut args = vec!["-rthreads", "1", "-wthreads", "1"];
+        args.extend_from_slice(extra);
+        let path = svg.to_str().unwrap().to_string();
+        args.extend(["-plot", &path]);
+        let out = bench(&dir, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&svg).unwrap();
+        let doc = roxmltree::Document::parse(&text).expect("valid XML");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        assert!(
+            text.contains("<polyline") || text.contains("<path"),
+            "a curve is drawn"
+        );
+    }
+}

@@ -27,6 +27,7 @@ pub const BENCH_FLAGS: &[FlagSpec] = &[
     flag("block-sizes", FlagKind::String, "", "keepmover: write sizes to pick from at random, e.g. 4KiB,1MiB,64MiB, or 'mixed' (mostly small blocks, most bytes in big ones); overrides -block-size for writes"),
     flag("mix", FlagKind::String, "", "keepmover: R:W read/write ratio; every task then reads or writes in that ratio (e.g. 3:1)"),
     flag("rate", FlagKind::String, "", "keepmover: cap on requests per second across all tasks (e.g. 200), for latency-at-load curves"),
+    flag("plot", FlagKind::String, "", "keepmover: draw throughput and p99 latency over time (against concurrency with -sweep) into this SVG file"),
     flag("sweep", FlagKind::String, "", "keepmover: comma list of -concurrency levels to run one after another (e.g. 1,4,16,64,256); prints throughput and p99 per level and the knee"),
 ];
 
@@ -92,6 +93,7 @@ pub fn run_bench(program: &str, args: &[String]) -> i32 {
             io: parsed.get("io").unwrap_or("auto").parse()?,
             json: parsed.get("json").filter(|p| !p.is_empty()).map(Into::into),
             concurrency: int("concurrency", 1)?.max(1) as usize,
+            plot: parsed.get("plot").filter(|p| !p.is_empty()).map(Into::into),
             block_sizes: parse_block_sizes(parsed.get("block-sizes").unwrap_or(""))?,
             mix: match parsed.get("mix").filter(|m| !m.is_empty()) {
                 None => None,

@@ -57,6 +57,8 @@ pub struct BenchArgs {
     pub rate: Option<f64>,
     /// Concurrency levels to sweep (`-sweep 1,4,16,64`).
     pub sweep: Vec<usize>,
+    /// Draw throughput and p99 (over time, or against concurrency for a sweep) into this SVG.
+    pub plot: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,10 @@ struct Stats {
     read_latency: Histogram<u64>,
     write_latency: Histogram<u64>,
     errors_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Latencies since the last plot sample (both operations).
+    interval_latency: Histogram<u64>,
+    /// Throughput and p99 over time, for `-plot`.
+    timeline: Vec<crate::report::plot::PlotPoint>,
     /// Per server: (requests, bytes) read and written.
     per_server: std::collections::BTreeMap<usize, ServerCounts>,
 }
@@ -120,6 +126,8 @@ impl Stats {
             write_latency: histogram()?,
             errors_by_kind: Default::default(),
             per_server: Default::default(),
+            interval_latency: histogram()?,
+            timeline: Vec::new(),
         })
     }
 
@@ -281,6 +289,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         args.sweep.iter().map(|&level| Some(level)).collect()
     };
     let mut sweep_points: Vec<(usize, f64, f64, u64)> = Vec::new();
+    let mut timeline: Vec<crate::report::plot::PlotPoint> = Vec::new();
     for (index, level) in levels.into_iter().enumerate() {
         let experiment = index + 1;
         let mut run_args = args.clone();
@@ -293,6 +302,16 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         let (row, stats) = runtime.block_on(experiment_run(&run_args, &ctx, &http))?;
         log_line(&format!("*** experiment {experiment} complete ***"));
         log_line(&summary_line(&row, &stats));
+        let offset = timeline.last().map_or(0.0, |p| p.x);
+        timeline.extend(
+            stats
+                .timeline
+                .iter()
+                .map(|p| crate::report::plot::PlotPoint {
+                    x: p.x + offset,
+                    ..*p
+                }),
+        );
         if let Some(level) = level {
             let latency = if stats.read_latency.is_empty() {
                 &stats.write_latency
@@ -360,6 +379,22 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     println!("{CSV_HEADER},Experiment");
     for (i, row) in last_rows.iter().enumerate() {
         println!("{row},{}", i + 1);
+    }
+    if let Some(path) = &args.plot {
+        let result = if sweep_points.is_empty() {
+            crate::report::plot::draw(path, "keepmover bench", "seconds", &timeline)
+        } else {
+            let points: Vec<_> = sweep_points
+                .iter()
+                .map(|&(level, rate, p99, _)| crate::report::plot::PlotPoint {
+                    x: level as f64,
+                    mib_s: rate,
+                    p99_ms: p99,
+                })
+                .collect();
+            crate::report::plot::draw(path, "keepmover bench sweep", "requests in flight", &points)
+        };
+        result.map_err(BenchError::Io)?;
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&serde_json::json!({ "experiments": report }))
@@ -696,8 +731,22 @@ async fn experiment_run(
     } else {
         args.stats_interval
     };
+    let mut last_sample = (Instant::now(), 0u64);
     while running() {
         compio::time::sleep(tick.min(Duration::from_millis(100))).await;
+        if last_sample.0.elapsed() >= Duration::from_millis(500) {
+            let mut st = stats.borrow_mut();
+            let total = st.bytes_read + st.bytes_written;
+            let secs = last_sample.0.elapsed().as_secs_f64();
+            let point = crate::report::plot::PlotPoint {
+                x: started.elapsed().as_secs_f64(),
+                mib_s: (total - last_sample.1) as f64 / secs / 1_048_576.0,
+                p99_ms: st.interval_latency.value_at_quantile(0.99) as f64 / 1000.0,
+            };
+            st.timeline.push(point);
+            st.interval_latency.reset();
+            last_sample = (Instant::now(), total);
+        }
         if !warm && (latest.borrow().is_some() || args.write_threads == 0) {
             warm = true;
             log_line("Warmup complete!");

@@ -2,6 +2,8 @@
 //! bar when it is, and the final summary. The engine only bumps counters in [`Progress`];
 //! this module decides how to show them.
 
+pub mod plot;
+
 use std::io::{IsTerminal, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
