@@ -11,7 +11,7 @@ use keepmover::index::merge::{merge_sources, sort_slice, subtract, BlockId};
 use keepmover::keep::index_format::{format_index_line, IndexBodyParser};
 use keepmover::keep::locator::BlockHash;
 use keepmover::keep::rendezvous::{go_suffix, probe_order_go};
-use keepmover::net::head::parse_response_head;
+use keepmover::net::parse_response_head;
 
 fn hash_of(n: u64) -> BlockHash {
     BlockHash(keepmover::hash::md5(&n.to_le_bytes()))

@@ -32,7 +32,7 @@ pub enum WalkError {
         origin: String,
         prefix: String,
         #[source]
-        source: crate::net::NetError,
+        source: Box<crate::net::NetError>,
     },
     #[error("{cluster} index slice {prefix} from {origin} holds more than {limit} entries; use a longer -prefix-length")]
     TooLarge {
@@ -93,7 +93,7 @@ pub async fn fetch_slice(
         cluster: cluster.label,
         origin: origin.clone(),
         prefix: prefix.to_string(),
-        source,
+        source: Box::new(source),
     };
     let request = Request {
         method: Method::Get,

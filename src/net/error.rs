@@ -1,67 +1,133 @@
-//! Errors of the HTTP layer. Each names the origin it concerns; none carries request headers
-//! (they hold tokens).
+//! The net layer's typed errors. Every variant names the origin it concerns, so a caller can
+//! print one clear line; `is_retryable` separates transport trouble (worth another attempt,
+//! maybe on another server) from answers that will not change.
+
+use std::fmt;
+use std::io;
+
+use crate::net::origin::Origin;
 
 /// Which wait ran out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
+    /// TCP connect plus TLS handshake.
     Connect,
+    /// From the request fully sent to the response head received.
     FirstByte,
+    /// No byte moved for too long while sending or receiving a body.
     Idle,
 }
 
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Phase::Connect => "connect",
-            Phase::FirstByte => "first byte",
-            Phase::Idle => "idle",
+            Phase::FirstByte => "waiting for the response head",
+            Phase::Idle => "no progress",
         })
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("connecting to {origin}: {source}")]
+    #[error("{origin}: connect failed: {source}")]
     Connect {
-        origin: String,
-        source: std::io::Error,
+        origin: Origin,
+        #[source]
+        source: io::Error,
     },
-    #[error("TLS with {origin}: {source}")]
-    Tls {
-        origin: String,
-        source: std::io::Error,
-    },
-    #[error("{origin}: timed out ({phase} timeout)")]
-    Timeout { origin: String, phase: Phase },
-    #[error("{origin}: {source}")]
+    #[error("{origin}: TLS: {detail}")]
+    Tls { origin: Origin, detail: String },
+    #[error("{origin}: timed out ({phase})")]
+    Timeout { origin: Origin, phase: Phase },
+    #[error("{origin}: I/O error: {source}")]
     Io {
-        origin: String,
-        source: std::io::Error,
+        origin: Origin,
+        #[source]
+        source: io::Error,
     },
     #[error("{origin}: bad response: {detail}")]
-    BadResponse { origin: String, detail: String },
+    BadResponse { origin: Origin, detail: String },
     #[error("{origin}: response head larger than {limit} bytes")]
-    HeadTooLarge { origin: String, limit: usize },
-    #[error("{origin}: body ended after {got} of {expected} bytes")]
+    HeadTooLarge { origin: Origin, limit: usize },
+    #[error("{origin}: response body too short: expected {expected} bytes, got {got}")]
     BodyTooShort {
-        origin: String,
+        origin: Origin,
         expected: u64,
         got: u64,
     },
-    #[error("{origin}: body larger than {limit} bytes")]
-    BodyTooLong { origin: String, limit: u64 },
+    #[error("{origin}: response body longer than {limit} bytes")]
+    BodyTooLong { origin: Origin, limit: u64 },
     #[error("{origin}: bad chunked encoding: {detail}")]
-    BadChunk { origin: String, detail: String },
-    #[error("{origin}: connection closed before a response")]
-    Closed { origin: String },
+    BadChunk { origin: Origin, detail: String },
+    #[error("{origin}: connection closed {detail}")]
+    Closed {
+        origin: Origin,
+        detail: &'static str,
+    },
+    #[error("{origin}: invalid request: {detail}")]
+    InvalidRequest { origin: Origin, detail: String },
 }
 
 impl NetError {
-    /// Whether trying again (on a fresh connection, or later) could help.
+    /// Transport trouble that another attempt may not meet: connect failures, timeouts, I/O
+    /// errors, connections closed early, truncated bodies. Protocol violations, oversize
+    /// answers, TLS failures (certificates) and invalid requests are not retryable.
     pub fn is_retryable(&self) -> bool {
-        !matches!(
+        matches!(
             self,
-            NetError::HeadTooLarge { .. } | NetError::BodyTooLong { .. }
+            NetError::Connect { .. }
+                | NetError::Timeout { .. }
+                | NetError::Io { .. }
+                | NetError::Closed { .. }
+                | NetError::BodyTooShort { .. }
         )
+    }
+
+    /// The origin the error concerns.
+    pub fn origin(&self) -> &Origin {
+        match self {
+            NetError::Connect { origin, .. }
+            | NetError::Tls { origin, .. }
+            | NetError::Timeout { origin, .. }
+            | NetError::Io { origin, .. }
+            | NetError::BadResponse { origin, .. }
+            | NetError::HeadTooLarge { origin, .. }
+            | NetError::BodyTooShort { origin, .. }
+            | NetError::BodyTooLong { origin, .. }
+            | NetError::BadChunk { origin, .. }
+            | NetError::Closed { origin, .. }
+            | NetError::InvalidRequest { origin, .. } => origin,
+        }
+    }
+
+    /// Recovers the `NetError` carried by an `io::Error` from
+    /// [`Response::read_body_chunk`](crate::net::Response::read_body_chunk); an `io::Error`
+    /// that carries none is returned unchanged.
+    pub fn from_io(err: io::Error) -> Result<NetError, io::Error> {
+        if err.get_ref().is_some_and(|inner| inner.is::<NetError>()) {
+            match err.into_inner().map(|inner| inner.downcast::<NetError>()) {
+                Some(Ok(net)) => Ok(*net),
+                // Unreachable given the check above; keep a plain error rather than panic.
+                _ => Err(io::Error::other("lost network error")),
+            }
+        } else {
+            Err(err)
+        }
+    }
+
+    fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            NetError::Timeout { .. } => io::ErrorKind::TimedOut,
+            NetError::BodyTooShort { .. } | NetError::Closed { .. } => io::ErrorKind::UnexpectedEof,
+            NetError::Io { source, .. } | NetError::Connect { source, .. } => source.kind(),
+            _ => io::ErrorKind::InvalidData,
+        }
+    }
+}
+
+impl From<NetError> for io::Error {
+    fn from(err: NetError) -> io::Error {
+        io::Error::new(err.io_kind(), err)
     }
 }

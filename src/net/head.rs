@@ -1,316 +1,391 @@
-//! The pure part of HTTP/1.1: writing a request head, parsing a response head with httparse
-//! over a caller-owned buffer (`Partial` until the blank line arrives), and decoding chunked
-//! bodies incrementally. No I/O here, so every byte split can be tested.
+//! Pure HTTP/1.1 framing: writing a request head, parsing a response head (httparse) and
+//! deciding how the response body is delimited. No I/O here, so it is benchmarked
+//! (`benches/http_parse.rs`) and tested on its own.
 
-/// A parsed response head.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResponseHead {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    /// Bytes of the buffer the head used.
-    pub length: usize,
+/// Request method. Custom methods are sent verbatim (they must be a token).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Head,
+    Put,
+    Delete,
+    Other(String),
 }
 
-impl ResponseHead {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+impl Method {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Other(m) => m,
+        }
+    }
+
+    /// Safe to send again after a connection failed before any response byte.
+    pub fn is_idempotent(&self) -> bool {
+        match self {
+            Method::Get | Method::Head | Method::Put | Method::Delete => true,
+            Method::Other(m) => matches!(m.as_str(), "OPTIONS" | "TRACE"),
+        }
     }
 }
 
-/// The result of looking for a head in the bytes received so far.
-#[derive(Debug, PartialEq, Eq)]
-pub enum HeadParse {
-    Partial,
-    Complete(ResponseHead),
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
-const MAX_HEADERS: usize = 64;
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
 
-/// Parses a response head from the start of `buf`.
-pub fn parse_response_head(buf: &[u8]) -> Result<HeadParse, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
+/// Appends a request head to `out`. `content_length` is sent when there is a body (or for
+/// PUT, where an empty body must still be announced). Rejects anything that could split the
+/// head (CR, LF or NUL in the target or a header, a method or header name that is not a
+/// token) and caller-supplied framing headers, which this layer owns.
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    host_header: &str,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    content_length: Option<u64>,
+) -> Result<(), String> {
+    if !is_token(method.as_str()) {
+        return Err(format!("method {:?} is not a token", method.as_str()));
+    }
+    if !path_and_query.starts_with('/') && path_and_query != "*" {
+        return Err(format!("target {path_and_query:?} must start with '/'"));
+    }
+    if path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!(
+            "target {path_and_query:?} contains spaces or control bytes"
+        ));
+    }
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(host_header.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if !is_token(name) {
+            return Err(format!("header name {name:?} is not a token"));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(format!("header {name} has CR, LF or NUL in its value"));
+        }
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("host")
+        {
+            return Err(format!("header {name} is set by the client itself"));
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(len) = content_length {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the server closes the connection.
+    UntilEof,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    pub status: u16,
+    /// HTTP/1.x minor version.
+    pub minor_version: u8,
+    pub headers: Vec<(String, String)>,
+    /// Bytes the head took, including the blank line.
+    pub head_len: usize,
+}
+
+/// Result of trying to parse a head from the bytes received so far.
+#[derive(Debug)]
+pub enum ParseOutcome {
+    Complete(ResponseHead),
+    /// Need more bytes.
+    Partial,
+}
+
+const MAX_HEADERS: usize = 128;
+
+/// The error text of a head with more than 128 header fields (treated as too large).
+pub const TOO_MANY_HEADERS: &str = "too many header fields";
+
+/// Parses a response head at the start of `buf`.
+pub fn parse_response_head(buf: &[u8]) -> Result<ParseOutcome, String> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut storage);
     match response.parse(buf) {
-        Ok(httparse::Status::Partial) => Ok(HeadParse::Partial),
-        Ok(httparse::Status::Complete(length)) => {
+        Ok(httparse::Status::Partial) => Ok(ParseOutcome::Partial),
+        Ok(httparse::Status::Complete(head_len)) => {
             let status = response.code.ok_or("no status code")?;
+            let minor_version = response.version.ok_or("no HTTP version")?;
             let headers = response
                 .headers
                 .iter()
                 .map(|h| {
                     (
                         h.name.to_string(),
-                        String::from_utf8_lossy(h.value).trim().to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
                     )
                 })
                 .collect();
-            Ok(HeadParse::Complete(ResponseHead {
+            Ok(ParseOutcome::Complete(ResponseHead {
                 status,
+                minor_version,
                 headers,
-                length,
+                head_len,
             }))
         }
-        Err(e) => Err(e.to_string()),
+        Err(httparse::Error::TooManyHeaders) => Err(TOO_MANY_HEADERS.to_string()),
+        Err(e) => Err(format!("unparsable response head: {e}")),
     }
 }
 
-/// How the body of a response is delimited.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BodyKind {
-    None,
-    Length(u64),
-    Chunked,
-    /// Until the server closes the connection (not reusable).
-    UntilClose,
-}
-
-/// Decides the body framing per RFC 9112 §6.3 for a response to `method`.
-pub fn body_kind(head: &ResponseHead, is_head_request: bool) -> Result<BodyKind, String> {
-    if is_head_request
-        || head.status == 204
-        || head.status == 304
-        || (100..200).contains(&head.status)
-    {
-        return Ok(BodyKind::None);
+impl ResponseHead {
+    /// First value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_value(&self.headers, name)
     }
-    if let Some(te) = head.header("Transfer-Encoding") {
-        if te
-            .split(',')
-            .map(str::trim)
-            .any(|t| t.eq_ignore_ascii_case("chunked"))
+
+    /// Decides the body framing (RFC 9112 §6.3) for a response to `method`.
+    pub fn framing(&self, method: &Method) -> Result<BodyFraming, String> {
+        if *method == Method::Head
+            || (100..200).contains(&self.status)
+            || self.status == 204
+            || self.status == 304
         {
-            return Ok(BodyKind::Chunked);
+            return Ok(BodyFraming::Empty);
         }
-        return Ok(BodyKind::UntilClose);
-    }
-    match head.header("Content-Length") {
-        Some(text) => text
-            .parse::<u64>()
-            .map(BodyKind::Length)
-            .map_err(|_| format!("bad Content-Length {text:?}")),
-        None => Ok(BodyKind::UntilClose),
-    }
-}
-
-/// Whether the connection may be reused after this response.
-pub fn keeps_alive(head: &ResponseHead) -> bool {
-    !head
-        .header("Connection")
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-}
-
-/// Writes `METHOD path HTTP/1.1` and the headers (plus Host, Content-Length) into `out`.
-pub fn write_request_head(
-    out: &mut Vec<u8>,
-    method: &str,
-    authority: &str,
-    path: &str,
-    headers: &[(String, String)],
-    body_len: Option<usize>,
-) {
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(authority.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if let Some(len) = body_len {
-        out.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Incremental chunked-body decoder.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChunkState {
-    /// Reading the size line.
-    Size,
-    /// Data bytes left in the current chunk.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last (zero) chunk: trailers until a blank line.
-    Trailers,
-    Done,
-}
-
-/// What one decoding step did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ChunkStep {
-    /// Need more input.
-    NeedMore,
-    /// `consumed` input bytes processed; data bytes are `input[start..start+len]`.
-    Data {
-        consumed: usize,
-        start: usize,
-        len: usize,
-    },
-    /// Framing consumed, no data produced.
-    Advanced {
-        consumed: usize,
-    },
-    Done {
-        consumed: usize,
-    },
-}
-
-const MAX_CHUNK_LINE: usize = 4096;
-
-impl ChunkState {
-    /// Decodes from `input` (the unconsumed bytes). `max_data` limits the data returned.
-    pub fn step(&mut self, input: &[u8], max_data: usize) -> Result<ChunkStep, String> {
-        match self {
-            ChunkState::Done => Ok(ChunkStep::Done { consumed: 0 }),
-            ChunkState::Data(left) => {
-                if input.is_empty() {
-                    return Ok(ChunkStep::NeedMore);
+        let mut transfer_encodings = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .peekable();
+        if transfer_encodings.peek().is_some() {
+            let last = transfer_encodings.last().unwrap_or_default();
+            return Ok(if last.eq_ignore_ascii_case("chunked") {
+                BodyFraming::Chunked
+            } else {
+                BodyFraming::UntilEof
+            });
+        }
+        let mut length: Option<u64> = None;
+        for (_, value) in self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
+            for part in value.split(',') {
+                let part = part.trim();
+                if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("bad Content-Length {value:?}"));
                 }
-                let len = (*left).min(input.len() as u64).min(max_data as u64) as usize;
-                *left -= len as u64;
-                if *left == 0 {
-                    *self = ChunkState::DataEnd;
+                let n: u64 = part
+                    .parse()
+                    .map_err(|_| format!("bad Content-Length {value:?}"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("conflicting Content-Length headers".to_string());
                 }
-                Ok(ChunkStep::Data {
-                    consumed: len,
-                    start: 0,
-                    len,
-                })
-            }
-            ChunkState::DataEnd => {
-                if input.len() < 2 {
-                    return Ok(ChunkStep::NeedMore);
-                }
-                if &input[..2] != b"\r\n" {
-                    return Err("missing CRLF after chunk data".into());
-                }
-                *self = ChunkState::Size;
-                Ok(ChunkStep::Advanced { consumed: 2 })
-            }
-            ChunkState::Size => {
-                let Some(end) = input.windows(2).position(|w| w == b"\r\n") else {
-                    if input.len() > MAX_CHUNK_LINE {
-                        return Err("chunk size line too long".into());
-                    }
-                    return Ok(ChunkStep::NeedMore);
-                };
-                let line = &input[..end];
-                let size_text = line.split(|&b| b == b';').next().unwrap_or(&[]);
-                let size_text = std::str::from_utf8(size_text)
-                    .map_err(|_| "chunk size is not ASCII")?
-                    .trim();
-                if size_text.is_empty()
-                    || size_text.len() > 15
-                    || !size_text.bytes().all(|b| b.is_ascii_hexdigit())
-                {
-                    return Err(format!("bad chunk size {size_text:?}"));
-                }
-                let size = u64::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
-                *self = if size == 0 {
-                    ChunkState::Trailers
-                } else {
-                    ChunkState::Data(size)
-                };
-                Ok(ChunkStep::Advanced { consumed: end + 2 })
-            }
-            ChunkState::Trailers => {
-                let Some(end) = input.windows(2).position(|w| w == b"\r\n") else {
-                    if input.len() > MAX_CHUNK_LINE {
-                        return Err("trailer line too long".into());
-                    }
-                    return Ok(ChunkStep::NeedMore);
-                };
-                if end == 0 {
-                    *self = ChunkState::Done;
-                    return Ok(ChunkStep::Done { consumed: 2 });
-                }
-                Ok(ChunkStep::Advanced { consumed: end + 2 })
+                length = Some(n);
             }
         }
+        Ok(match length {
+            Some(0) => BodyFraming::Empty,
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::UntilEof,
+        })
     }
+
+    /// Whether the connection may carry another request after this response.
+    pub fn keep_alive(&self) -> bool {
+        let mut close = false;
+        let mut keep_alive = false;
+        for (_, value) in self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        {
+            for token in value.split(',').map(str::trim) {
+                close |= token.eq_ignore_ascii_case("close");
+                keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        }
+        if close {
+            false
+        } else {
+            self.minor_version >= 1 || keep_alive
+        }
+    }
+}
+
+/// First value of a header in a list, by case-insensitive name.
+pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Parses a chunk-size line without its CRLF: hex digits, then optional `;extensions`.
+pub fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
+    let digits_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let (digits, rest) = line.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(format!(
+            "chunk size line {:?} has no hex digits",
+            String::from_utf8_lossy(line)
+        ));
+    }
+    let rest_ok = rest.is_empty() || {
+        let trimmed = rest
+            .iter()
+            .position(|b| *b != b' ' && *b != b'\t')
+            .map_or(&[][..], |i| &rest[i..]);
+        trimmed.is_empty() || trimmed[0] == b';'
+    };
+    if !rest_ok {
+        return Err(format!(
+            "bad chunk size line {:?}",
+            String::from_utf8_lossy(line)
+        ));
+    }
+    if digits.len() > 15 {
+        return Err("chunk size too large".to_string());
+    }
+    let mut size = 0u64;
+    for &d in digits {
+        let v = (d as char).to_digit(16).unwrap_or(0) as u64;
+        size = size * 16 + v;
+    }
+    Ok(size)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn decode_all(input: &[u8], split: usize) -> Result<Vec<u8>, String> {
-        let mut state = ChunkState::Size;
-        let mut pending: Vec<u8> = Vec::new();
+    fn head(raw: &str) -> ResponseHead {
+        match parse_response_head(raw.as_bytes()).unwrap() {
+            ParseOutcome::Complete(h) => h,
+            ParseOutcome::Partial => panic!("partial"),
+        }
+    }
+
+    #[test]
+    fn request_head() {
         let mut out = Vec::new();
-        let mut feeds = vec![
-            &input[..split.min(input.len())],
-            &input[split.min(input.len())..],
-        ]
-        .into_iter();
-        loop {
-            match state.step(&pending, usize::MAX)? {
-                ChunkStep::NeedMore => match feeds.next() {
-                    Some(more) => pending.extend_from_slice(more),
-                    None => return Err("truncated".into()),
-                },
-                ChunkStep::Data {
-                    consumed,
-                    start,
-                    len,
-                } => {
-                    out.extend_from_slice(&pending[start..start + len]);
-                    pending.drain(..consumed);
-                }
-                ChunkStep::Advanced { consumed } => {
-                    pending.drain(..consumed);
-                }
-                ChunkStep::Done { .. } => return Ok(out),
-            }
-        }
-    }
-
-    #[test]
-    fn chunked_at_every_split() {
-        let body = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\n";
-        for split in 0..=body.len() {
-            assert_eq!(
-                decode_all(body, split).expect("test input"),
-                b"Wikipedia in\r\n\r\nchunks.",
-                "split {split}"
-            );
-        }
-    }
-
-    #[test]
-    fn bad_chunks() {
-        assert!(decode_all(b"zz\r\n", 0).is_err());
-        assert!(decode_all(b"4\r\nWikiXX0\r\n\r\n", 0).is_err());
-        assert!(decode_all(b"fffffffffffffffff\r\n", 0).is_err());
-        assert!(decode_all(b"4\r\nWi", 0).is_err());
-    }
-
-    #[test]
-    fn head_partial_then_complete() {
-        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Keep-Replicas-Stored: 2\r\n\r\nabc";
-        for cut in 0..head.len() - 3 {
-            assert_eq!(
-                parse_response_head(&head[..cut]).expect("test input"),
-                HeadParse::Partial,
-                "{cut}"
-            );
-        }
-        let HeadParse::Complete(parsed) = parse_response_head(head).expect("test input") else {
-            panic!()
+        write_request_head(
+            &mut out,
+            &Method::Put,
+            "h:1",
+            "/abc?x=1",
+            &[("Authorization".into(), "Bearer t".into())],
+            Some(3),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            b"PUT /abc?x=1 HTTP/1.1\r\nHost: h:1\r\nAuthorization: Bearer t\r\nContent-Length: 3\r\n\r\n"
+        );
+        let bad = |path: &str, headers: &[(String, String)]| {
+            write_request_head(&mut Vec::new(), &Method::Get, "h", path, headers, None).is_err()
         };
-        assert_eq!(parsed.status, 200);
-        assert_eq!(parsed.length, head.len() - 3);
-        assert_eq!(parsed.header("x-keep-replicas-stored"), Some("2"));
-        assert_eq!(body_kind(&parsed, false), Ok(BodyKind::Length(3)));
-        assert_eq!(body_kind(&parsed, true), Ok(BodyKind::None));
-        assert!(parse_response_head(b"HTTP/1.1 abc\r\n\r\n").is_err());
+        assert!(bad("/a b", &[]));
+        assert!(bad("nopath", &[]));
+        assert!(bad("/", &[("X".into(), "a\r\nInjected: 1".into())]));
+        assert!(bad("/", &[("Bad Name".into(), "v".into())]));
+        assert!(bad("/", &[("content-length".into(), "1".into())]));
+    }
+
+    #[test]
+    fn framing_rules() {
+        let get = Method::Get;
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").framing(&get),
+            Ok(BodyFraming::Length(5))
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").framing(&Method::Head),
+            Ok(BodyFraming::Empty)
+        );
+        assert_eq!(
+            head("HTTP/1.1 204 No Content\r\n\r\n").framing(&get),
+            Ok(BodyFraming::Empty)
+        );
+        assert_eq!(
+            head(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n"
+            )
+            .framing(&get),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\n\r\n").framing(&get),
+            Ok(BodyFraming::UntilEof)
+        );
+        assert!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
+                .framing(&get)
+                .is_err()
+        );
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")
+            .framing(&get)
+            .is_err());
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n").framing(&get),
+            Ok(BodyFraming::Length(7))
+        );
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(head("HTTP/1.1 200 OK\r\n\r\n").keep_alive());
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").keep_alive());
+        assert!(!head("HTTP/1.0 200 OK\r\n\r\n").keep_alive());
+        assert!(head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n").keep_alive());
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(parse_chunk_size(b"1a"), Ok(26));
+        assert_eq!(parse_chunk_size(b"0;name=value"), Ok(0));
+        assert_eq!(parse_chunk_size(b"10 ;x"), Ok(16));
+        assert!(parse_chunk_size(b"").is_err());
+        assert!(parse_chunk_size(b"zz").is_err());
+        assert!(parse_chunk_size(b"12x").is_err());
+        assert!(parse_chunk_size(b"ffffffffffffffffff").is_err());
     }
 }

@@ -1,16 +1,34 @@
-//! The completion-based HTTP/1.1 client. It knows HTTP, not Keep: connections, pools,
-//! framing, timeouts and TLS. Built on compio (io_uring, or epoll where io_uring is
-//! unavailable) with owned buffers: a body is read straight into the caller's buffer.
+//! The completion-based HTTP/1.1 client. It knows HTTP, not Keep: no locators, no tokens, no
+//! services; callers build requests and read bodies.
+//!
+//! Shape (one of everything per worker thread; nothing here is `Send`):
+//! * [`backend`]: which compio driver a worker runs on (`io_uring`, or `epoll` through the
+//!   `polling` crate), forced explicitly, and a real io_uring probe.
+//! * [`HttpClient`] (`client.rs`): keep-alive pools per [`Origin`], one retry of idempotent
+//!   requests on a stale pooled connection, opt-in pipelining for small requests.
+//! * [`Response`]: the body is read straight into the caller's buffer (`read_body_chunk`),
+//!   in reads of up to 4 MiB, Content-Length or chunked; the connection goes back to the
+//!   pool when the body is complete and is closed if the response is dropped early.
+//! * `conn.rs`: one connection, plain or TLS (rustls driven by hand over owned buffers),
+//!   with progress-based timeouts that cancel I/O instead of dropping it.
+//! * `head.rs`: request head writing and response head parsing (httparse), pure code.
+//! * [`TlsPolicy`] (`tls.rs`): verified against the system roots, or insecure.
+//! * [`NetError`]: typed errors naming the origin, with `is_retryable`.
 
-pub mod client;
-pub mod error;
-pub mod head;
-pub mod origin;
-pub mod runtime;
-pub mod tls;
+mod backend;
+mod client;
+mod conn;
+mod error;
+mod head;
+mod origin;
+mod tls;
 
-pub use client::{into_net_error, ClientConfig, HttpClient, Method, Request, Response};
+pub use backend::{build_runtime, io_uring_available, IoBackend};
+pub use client::{ClientConfig, HttpClient, PipelinedResponse, Request, Response};
 pub use error::{NetError, Phase};
+pub use head::{
+    parse_chunk_size, parse_response_head, write_request_head, BodyFraming, Method, ParseOutcome,
+    ResponseHead,
+};
 pub use origin::Origin;
-pub use runtime::{build_runtime, io_uring_available, IoBackend};
 pub use tls::TlsPolicy;

@@ -1,70 +1,74 @@
-//! Where a request goes: scheme, host and port, parsed from `http[s]://host:port`.
+//! Where a request goes: scheme, host and port, and nothing else. Connection pools and TLS
+//! policies are keyed by it.
 
 use std::fmt;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// `http://host:port` or `https://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin {
     pub tls: bool,
-    /// A DNS name or an IP literal, without brackets.
     pub host: String,
     pub port: u16,
 }
 
 impl Origin {
-    /// Parses `http://host[:port]` or `https://host[:port]` (a trailing `/` is allowed; IPv6
-    /// literals may be bracketed or, as Go builds them, not).
+    /// Parses `http://h[:p]` or `https://h[:p]` (IPv6 as `[::1]`). A trailing `/` is allowed;
+    /// any other path, a query or user info is an error.
     pub fn parse(url: &str) -> Result<Origin, String> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
         } else {
-            return Err(format!("{url:?} is not an http:// or https:// URL"));
+            return Err(format!("{url:?}: expected http:// or https://"));
         };
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() || rest.contains('/') {
-            return Err(format!("{url:?}: expected scheme://host:port with no path"));
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() {
+            return Err(format!("{url:?}: no host"));
+        }
+        if authority.contains(['/', '?', '#', '@', ' ']) {
+            return Err(format!("{url:?}: only scheme://host:port is allowed here"));
         }
         let default_port = if tls { 443 } else { 80 };
-        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-            let (host, after) = bracketed
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6
                 .split_once(']')
-                .ok_or_else(|| format!("{url:?}: unclosed '['"))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("{url:?}: bad port"))?,
-                None if after.is_empty() => default_port,
-                None => return Err(format!("{url:?}: bad port")),
+                .ok_or_else(|| format!("{url:?}: unterminated IPv6 address"))?;
+            let port = match after {
+                "" => default_port,
+                p => p
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| format!("{url:?}: bad port"))?,
             };
             (host.to_string(), port)
-        } else if rest.matches(':').count() > 1 {
-            // Unbracketed IPv6 with a port, as Go's keepclient builds it: port after the last ':'.
-            let (host, port) = rest
-                .rsplit_once(':')
-                .ok_or_else(|| format!("{url:?}: bad host"))?;
-            (
-                host.to_string(),
-                port.parse().map_err(|_| format!("{url:?}: bad port"))?,
-            )
-        } else if let Some((host, port)) = rest.split_once(':') {
-            (
-                host.to_string(),
-                port.parse().map_err(|_| format!("{url:?}: bad port"))?,
-            )
         } else {
-            (rest.to_string(), default_port)
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (
+                    host.to_string(),
+                    port.parse().map_err(|_| format!("{url:?}: bad port"))?,
+                ),
+                None => (authority.to_string(), default_port),
+            }
         };
         if host.is_empty() {
-            return Err(format!("{url:?}: empty host"));
+            return Err(format!("{url:?}: no host"));
         }
         Ok(Origin { tls, host, port })
     }
 
-    /// `host:port` for connecting and for the Host header (IPv6 bracketed).
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
+    /// The value of the `Host` request header.
+    pub fn host_header(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
         } else {
-            format!("{}:{}", self.host, self.port)
+            self.host.clone()
+        };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
         }
     }
 }
@@ -72,7 +76,19 @@ impl Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "https" } else { "http" };
-        write!(f, "{scheme}://{}", self.authority())
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::str::FromStr for Origin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Origin::parse(s)
     }
 }
 
@@ -81,20 +97,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_go_and_bracketed_forms() {
-        let o = Origin::parse("http://keep0.zzzzz.arvadosapi.com:25107").expect("test input");
+    fn parses_and_displays() {
+        let o = Origin::parse("http://keep0.example:25107").unwrap();
         assert_eq!(
             (o.tls, o.host.as_str(), o.port),
-            (false, "keep0.zzzzz.arvadosapi.com", 25107)
+            (false, "keep0.example", 25107)
         );
-        let o = Origin::parse("https://[::1]:8443/").expect("test input");
-        assert_eq!((o.host.as_str(), o.port), ("::1", 8443));
-        assert_eq!(o.to_string(), "https://[::1]:8443");
-        let o = Origin::parse("http://::1:25107").expect("test input");
-        assert_eq!((o.host.as_str(), o.port), ("::1", 25107));
-        assert_eq!(Origin::parse("https://h").expect("test input").port, 443);
-        assert!(Origin::parse("ftp://h").is_err());
-        assert!(Origin::parse("http://h:99999").is_err());
+        assert_eq!(o.to_string(), "http://keep0.example:25107");
+        let o = Origin::parse("https://h/").unwrap();
+        assert_eq!((o.tls, o.port), (true, 443));
+        assert_eq!(o.host_header(), "h");
+        let o = Origin::parse("http://[::1]:8080").unwrap();
+        assert_eq!(o.host, "::1");
+        assert_eq!(o.host_header(), "[::1]:8080");
+        assert_eq!(o.to_string(), "http://[::1]:8080");
         assert!(Origin::parse("http://h:1/path").is_err());
+        assert!(Origin::parse("ftp://h").is_err());
+        assert!(Origin::parse("http://h:x").is_err());
+        assert!(Origin::parse("http://").is_err());
     }
 }

@@ -1,42 +1,88 @@
-//! rustls client configurations: verified against the system's roots by default, or
-//! accepting any certificate for clusters whose settings say `ARVADOS_API_HOST_INSECURE`
-//! (the handshake signatures are still checked, so the channel is still encrypted).
+//! TLS client configuration. rustls is driven by hand over owned buffers in `conn.rs`
+//! (not through compio-tls, which goes through futures-rustls and a compat stream: one more
+//! buffer copy per read, a zero-fill of the whole destination on every read, and an
+//! unexpected EOF silently mapped to a clean end of stream). Here: the two policies
+//! (verified against the system roots, or insecure for deployments that ask to skip
+//! verification), each built once per process. ALPN offers only `http/1.1`, so a Go server (which
+//! would otherwise prefer h2) speaks HTTP/1.1.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
-/// Whether to verify a server's certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TlsPolicy {
+    /// Against the system's root certificates (rustls-native-certs).
+    #[default]
     Verified,
+    /// Any certificate is accepted (handshake signatures are still checked).
     Insecure,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Verified: the system's root certificates (rustls-native-certs). With no usable roots,
-/// every handshake fails with "unknown issuer", which is the right answer.
-pub fn verified_config() -> Result<Arc<ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        let _ = roots.add(cert);
-    }
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+fn finish(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+) -> Arc<rustls::ClientConfig> {
+    let mut config = builder.with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
+/// The client configuration for a policy; built on first use. A verified configuration
+/// without any system root certificate is an error (every handshake would fail anyway).
+pub(crate) fn client_config(policy: TlsPolicy) -> Result<Arc<rustls::ClientConfig>, String> {
+    static VERIFIED: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    static INSECURE: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    match policy {
+        TlsPolicy::Verified => VERIFIED.get_or_init(build_verified).clone(),
+        TlsPolicy::Insecure => INSECURE.get_or_init(build_insecure).clone(),
+    }
+}
+
+fn build_verified() -> Result<Arc<rustls::ClientConfig>, String> {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        let why = loaded
+            .errors
+            .first()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        return Err(format!(
+            "no system root certificates found (install ca-certificates or set SSL_CERT_FILE){why}"
+        ));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    Ok(finish(builder))
+}
+
+fn build_insecure() -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider }));
+    Ok(finish(builder))
+}
+
+/// Accepts any certificate chain and name; still checks that the server signed the
+/// handshake with the key in the certificate it presented.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+struct AcceptAnyCertificate {
+    provider: Arc<CryptoProvider>,
+}
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
@@ -56,11 +102,11 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
+        verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -70,27 +116,17 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        verify_tls13_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
-}
-
-/// Insecure: any certificate is accepted.
-pub fn insecure_config() -> Result<Arc<ClientConfig>, String> {
-    let provider = provider();
-    let config = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }

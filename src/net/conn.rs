@@ -1,0 +1,536 @@
+//! One HTTP/1.1 connection: a compio TCP stream, optionally with a rustls session driven by
+//! hand over owned buffers, plus the bytes received but not yet consumed. It offers the few
+//! primitives the client needs, each bounded by a timeout that is *progress based* (it limits
+//! one read or one write, not a whole transfer) and that cancels the operation rather than
+//! dropping it, so a buffer lent to the kernel always comes back to its owner.
+//!
+//! Body reads go straight into the caller's buffer (plain TCP: the kernel writes there; TLS:
+//! rustls decrypts, then one copy). Bytes that arrived together with a head are copied once
+//! from the connection's small read buffer.
+
+use std::future::Future;
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::AsRawFd;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use compio::buf::{IntoInner, IoBuf};
+use compio::io::{AsyncRead, AsyncWrite};
+use compio::net::TcpStream;
+use compio::runtime::{CancelToken, FutureExt as _};
+use compio::BufResult;
+
+use crate::net::error::{NetError, Phase};
+use crate::net::origin::Origin;
+
+/// Largest single read into a caller's buffer (keeps syscalls few for 64 MiB bodies).
+pub(crate) const MAX_READ: usize = 4 << 20;
+/// Largest single write (a timeout bounds each one, so it must not be huge).
+const MAX_WRITE: usize = 4 << 20;
+/// Read size for heads, chunk-size lines and other framing.
+const FRAMING_READ: usize = 16 << 10;
+/// Ciphertext read size on TLS connections.
+const CIPHER_READ: usize = 256 << 10;
+/// Bodies up to this size are sent in the same write as the head (one copy, one syscall).
+const COALESCE_BODY: usize = 16 << 10;
+
+/// Runs an I/O future; if `timeout` passes first, cancels its operation (through a compio
+/// `CancelToken`) and keeps polling until the operation completes, so its buffer is handed
+/// back. Returns the output and whether the timer fired.
+pub(crate) async fn run_with_timeout<F: Future>(timeout: Duration, fut: F) -> (F::Output, bool) {
+    let token = CancelToken::new();
+    let mut fut = pin!(fut.with_cancel(token.clone()));
+    let mut sleep = pin!(compio::time::sleep(timeout));
+    let mut fired = false;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready((out, fired));
+        }
+        if !fired && sleep.as_mut().poll(cx).is_ready() {
+            fired = true;
+            token.clone().cancel();
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready((out, true));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+struct TlsState {
+    session: rustls::ClientConnection,
+    /// Ciphertext received and not yet given to rustls: `cipher_in[cipher_pos..]`.
+    cipher_in: Vec<u8>,
+    cipher_pos: usize,
+    /// Scratch for ciphertext to send.
+    cipher_out: Vec<u8>,
+}
+
+pub(crate) struct Conn {
+    pub(crate) origin: Origin,
+    stream: TcpStream,
+    tls: Option<Box<TlsState>>,
+    /// Plaintext received but not consumed: `rbuf[rpos..]`.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    /// When the connection last went idle (into the pool).
+    pub(crate) idle_since: Instant,
+}
+
+impl Conn {
+    /// Opens a TCP connection (and TLS session when `tls_config` is given) within `timeout`.
+    pub(crate) async fn connect(
+        origin: &Origin,
+        tls_config: Option<Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+    ) -> Result<Conn, NetError> {
+        let setup = async {
+            let stream = TcpStream::connect((origin.host.as_str(), origin.port))
+                .await
+                .map_err(|source| NetError::Connect {
+                    origin: origin.clone(),
+                    source,
+                })?;
+            // Small requests must not wait for Nagle; failure only costs latency.
+            let _ = stream.set_nodelay(true);
+            let mut conn = Conn {
+                origin: origin.clone(),
+                stream,
+                tls: None,
+                rbuf: Vec::with_capacity(FRAMING_READ),
+                rpos: 0,
+                idle_since: Instant::now(),
+            };
+            if let Some(config) = tls_config {
+                let tls_error = |detail: String| NetError::Tls {
+                    origin: origin.clone(),
+                    detail,
+                };
+                let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
+                    .map_err(|e| tls_error(format!("bad server name: {e}")))?;
+                let mut session = rustls::ClientConnection::new(config, name)
+                    .map_err(|e| tls_error(e.to_string()))?;
+                // Encrypt large PUT bodies in big steps (fewer, larger sends).
+                session.set_buffer_limit(Some(1 << 20));
+                conn.tls = Some(Box::new(TlsState {
+                    session,
+                    cipher_in: Vec::with_capacity(CIPHER_READ),
+                    cipher_pos: 0,
+                    cipher_out: Vec::new(),
+                }));
+                conn.handshake(timeout).await?;
+            }
+            Ok(conn)
+        };
+        match compio::time::timeout(timeout, setup).await {
+            Ok(result) => result,
+            Err(_) => Err(NetError::Timeout {
+                origin: origin.clone(),
+                phase: Phase::Connect,
+            }),
+        }
+    }
+
+    fn tls_error(&self, err: impl std::fmt::Display) -> NetError {
+        NetError::Tls {
+            origin: self.origin.clone(),
+            detail: err.to_string(),
+        }
+    }
+
+    fn io_error(&self, source: io::Error) -> NetError {
+        NetError::Io {
+            origin: self.origin.clone(),
+            source,
+        }
+    }
+
+    async fn handshake(&mut self, timeout: Duration) -> Result<(), NetError> {
+        loop {
+            self.flush_tls(timeout, Phase::Connect).await?;
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(());
+            };
+            if !tls.session.is_handshaking() {
+                return Ok(());
+            }
+            if tls.cipher_pos >= tls.cipher_in.len() {
+                let more = self.read_ciphertext(timeout, Phase::Connect).await?;
+                if more == 0 {
+                    return Err(NetError::Closed {
+                        origin: self.origin.clone(),
+                        detail: "during the TLS handshake",
+                    });
+                }
+            }
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(());
+            };
+            let consumed = tls
+                .session
+                .read_tls(&mut &tls.cipher_in[tls.cipher_pos..])
+                .map_err(|e| NetError::Io {
+                    origin: self.origin.clone(),
+                    source: e,
+                })?;
+            tls.cipher_pos += consumed;
+            if let Err(e) = tls.session.process_new_packets() {
+                // Tell the server why (best effort), then report.
+                let _ = self.flush_tls(timeout, Phase::Connect).await;
+                return Err(self.tls_error(e));
+            }
+        }
+    }
+
+    /// Reads ciphertext from the socket into the (fully consumed) TLS input buffer.
+    async fn read_ciphertext(
+        &mut self,
+        timeout: Duration,
+        phase: Phase,
+    ) -> Result<usize, NetError> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(0);
+        };
+        let mut cipher = std::mem::take(&mut tls.cipher_in);
+        cipher.clear();
+        tls.cipher_pos = 0;
+        cipher.reserve(CIPHER_READ);
+        let (result, slice) = self
+            .socket_read(cipher.slice(0..CIPHER_READ), timeout, phase)
+            .await;
+        if let Some(tls) = self.tls.as_mut() {
+            tls.cipher_in = slice.into_inner();
+        }
+        result
+    }
+
+    /// Sends whatever rustls has queued (handshake messages, alerts, encrypted data).
+    async fn flush_tls(&mut self, timeout: Duration, phase: Phase) -> Result<(), NetError> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        let mut out = std::mem::take(&mut tls.cipher_out);
+        out.clear();
+        while tls.session.wants_write() {
+            if let Err(e) = tls.session.write_tls(&mut out) {
+                tls.cipher_out = out;
+                return Err(self.io_error(e));
+            }
+        }
+        if out.is_empty() {
+            tls.cipher_out = out;
+            return Ok(());
+        }
+        let (result, out) = self.socket_write_all(out, timeout, phase).await;
+        if let Some(tls) = self.tls.as_mut() {
+            tls.cipher_out = out;
+        }
+        result
+    }
+
+    async fn socket_read<B: compio::buf::IoBufMut>(
+        &mut self,
+        buf: B,
+        timeout: Duration,
+        phase: Phase,
+    ) -> (Result<usize, NetError>, B) {
+        let (BufResult(result, buf), fired) =
+            run_with_timeout(timeout, self.stream.read(buf)).await;
+        let result = match result {
+            Ok(n) => Ok(n),
+            Err(_) if fired => Err(NetError::Timeout {
+                origin: self.origin.clone(),
+                phase,
+            }),
+            Err(source) => Err(self.io_error(source)),
+        };
+        (result, buf)
+    }
+
+    /// Writes all of `buf`; each write (at most `MAX_WRITE` bytes) must make progress within
+    /// `timeout`.
+    async fn socket_write_all<B: IoBuf>(
+        &mut self,
+        mut buf: B,
+        timeout: Duration,
+        phase: Phase,
+    ) -> (Result<(), NetError>, B) {
+        let len = buf.buf_len();
+        let mut pos = 0;
+        while pos < len {
+            let end = (pos + MAX_WRITE).min(len);
+            let (BufResult(result, slice), fired) =
+                run_with_timeout(timeout, self.stream.write(buf.slice(pos..end))).await;
+            buf = slice.into_inner();
+            match result {
+                Ok(0) => {
+                    return (
+                        Err(NetError::Closed {
+                            origin: self.origin.clone(),
+                            detail: "while sending",
+                        }),
+                        buf,
+                    )
+                }
+                Ok(n) => pos += n,
+                Err(_) if fired => {
+                    return (
+                        Err(NetError::Timeout {
+                            origin: self.origin.clone(),
+                            phase,
+                        }),
+                        buf,
+                    )
+                }
+                Err(source) => return (Err(self.io_error(source)), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    async fn tls_write_all(&mut self, data: &[u8], timeout: Duration) -> Result<(), NetError> {
+        let mut pos = 0;
+        while pos < data.len() {
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(());
+            };
+            let accepted = tls
+                .session
+                .writer()
+                .write(&data[pos..])
+                .map_err(|e| NetError::Io {
+                    origin: self.origin.clone(),
+                    source: e,
+                })?;
+            self.flush_tls(timeout, Phase::Idle).await?;
+            if accepted == 0 {
+                return Err(self.tls_error("TLS session refused more data"));
+            }
+            pos += accepted;
+        }
+        Ok(())
+    }
+
+    /// Sends a request head and its body. The body `Bytes` goes to the kernel as is on plain
+    /// connections (no copy) unless it is small enough to ride with the head.
+    pub(crate) async fn write_request(
+        &mut self,
+        mut head: Vec<u8>,
+        body: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<(), NetError> {
+        if self.tls.is_some() {
+            self.tls_write_all(&head, timeout).await?;
+            if let Some(body) = body {
+                self.tls_write_all(&body, timeout).await?;
+            }
+            return Ok(());
+        }
+        match body {
+            Some(body) if body.len() > COALESCE_BODY => {
+                self.socket_write_all(head, timeout, Phase::Idle).await.0?;
+                self.socket_write_all(body, timeout, Phase::Idle).await.0
+            }
+            Some(body) => {
+                head.extend_from_slice(&body);
+                self.socket_write_all(head, timeout, Phase::Idle).await.0
+            }
+            None => self.socket_write_all(head, timeout, Phase::Idle).await.0,
+        }
+    }
+
+    /// Received bytes not consumed yet.
+    pub(crate) fn buffered(&self) -> &[u8] {
+        &self.rbuf[self.rpos..]
+    }
+
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.rpos = (self.rpos + n).min(self.rbuf.len());
+        if self.rpos == self.rbuf.len() {
+            self.rbuf.clear();
+            self.rpos = 0;
+        }
+    }
+
+    /// Receives more bytes into the connection's buffer. Ok(0) = end of stream.
+    pub(crate) async fn fill(
+        &mut self,
+        timeout: Duration,
+        phase: Phase,
+    ) -> Result<usize, NetError> {
+        if self.rpos > 0 {
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+        }
+        let mut buf = std::mem::take(&mut self.rbuf);
+        buf.reserve(FRAMING_READ);
+        let (result, buf) = if self.tls.is_some() {
+            self.tls_read(buf, FRAMING_READ, timeout, phase).await
+        } else {
+            let start = buf.len();
+            let (result, slice) = self
+                .socket_read(buf.slice(start..start + FRAMING_READ), timeout, phase)
+                .await;
+            (result, slice.into_inner())
+        };
+        self.rbuf = buf;
+        result
+    }
+
+    /// Appends at most `max` body bytes to `dest` (within its spare capacity): buffered bytes
+    /// first, else one read straight into `dest`. Ok(0) = end of stream.
+    pub(crate) async fn read_into(
+        &mut self,
+        mut dest: Vec<u8>,
+        max: usize,
+        timeout: Duration,
+        phase: Phase,
+    ) -> (Result<usize, NetError>, Vec<u8>) {
+        let max = max.min(dest.capacity() - dest.len()).min(MAX_READ);
+        if max == 0 {
+            return (Ok(0), dest);
+        }
+        let available = self.buffered().len();
+        if available > 0 {
+            let n = available.min(max);
+            dest.extend_from_slice(&self.rbuf[self.rpos..self.rpos + n]);
+            self.consume(n);
+            return (Ok(n), dest);
+        }
+        if self.tls.is_some() {
+            return self.tls_read(dest, max, timeout, phase).await;
+        }
+        let start = dest.len();
+        let (result, slice) = self
+            .socket_read(dest.slice(start..start + max), timeout, phase)
+            .await;
+        (result, slice.into_inner())
+    }
+
+    /// Decrypts up to `max` plaintext bytes into `dest`, reading ciphertext as needed.
+    async fn tls_read(
+        &mut self,
+        mut dest: Vec<u8>,
+        max: usize,
+        timeout: Duration,
+        phase: Phase,
+    ) -> (Result<usize, NetError>, Vec<u8>) {
+        let mut got = 0;
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return (Ok(got), dest);
+            };
+            let state = match tls.session.process_new_packets() {
+                Ok(state) => state,
+                Err(e) => {
+                    let err = self.tls_error(e);
+                    return (Err(err), dest);
+                }
+            };
+            let available = state.plaintext_bytes_to_read();
+            if available > 0 && got < max {
+                let n = available.min(max - got);
+                let start = dest.len();
+                dest.resize(start + n, 0);
+                match tls.session.reader().read(&mut dest[start..]) {
+                    Ok(k) => {
+                        dest.truncate(start + k);
+                        got += k;
+                    }
+                    Err(e) => {
+                        dest.truncate(start);
+                        let err = self.io_error(e);
+                        return (Err(err), dest);
+                    }
+                }
+                continue;
+            }
+            let ciphertext_left = tls.cipher_pos < tls.cipher_in.len();
+            if got == max || (got > 0 && !ciphertext_left) || (got > 0 && available > 0) {
+                return (Ok(got), dest);
+            }
+            let peer_closed = state.peer_has_closed();
+            if state.tls_bytes_to_write() > 0 {
+                if let Err(e) = self.flush_tls(timeout, phase).await {
+                    return (Err(e), dest);
+                }
+                continue;
+            }
+            if peer_closed {
+                return (Ok(got), dest);
+            }
+            if ciphertext_left {
+                let consumed = tls.session.read_tls(&mut &tls.cipher_in[tls.cipher_pos..]);
+                match consumed {
+                    Ok(n) => tls.cipher_pos += n,
+                    Err(e) => {
+                        let err = self.io_error(e);
+                        return (Err(err), dest);
+                    }
+                }
+                continue;
+            }
+            match self.read_ciphertext(timeout, phase).await {
+                Ok(0) => return (Ok(got), dest),
+                Ok(_) => {}
+                Err(e) => return (Err(e), dest),
+            }
+        }
+    }
+
+    /// Whether an idle pooled connection still looks usable: nothing unread, not closed by
+    /// the peer. On TLS connections, records that arrived while idle (session tickets) are
+    /// absorbed; any plaintext means the server sent something unsolicited.
+    pub(crate) fn still_usable(&mut self) -> bool {
+        if !self.buffered().is_empty() {
+            return false;
+        }
+        let fd = self.stream.as_raw_fd();
+        let mut scratch = [0u8; 4096];
+        let Some(tls) = self.tls.as_mut() else {
+            return matches!(recv_nonblocking(fd, &mut scratch[..1], true), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        };
+        if tls.cipher_pos < tls.cipher_in.len() {
+            return false;
+        }
+        loop {
+            match recv_nonblocking(fd, &mut scratch, false) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) | Ok(0) => return false,
+                Ok(n) => {
+                    let mut input = &scratch[..n];
+                    while !input.is_empty() {
+                        if tls.session.read_tls(&mut input).is_err() {
+                            return false;
+                        }
+                        match tls.session.process_new_packets() {
+                            Ok(state)
+                                if state.plaintext_bytes_to_read() == 0
+                                    && !state.peer_has_closed() => {}
+                            _ => return false,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One non-blocking `recv` (optionally `MSG_PEEK`) on a socket whose blocking mode we must not
+/// change (io_uring would then see EAGAIN).
+fn recv_nonblocking(fd: std::os::fd::RawFd, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
+    // SAFETY: `fd` is an open socket owned by the caller's `TcpStream`, which outlives this
+    // call, and no other operation is in flight on it (it is idle in the pool); `buf` is a
+    // valid, initialised, exclusively borrowed slice of `buf.len()` bytes.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
