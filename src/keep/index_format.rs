@@ -99,6 +99,8 @@ pub struct IndexBodyParser {
     partial: Vec<u8>,
     lines: u64,
     ended: bool,
+    /// A `feed` failed: the body is bad whatever follows.
+    failed: bool,
 }
 
 impl IndexBodyParser {
@@ -109,11 +111,24 @@ impl IndexBodyParser {
             partial: Vec::new(),
             lines: 0,
             ended: false,
+            failed: false,
         }
     }
 
     /// Feeds the next piece of the body; calls `on_entry` for each complete line.
     pub fn feed(
+        &mut self,
+        data: &[u8],
+        on_entry: impl FnMut(IndexEntry),
+    ) -> Result<(), IndexError> {
+        let result = self.feed_inner(data, on_entry);
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    fn feed_inner(
         &mut self,
         mut data: &[u8],
         mut on_entry: impl FnMut(IndexEntry),
@@ -175,7 +190,7 @@ impl IndexBodyParser {
 
     /// Ends the body: an error unless the completion marker came and nothing followed.
     pub fn finish(&self) -> Result<u64, IndexError> {
-        if !self.ended || !self.partial.is_empty() {
+        if self.failed || !self.ended || !self.partial.is_empty() {
             return Err(IndexError::Incomplete { lines: self.lines });
         }
         Ok(self.lines - 1)

@@ -58,8 +58,8 @@ struct RawList {
 pub enum ServicesError {
     #[error("keep services JSON: {0}")]
     Json(String),
-    #[error("keep services JSON: service {0:?} has an empty host")]
-    EmptyHost(String),
+    #[error("keep services JSON: service {0:?} has an empty or malformed service_host")]
+    BadHost(String),
 }
 
 /// The parsed list, in API order.
@@ -74,8 +74,14 @@ impl KeepServiceList {
             serde_json::from_str(text).map_err(|e| ServicesError::Json(e.to_string()))?;
         let mut items = Vec::with_capacity(raw.items.len());
         for s in raw.items {
-            if s.service_host.is_empty() {
-                return Err(ServicesError::EmptyHost(s.uuid));
+            // A host goes into a URL: refuse what would make it something else (found by
+            // fuzzing: "k/" produced the unparsable root "http://k/:2").
+            if s.service_host.is_empty()
+                || s.service_host.bytes().any(|b| {
+                    b.is_ascii_whitespace() || b.is_ascii_control() || b"/?#@".contains(&b)
+                })
+            {
+                return Err(ServicesError::BadHost(s.uuid));
             }
             items.push(KeepService {
                 service_type: ServiceType::from_text(s.service_type.as_deref().unwrap_or("disk")),

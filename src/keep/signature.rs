@@ -81,14 +81,18 @@ pub fn find_signature(locator: &str) -> Option<(&str, &str)> {
         if i == 0 && part.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let valid_hint_body = part[1..]
+        // `get(1..)`: a hint may start with a multi-byte character (network input).
+        let Some(body) = part.get(1..) else {
+            return None;
+        };
+        let valid_hint_body = body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'_' | b'-'));
         if first == b'A' {
             if found.is_some() {
                 return None;
             }
-            let (sig, expiry) = part[1..].split_once('@')?;
+            let (sig, expiry) = body.split_once('@')?;
             if sig.len() != 40
                 || expiry.len() != 8
                 || !sig.bytes().all(|b| b.is_ascii_hexdigit())

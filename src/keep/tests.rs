@@ -146,6 +146,42 @@ fn vector_s6() {
 }
 
 #[test]
+fn non_ascii_hints_do_not_panic_the_verifier() {
+    // Regression (found by fuzzing): slicing `part[1..]` split a multi-byte character.
+    for locator in [
+        format!("{FOO}+\u{85}\u{85}"),
+        "d41d8cd98f00b204e9800998ecf8427e+é".to_string(),
+    ] {
+        assert_eq!(super::signature::find_signature(&locator), None);
+        assert_eq!(
+            verify_locator(&locator, "t", b"k", 1, 1),
+            Err(SignatureError::Missing)
+        );
+    }
+}
+
+#[test]
+fn malformed_service_hosts_are_refused() {
+    // Regression (found by fuzzing): "k/" became the root "http://k/:2".
+    for host in ["k/", "a b", "h?x", "", "u@h"] {
+        let json =
+            format!(r#"{{"items":[{{"uuid":"x","service_host":"{host}","service_port":2}}]}}"#);
+        assert!(KeepServiceList::from_json(&json).is_err(), "{host:?}");
+    }
+    assert!(KeepServiceList::from_json(
+        r#"{"items":[{"uuid":"x","service_host":"::1","service_port":2}]}"#
+    )
+    .is_ok());
+}
+
+#[test]
+fn finish_after_a_failed_feed_is_an_error() {
+    let mut parser = IndexBodyParser::new(None);
+    assert!(parser.feed(b"\n\nextra", |_| {}).is_err());
+    assert!(parser.finish().is_err());
+}
+
+#[test]
 fn signing_without_key_or_token_is_a_no_op() {
     assert_eq!(sign_locator("x+1", "t", b"", 1, 1), "x+1");
     assert_eq!(
