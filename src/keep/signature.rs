@@ -82,9 +82,7 @@ pub fn find_signature(locator: &str) -> Option<(&str, &str)> {
             continue;
         }
         // `get(1..)`: a hint may start with a multi-byte character (network input).
-        let Some(body) = part.get(1..) else {
-            return None;
-        };
+        let body = part.get(1..)?;
         let valid_hint_body = body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'_' | b'-'));
