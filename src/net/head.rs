@@ -298,7 +298,7 @@ mod tests {
     use super::*;
 
     fn head(raw: &str) -> ResponseHead {
-        match parse_response_head(raw.as_bytes()).unwrap() {
+        match parse_response_head(raw.as_bytes()).expect("test input") {
             ParseOutcome::Complete(h) => h,
             ParseOutcome::Partial => panic!("partial"),
         }
@@ -315,7 +315,7 @@ mod tests {
             &[("Authorization".into(), "Bearer t".into())],
             Some(3),
         )
-        .unwrap();
+        .expect("test input");
         assert_eq!(
             out,
             b"PUT /abc?x=1 HTTP/1.1\r\nHost: h:1\r\nAuthorization: Bearer t\r\nContent-Length: 3\r\n\r\n"

@@ -98,16 +98,16 @@ mod tests {
 
     #[test]
     fn parses_and_displays() {
-        let o = Origin::parse("http://keep0.example:25107").unwrap();
+        let o = Origin::parse("http://keep0.example:25107").expect("test input");
         assert_eq!(
             (o.tls, o.host.as_str(), o.port),
             (false, "keep0.example", 25107)
         );
         assert_eq!(o.to_string(), "http://keep0.example:25107");
-        let o = Origin::parse("https://h/").unwrap();
+        let o = Origin::parse("https://h/").expect("test input");
         assert_eq!((o.tls, o.port), (true, 443));
         assert_eq!(o.host_header(), "h");
-        let o = Origin::parse("http://[::1]:8080").unwrap();
+        let o = Origin::parse("http://[::1]:8080").expect("test input");
         assert_eq!(o.host, "::1");
         assert_eq!(o.host_header(), "[::1]:8080");
         assert_eq!(o.to_string(), "http://[::1]:8080");
