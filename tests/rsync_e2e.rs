@@ -359,3 +359,22 @@ fn epoll_backend_copies_the_same() {
     assert!(err.contains("(io: epoll)"), "{err}");
     assert_placed(&env, &hashes, 2);
 }
+
+#[test]
+fn skip_count_copies_as_the_walk_finds_blocks() {
+    let env = default_env();
+    let hashes = fill(&env.src, 25, 900);
+    let out = keepmover(&env, &["-skip-count", "-prefix-length", "1"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("counting skipped (-skip-count)"), "{err}");
+    assert!(
+        !err.contains("there are 25 blocks"),
+        "no counting pass: {err}"
+    );
+    assert!(
+        err.contains("Successfully copied to destination 25 blocks."),
+        "{err}"
+    );
+    assert_placed(&env, &hashes, 2);
+}

@@ -30,6 +30,7 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("retry-delay", FlagKind::Duration, "2s", "keepmover: first retry delay; doubles each time, capped at 10x"),
     flag("prefix-length", FlagKind::Int, "0", "keepmover: hex digits per index slice (0 = chosen from the block count so a slice holds about a million locators)"),
     flag("progress", FlagKind::String, "auto", "keepmover: auto (a live bar on a terminal, keep-rsync's log lines otherwise), bar, log"),
+    flag("skip-count", FlagKind::Bool, "false", "keepmover: do not walk the indexes once to count before copying (saves a full index read on very large clusters); totals in the log lines are then those found so far"),
     flag("dry-run", FlagKind::Bool, "false", "keepmover: walk and diff the indexes, report what would be copied, copy nothing"),
 ];
 
@@ -124,6 +125,7 @@ fn rsync_args(parsed: &goflag::ParsedFlags) -> Result<RsyncArgs, String> {
         prefix_length: non_negative("prefix-length", 0)? as usize,
         progress,
         dry_run: parsed.is_true("dry-run"),
+        skip_count: parsed.is_true("skip-count"),
     })
 }
 

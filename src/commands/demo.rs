@@ -148,6 +148,7 @@ fn run(demo: DemoArgs) -> Result<(), String> {
         prefix_length: 0,
         progress: ProgressStyle::Auto,
         dry_run: false,
+        skip_count: false,
     };
     let started = Instant::now();
     let copy_result = rsync::run(args);

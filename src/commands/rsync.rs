@@ -40,6 +40,7 @@ pub struct RsyncArgs {
     pub prefix_length: usize,
     pub progress: ProgressStyle,
     pub dry_run: bool,
+    pub skip_count: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +135,7 @@ pub fn run(args: RsyncArgs) -> Result<(), RsyncError> {
         http,
         checkpoint: args.checkpoint,
         dry_run: args.dry_run,
+        count_first: !args.skip_count || args.dry_run,
         slice_target: 1_000_000,
     };
     let report = mover::run(config, progress.clone())?;

@@ -36,6 +36,9 @@ pub struct EngineConfig {
     pub http: ClientConfig,
     pub checkpoint: Option<PathBuf>,
     pub dry_run: bool,
+    /// Walk the indexes once to count before copying (keep-rsync's opening line needs the
+    /// totals); `false` = copy as the walk finds blocks, with totals growing as it goes.
+    pub count_first: bool,
     /// Locators per slice to aim for when choosing the slice length.
     pub slice_target: u64,
 }
@@ -204,8 +207,9 @@ async fn walk_and_copy(
     let single_slice = extra_digits == 0;
     let mut reused: Option<SliceDiff> = None;
     let mut warned_servers = std::collections::HashSet::new();
-    for prefix in pending_prefixes() {
-        let diff = diff_slice(&client, src, dst, &prefix).await?;
+    // Adds one slice's counts to the report and the progress, and warns once per
+    // destination server whose index could not be read.
+    let mut account = |diff: &SliceDiff, report: &mut RunReport| {
         for problem in &diff.dst_unreadable {
             if warned_servers.insert(problem.origin().to_string()) {
                 progress.warn(&format!(
@@ -221,16 +225,24 @@ async fn walk_and_copy(
         progress
             .skipped_blocks
             .fetch_add(diff.present, std::sync::atomic::Ordering::Relaxed);
-        if single_slice {
-            reused = Some(diff);
+    };
+    if config.count_first {
+        for prefix in pending_prefixes() {
+            let diff = diff_slice(&client, src, dst, &prefix).await?;
+            account(&diff, &mut report);
+            if single_slice {
+                reused = Some(diff);
+            }
         }
+        progress.announce(
+            report.src_blocks,
+            report.dst_blocks,
+            report.to_copy,
+            report.to_copy_bytes,
+        );
+    } else {
+        progress.announce_uncounted();
     }
-    progress.announce(
-        report.src_blocks,
-        report.dst_blocks,
-        report.to_copy,
-        report.to_copy_bytes,
-    );
     if config.dry_run {
         return Ok(report);
     }
@@ -288,6 +300,10 @@ async fn walk_and_copy(
                 }
             },
         };
+        if !config.count_first {
+            account(&diff, &mut report);
+            progress.found_more(diff.missing.len() as u64, diff.missing_bytes());
+        }
         tracker.register(seq as u64, &prefix, diff.missing.len() as u64);
         let mut blocks = diff.missing.into_iter().peekable();
         'slice: while blocks.peek().is_some() {

@@ -121,19 +121,41 @@ impl Progress {
             "Before keep-rsync, there are {src_blocks} blocks in src and {dst_blocks} blocks in dst. Start copying {to_copy} blocks from src not found in dst."
         ));
         if self.display == Display::Bar {
-            let bar = indicatif::ProgressBar::new(to_copy_bytes);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            if let Ok(mut slot) = self.bar.lock() {
-                *slot = Some(bar);
-            }
+            self.start_bar(to_copy_bytes);
         }
+    }
+
+    fn start_bar(&self, length: u64) {
+        let bar = indicatif::ProgressBar::new(length);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    /// `-skip-count`: no totals yet; they grow as the walk finds blocks.
+    pub fn announce_uncounted(&self) {
+        if self.display == Display::Quiet {
+            return;
+        }
+        log_line("Before keep-rsync, counting skipped (-skip-count): copying blocks from src not found in dst as the walk finds them; totals below are those found so far.");
+        if self.display == Display::Bar {
+            self.start_bar(0);
+        }
+    }
+
+    /// `-skip-count`: the walk found `blocks` more to copy.
+    pub fn found_more(&self, blocks: u64, bytes: u64) {
+        self.total_blocks.fetch_add(blocks, Relaxed);
+        self.total_bytes.fetch_add(bytes, Relaxed);
+        self.update_bar();
     }
 
     /// Called when a worker starts a block: keep-rsync's `Copying data block` line.
@@ -196,6 +218,7 @@ impl Progress {
     fn update_bar(&self) {
         if let Ok(guard) = self.bar.lock() {
             if let Some(bar) = guard.as_ref() {
+                bar.set_length(self.total_bytes.load(Relaxed));
                 bar.set_position(self.copied_bytes.load(Relaxed));
                 let copied = self.copied_blocks.load(Relaxed);
                 let per_sec = copied as f64 / self.elapsed().as_secs_f64().max(1e-3);
