@@ -11,9 +11,10 @@
 
 pub mod cli;
 pub mod commands;
-pub mod hash;
+pub mod gocompat;
 pub mod index;
-pub mod keep;
 pub mod mover;
 pub mod net;
 pub mod report;
+
+pub use keep_proto::{hash, keep};

@@ -2,6 +2,8 @@
 //! keepmover must notice and fall back to epoll with the same behaviour. This runs the real
 //! binary under a seccomp filter that makes `io_uring_setup` fail with EPERM, as Docker's
 //! default profile does, and checks the demo still copies and verifies everything.
+//! (`unsafe` is allowed here for the two system calls that install the filter.)
+#![allow(unsafe_code)]
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;

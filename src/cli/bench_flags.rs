@@ -1,10 +1,10 @@
 //! keep-exercise's flags for `keepmover bench` (names, kinds, defaults), in Go syntax, plus
 //! `-config`, `-io` and `-json`; and their translation into [`BenchArgs`].
 
-use super::goflag::{self, flag, FlagKind, FlagSpec};
 use super::{parse_go_command, usage_error, EXIT_FAILURE};
 use crate::commands::bench::{self, BenchArgs, BenchError};
-use crate::keep::duration::parse_go_duration;
+use crate::gocompat::duration::parse_go_duration;
+use crate::gocompat::flag::{self as goflag, flag, FlagKind, FlagSpec};
 
 pub const BENCH_FLAGS: &[FlagSpec] = &[
     flag("block-size", FlagKind::Int, "67108864", "bytes per read/write op"),

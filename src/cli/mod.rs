@@ -4,7 +4,7 @@
 //! structs for `commands`, and turns their errors into a message and an exit code.
 
 mod bench_flags;
-pub mod goflag;
+use crate::gocompat::flag as goflag;
 mod rsync_flags;
 
 use std::ffi::OsString;
@@ -105,7 +105,7 @@ fn parse_go_command(
     args: &[String],
 ) -> Result<goflag::ParsedFlags, i32> {
     let parsed = match goflag::parse(specs, args, &|d| {
-        crate::keep::duration::parse_go_duration(d).is_ok()
+        crate::gocompat::duration::parse_go_duration(d).is_ok()
     }) {
         Ok(p) => p,
         Err(GoFlagError::Help) if !usage_title.is_empty() => {
@@ -136,6 +136,6 @@ fn usage_error(message: &str) -> i32 {
 
 /// Prints a fatal error the way Go's `log.Fatalf` does: `YYYY/MM/DD HH:MM:SS message`.
 pub fn fatal(message: &str) -> i32 {
-    eprintln!("{} {message}", crate::report::go_log_timestamp());
+    eprintln!("{} {message}", crate::gocompat::log_timestamp());
     EXIT_FAILURE
 }

@@ -1,10 +1,10 @@
 //! keep-rsync's flags, exactly (names, kinds, defaults, usage texts), plus keepmover's tuning
 //! flags in the same Go style, and their translation into [`RsyncArgs`].
 
-use super::goflag::{self, flag, FlagKind, FlagSpec};
 use super::{fatal, parse_go_command, usage_error};
 use crate::commands::rsync::{self, RsyncArgs};
-use crate::keep::duration::parse_go_duration;
+use crate::gocompat::duration::parse_go_duration;
+use crate::gocompat::flag::{self as goflag, flag, FlagKind, FlagSpec};
 use crate::net::IoBackend;
 
 /// keep-rsync's eight flags followed by keepmover's extensions.

@@ -7,15 +7,17 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 
 use super::setup::{build_cluster, ApiClient, SetupError};
+use crate::gocompat::duration::format_go_duration;
+use crate::gocompat::log_timestamp as go_log_timestamp;
 use crate::index::merge::{BlockId, SourceBlock};
 use crate::index::walk::fetch_slice;
-use crate::keep::duration::format_go_duration;
 use crate::keep::locator::BlockHash;
 use crate::keep::settings::Settings;
 use crate::mover::hash_batch::HashBatcher;
@@ -23,7 +25,7 @@ use crate::mover::pool::BufferPool;
 use crate::mover::transfer::{self, TransferContext, TransferOutcome};
 use crate::mover::{default_http_config, Cluster, Signing};
 use crate::net::{build_runtime, HttpClient, IoBackend, Origin, TlsPolicy};
-use crate::report::{go_log_timestamp, log_line};
+use crate::report::log_line;
 
 /// keep-exercise's CSV header, column for column.
 pub const CSV_HEADER: &str = "Timestamp,Elapsed,Read (bytes),Avg Read Speed (MiB/s),Peak Read Speed (MiB/s),Written (bytes),Avg Write Speed (MiB/s),Peak Write Speed (MiB/s),Errors,ReadThreads,WriteThreads,VaryRequest,VaryThread,BlockSize,Replicas,StatsInterval,ServiceURL,ServiceUUID,UseIndex,RunTime,Repeat";
@@ -72,11 +74,8 @@ pub enum BenchError {
 }
 
 /// Set by SIGINT: finish the experiment and print the summary so far.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
+static INTERRUPTED: std::sync::LazyLock<Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
 fn settings_from_env() -> Settings {
     let get = |k: &str| std::env::var(k).unwrap_or_default();
@@ -274,10 +273,9 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         retries: 0,
         retry_delay: Duration::from_millis(100),
     });
-    // SAFETY: installing a handler that only stores to an atomic is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
-    }
+    // A failed registration only loses the Ctrl-C summary (the default action still ends
+    // the run).
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, INTERRUPTED.clone());
     let (runtime, _) = build_runtime(args.io).map_err(|e| BenchError::Io(e.to_string()))?;
     println!();
     println!("{CSV_HEADER}");

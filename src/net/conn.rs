@@ -522,6 +522,7 @@ impl Conn {
 
 /// One non-blocking `recv` (optionally `MSG_PEEK`) on a socket whose blocking mode we must not
 /// change (io_uring would then see EAGAIN).
+#[allow(unsafe_code)]
 fn recv_nonblocking(fd: std::os::fd::RawFd, buf: &mut [u8], peek: bool) -> io::Result<usize> {
     let flags = libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
     // SAFETY: `fd` is an open socket owned by the caller's `TcpStream`, which outlives this

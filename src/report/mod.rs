@@ -9,36 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::keep::duration::format_go_duration;
-
-/// Go's `log` prefix: local time as `YYYY/MM/DD HH:MM:SS`.
-pub fn go_log_timestamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as libc::time_t)
-        .unwrap_or(0);
-    // SAFETY: `tm` is plain old data that localtime_r fully initialises on success; we pass
-    // valid pointers to a live time_t and tm, and check the return value before reading.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&now, &mut tm).is_null() };
-    if !ok {
-        return "1970/01/01 00:00:00".to_string();
-    }
-    format!(
-        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
-}
+use crate::gocompat::duration::format_go_duration;
 
 /// Prints one line in Go `log` format to stderr.
 pub fn log_line(message: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{} {message}", go_log_timestamp());
+    let _ = writeln!(err, "{} {message}", crate::gocompat::log_timestamp());
 }
 
 /// How progress is shown.
@@ -210,7 +186,7 @@ impl Progress {
     fn println(&self, message: &str) {
         let guard = self.bar.lock().ok();
         match guard.as_ref().and_then(|g| g.as_ref()) {
-            Some(bar) => bar.println(format!("{} {message}", go_log_timestamp())),
+            Some(bar) => bar.println(format!("{} {message}", crate::gocompat::log_timestamp())),
             None => log_line(message),
         }
     }
@@ -310,14 +286,6 @@ pub fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamp_has_go_shape() {
-        let ts = go_log_timestamp();
-        assert_eq!(ts.len(), 19, "{ts}");
-        assert_eq!(&ts[4..5], "/");
-        assert_eq!(&ts[10..11], " ");
-    }
 
     #[test]
     fn human_sizes() {

@@ -3,13 +3,9 @@
 //! Each [`Cluster`] owns a tokio runtime on its own threads, so it can be started from plain
 //! synchronous code (tests, the demo) and stops when dropped.
 
-#[path = "../../../src/keep/mod.rs"]
-pub mod keep;
-
-/// keepmover's MD5 (its scalar path is faster than md-5), so verifying PUT bodies is not
-/// what limits a benchmark.
-#[path = "../../../src/hash/mod.rs"]
-pub mod hash;
+/// The protocol and keepmover's MD5 (its lanes are faster than md-5, so verifying PUT bodies
+/// is not what limits a benchmark), from the crate keepmover itself uses.
+pub use keep_proto::{hash, keep};
 
 mod body;
 mod fetch;

@@ -2,7 +2,6 @@
 //! property tests for the protocol core.
 
 use super::discovery::{default_storage_classes, DiscoveryDoc};
-use super::duration::{format_go_duration, parse_go_duration};
 use super::index_format::{parse_index_line, IndexBodyParser, IndexEntry, IndexError};
 use super::locator::{parse_keepstore, BlockHash, Locator, LocatorError};
 use super::rendezvous::{mount_order_keepstore, probe_order_go, probe_order_python};
@@ -11,7 +10,6 @@ use super::settings::{parse_settings, settings_path, SettingsError};
 use super::signature::{sign_locator, signature_hex, verify_locator, SignatureError};
 use proptest::prelude::*;
 use std::path::Path;
-use std::time::Duration;
 
 const K1: &str = "13u9fkuccnboeewr0ne3mvapk28epf68a3bhj9q8sb4l6e4e5mkkp6nhj2mmpscgu1zze5h5enydxfe3j215024u16ij4hjaiqs5u4pzsl3nczmaoxncljkm4875xqn4xv058koz3vkptmzhyheiy6wzevzjmdvxhvcqsvr5abhl15c2d4o4jhl0s91lojy1mtrzqqvprqcverls0xvy9vai9t1l1lvvazpuadafm71jl4mrwq2ygokee3eamvjy8qq1fvy238838enjmy5wzy2md7yvsitp5vztft6j4q866efym7e6vu5wm9fpnwjyxfldw3vbo01mgjs75rgo7qioh8z8ij7jpyp8508okhgbbex3ceei786u5rw2a9gx743dj3fgq2irk";
 const T1: &str = "hocfupkn2pjhrpgp2vxv8rsku7tvtx49arbc9s4bvu7p7wxqvk";
@@ -513,42 +511,6 @@ fn settings_files() {
 }
 
 #[test]
-fn go_durations() {
-    assert_eq!(
-        parse_go_duration("336h").unwrap(),
-        Duration::from_secs(336 * 3600)
-    );
-    assert_eq!(
-        parse_go_duration("1h30m").unwrap(),
-        Duration::from_secs(5400)
-    );
-    assert_eq!(parse_go_duration("90s").unwrap(), Duration::from_secs(90));
-    assert_eq!(
-        parse_go_duration("1.5h").unwrap(),
-        Duration::from_secs(5400)
-    );
-    assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
-    assert_eq!(
-        parse_go_duration("300ms").unwrap(),
-        Duration::from_millis(300)
-    );
-    assert_eq!(parse_go_duration("2µs").unwrap(), Duration::from_micros(2));
-    for bad in ["", "5", "5x", "h", "-5s", ".s", "1h-5m", "99999999999h"] {
-        assert!(parse_go_duration(bad).is_err(), "{bad:?}");
-    }
-    assert_eq!(format_go_duration(Duration::ZERO), "0s");
-    assert_eq!(format_go_duration(Duration::from_millis(62_500)), "1m2.5s");
-    assert_eq!(
-        format_go_duration(Duration::from_secs(336 * 3600)),
-        "336h0m0s"
-    );
-    assert_eq!(format_go_duration(Duration::from_millis(1500)), "1.5s");
-    assert_eq!(format_go_duration(Duration::from_millis(500)), "500ms");
-    assert_eq!(format_go_duration(Duration::from_nanos(1500)), "1.5µs");
-    assert_eq!(format_go_duration(Duration::from_nanos(12)), "12ns");
-}
-
-#[test]
 fn discovery_documents() {
     let doc = DiscoveryDoc::from_json(
         r#"{"defaultCollectionReplication":2,"blobSignatureTtl":1209600,"other":1}"#,
@@ -612,9 +574,4 @@ proptest! {
         prop_assert_eq!(got, entries);
     }
 
-    #[test]
-    fn duration_round_trip(ns in 0u64..(i64::MAX as u64)) {
-        let d = Duration::from_nanos(ns);
-        prop_assert_eq!(parse_go_duration(&format_go_duration(d)).unwrap(), d);
-    }
 }

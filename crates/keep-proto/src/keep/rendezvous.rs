@@ -6,17 +6,14 @@
 //! the last 15. Both agree for normal 27-character uuids; for other lengths (vector R8) they
 //! disagree, and keepmover follows Go. Ties (two uuids with the same suffix) have no defined
 //! order in Go; here they keep input order, as in Python.
-
-use md5::{Digest, Md5};
+//!
+//! The client order (the one keepmover reads and writes by) has one implementation: the
+//! multi-lane batch in [`crate::hash::probe_order_batch`]; [`probe_order_go`] and
+//! [`probe_orders_go`] are its entry points. The scalar [`weight`] serves keepstore's mount
+//! order and the Python rule.
 
 /// The Go suffix rule: last 15 characters if the uuid is exactly 27 long, else the whole uuid.
-pub fn go_suffix(uuid: &str) -> &str {
-    if uuid.len() == 27 && uuid.is_char_boundary(12) {
-        &uuid[12..]
-    } else {
-        uuid
-    }
-}
+pub use crate::hash::rendezvous_suffix as go_suffix;
 
 /// The Python suffix rule: the last 15 characters, whatever the length.
 pub fn python_suffix(uuid: &str) -> &str {
@@ -29,10 +26,10 @@ pub fn python_suffix(uuid: &str) -> &str {
 
 /// MD5 of `hash32 + suffix`; comparing these bytes equals comparing their lowercase hex.
 pub fn weight(hash32: &str, suffix: &str) -> [u8; 16] {
-    let mut md5 = Md5::new();
+    let mut md5 = crate::hash::Md5State::new();
     md5.update(hash32.as_bytes());
     md5.update(suffix.as_bytes());
-    md5.finalize().into()
+    md5.finalize()
 }
 
 fn order_by(
@@ -55,7 +52,15 @@ fn order_by(
 
 /// Client probe order (Go rule): indexes into `uuids`, heaviest first.
 pub fn probe_order_go(hash32: &str, uuids: &[&str]) -> Vec<usize> {
-    order_by(hash32, uuids, go_suffix, true)
+    let hash32 = hash32.get(..32).unwrap_or(hash32);
+    probe_orders_go(&[hash32], uuids).pop().unwrap_or_default()
+}
+
+/// [`probe_order_go`] for many blocks at once (all weights go through the SIMD lanes
+/// together): one order per hash, indexes into `uuids`.
+pub fn probe_orders_go(hashes32: &[&str], uuids: &[&str]) -> Vec<Vec<usize>> {
+    let suffixes: Vec<&str> = uuids.iter().map(|u| go_suffix(u)).collect();
+    crate::hash::probe_order_batch(hashes32, &suffixes)
 }
 
 /// Client probe order (Python SDK rule).

@@ -124,3 +124,53 @@ pub fn format_go_duration(duration: Duration) -> String {
         seconds
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(
+            parse_go_duration("336h").unwrap(),
+            Duration::from_secs(336 * 3600)
+        );
+        assert_eq!(
+            parse_go_duration("1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(parse_go_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_go_duration("300ms").unwrap(),
+            Duration::from_millis(300)
+        );
+        assert_eq!(parse_go_duration("2µs").unwrap(), Duration::from_micros(2));
+        for bad in ["", "5", "5x", "h", "-5s", ".s", "1h-5m", "99999999999h"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(format_go_duration(Duration::ZERO), "0s");
+        assert_eq!(format_go_duration(Duration::from_millis(62_500)), "1m2.5s");
+        assert_eq!(
+            format_go_duration(Duration::from_secs(336 * 3600)),
+            "336h0m0s"
+        );
+        assert_eq!(format_go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_go_duration(Duration::from_nanos(1500)), "1.5µs");
+        assert_eq!(format_go_duration(Duration::from_nanos(12)), "12ns");
+    }
+
+    proptest! {
+    #[test]
+    fn duration_round_trip(ns in 0u64..(i64::MAX as u64)) {
+        let d = Duration::from_nanos(ns);
+        prop_assert_eq!(parse_go_duration(&format_go_duration(d)).unwrap(), d);
+    }
+    }
+}

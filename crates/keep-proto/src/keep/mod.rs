@@ -1,11 +1,7 @@
 //! The Keep protocol as pure code: no sockets, no files, no clocks read here (callers pass
 //! "now" in). Everything in this module is checked against `shared/keep-protocol.md`.
-//!
-//! This module is also compiled into `tools/keepsim` via `#[path]`, so it must only refer to
-//! its own submodules (`super::`), never to `crate::`.
 
 pub mod discovery;
-pub mod duration;
 pub mod index_format;
 pub mod locator;
 pub mod rendezvous;

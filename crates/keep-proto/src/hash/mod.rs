@@ -38,9 +38,6 @@
 //! Miri was not run: it needs a nightly toolchain with the miri component, which this
 //! project's machines do not have; it could check `scalar.rs`/`lanes.rs` (safe code) but not
 //! the `std::arch` kernels, which Miri does not support.
-//!
-//! This module refers only to `self::`/`super::` paths and external crates, because the
-//! simulator crate also compiles it through `#[path]`.
 
 mod lanes;
 mod rendezvous_batch;
