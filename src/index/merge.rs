@@ -5,15 +5,9 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+#[cfg(test)]
 use crate::keep::locator::BlockHash;
-
-/// A block as the indexes name it: `hash+size`. keep-rsync diffs on exactly this pair, so a
-/// hash present on the destination with another size is copied again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BlockId {
-    pub hash: BlockHash,
-    pub size: u64,
-}
+pub use crate::keep::BlockId;
 
 /// A source block with the indexes of the source servers that listed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
