@@ -209,7 +209,28 @@ fn a_down_destination_server_passes_its_replica_to_the_next_in_order() {
             ..Faults::default()
         },
     );
-    let out = keepmover(&env, &["-replications", "2", "-retries", "1"]);
+    // keep-rsync's rule: an unreadable destination index stops the run, naming the server.
+    let refused = keepmover(&env, &["-replications", "2", "-retries", "1"]);
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    let down_url = env.dst.keepstore_url(down);
+    assert!(
+        err.contains("Error while syncing data: ") && err.contains(&down_url),
+        "{err}"
+    );
+    assert!(!err.contains("Copying data block"), "{err}");
+    // Accepting re-copies, the run goes on around the down server.
+    let out = keepmover(
+        &env,
+        &[
+            "-replications",
+            "2",
+            "-retries",
+            "1",
+            "-dst-index-errors",
+            "copy",
+        ],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
@@ -361,20 +382,35 @@ fn epoll_backend_copies_the_same() {
 }
 
 #[test]
-fn skip_count_copies_as_the_walk_finds_blocks() {
+fn totals_are_estimated_from_the_first_slice_unless_counted_first() {
     let env = default_env();
     let hashes = fill(&env.src, 25, 900);
+    // -skip-count is accepted (and does nothing): estimation is the default.
     let out = keepmover(&env, &["-skip-count", "-prefix-length", "1"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("counting skipped (-skip-count)"), "{err}");
     assert!(
-        !err.contains("there are 25 blocks"),
-        "no counting pass: {err}"
+        err.contains("These totals are estimated from the first 1 of 16 index slices"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Exact totals: 25 blocks in src and 0 blocks in dst; 25 blocks"),
+        "{err}"
     );
     assert!(
         err.contains("Successfully copied to destination 25 blocks."),
         "{err}"
     );
     assert_placed(&env, &hashes, 2);
+    // -count-first walks the indexes first: exact totals in keep-rsync's first line.
+    let env = default_env();
+    fill(&env.src, 25, 900);
+    let out = keepmover(&env, &["-count-first", "-prefix-length", "1"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("there are 25 blocks in src and 0 blocks in dst. Start copying 25 blocks"),
+        "{err}"
+    );
+    assert!(!err.contains("estimated"), "{err}");
 }

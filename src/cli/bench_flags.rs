@@ -1,10 +1,9 @@
 //! keep-exercise's flags for `keepmover bench` (names, kinds, defaults), in Go syntax, plus
 //! `-config`, `-io` and `-json`; and their translation into [`BenchArgs`].
 
-use super::{parse_go_command, usage_error, EXIT_FAILURE};
+use super::{parse_go_command, usage_error};
 use crate::commands::bench::{self, BenchArgs, BenchError};
-use crate::gocompat::duration::parse_go_duration;
-use crate::gocompat::flag::{self as goflag, flag, FlagKind, FlagSpec};
+use crate::gocompat::flag::{flag, FlagKind, FlagSpec};
 
 pub const BENCH_FLAGS: &[FlagSpec] = &[
     flag("block-size", FlagKind::Int, "67108864", "bytes per read/write op"),
@@ -61,41 +60,27 @@ pub fn run_bench(program: &str, args: &[String]) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let int = |name: &str, default: i64| -> Result<u64, String> {
-        let v = parsed
-            .get(name)
-            .and_then(goflag::parse_go_int)
-            .unwrap_or(default);
-        u64::try_from(v).map_err(|_| format!("-{name} must not be negative, got {v}"))
-    };
-    let duration = |name: &str, default: &str| {
-        parse_go_duration(parsed.get(name).unwrap_or(default)).unwrap_or_default()
-    };
     let typed = (|| -> Result<BenchArgs, String> {
-        let block_size = int("block-size", 67_108_864)?;
-        if block_size == 0 || block_size > 67_108_864 {
-            return Err(format!("-block-size must be 1..67108864, got {block_size}"));
-        }
         Ok(BenchArgs {
-            block_size: block_size as usize,
-            read_threads: int("rthreads", 1)? as usize,
-            write_threads: int("wthreads", 1)? as usize,
+            block_size: parsed.int_in("block-size", 1..=67_108_864)?,
+            read_threads: parsed.int_in("rthreads", 0..=65_536)?,
+            write_threads: parsed.int_in("wthreads", 0..=65_536)?,
             vary_request: parsed.is_true("vary-request"),
             vary_thread: parsed.is_true("vary-thread"),
-            replicas: int("replicas", 1)? as u32,
-            stats_interval: duration("stats-interval", "1s"),
-            service_url: parsed.get("url").unwrap_or("").to_string(),
-            service_uuid: parsed.get("uuid").unwrap_or("").to_string(),
-            run_time: duration("run-time", "0s"),
-            repeat: int("repeat", 1)? as u32,
+            replicas: parsed.int_in("replicas", 1..=1000)?,
+            stats_interval: parsed.duration("stats-interval", false)?,
+            service_url: parsed.text("url").to_string(),
+            service_uuid: parsed.text("uuid").to_string(),
+            run_time: parsed.duration("run-time", false)?,
+            repeat: parsed.int_in("repeat", 1..=1_000_000)?,
             use_index: parsed.is_true("use-index"),
-            config: parsed.get("config").unwrap_or("").to_string(),
-            io: parsed.get("io").unwrap_or("auto").parse()?,
-            json: parsed.get("json").filter(|p| !p.is_empty()).map(Into::into),
-            concurrency: int("concurrency", 1)?.max(1) as usize,
-            plot: parsed.get("plot").filter(|p| !p.is_empty()).map(Into::into),
-            block_sizes: parse_block_sizes(parsed.get("block-sizes").unwrap_or(""))?,
-            mix: match parsed.get("mix").filter(|m| !m.is_empty()) {
+            config: parsed.text("config").to_string(),
+            io: parsed.text("io").parse()?,
+            json: parsed.non_empty("json").map(Into::into),
+            concurrency: parsed.int_in("concurrency", 1..=65_536)?,
+            plot: parsed.non_empty("plot").map(Into::into),
+            block_sizes: parse_block_sizes(parsed.text("block-sizes"))?,
+            mix: match parsed.non_empty("mix") {
                 None => None,
                 Some(text) => {
                     let parsed = text
@@ -105,7 +90,7 @@ pub fn run_bench(program: &str, args: &[String]) -> i32 {
                     Some(parsed.ok_or_else(|| format!("invalid value {text:?} for flag -mix: expected R:W such as 3:1"))?)
                 }
             },
-            rate: match parsed.get("rate").filter(|r| !r.is_empty()) {
+            rate: match parsed.non_empty("rate") {
                 None => None,
                 Some(text) => Some(
                     text.parse::<f64>()
@@ -114,7 +99,7 @@ pub fn run_bench(program: &str, args: &[String]) -> i32 {
                         .ok_or_else(|| format!("invalid value {text:?} for flag -rate: expected requests per second"))?,
                 ),
             },
-            sweep: match parsed.get("sweep").filter(|s| !s.is_empty()) {
+            sweep: match parsed.non_empty("sweep") {
                 None => Vec::new(),
                 Some(text) => text
                     .split(',')
@@ -129,11 +114,8 @@ pub fn run_bench(program: &str, args: &[String]) -> i32 {
         Err(message) => return usage_error(&message),
     };
     match bench::run(typed) {
-        Ok(()) => 0,
+        Ok(()) => crate::exit::SUCCESS,
         Err(BenchError::Usage(message)) => super::fatal(&message),
-        Err(e) => {
-            super::fatal(&e.to_string());
-            EXIT_FAILURE
-        }
+        Err(e) => super::fatal(&e.to_string()),
     }
 }

@@ -1,29 +1,26 @@
-//! Command-line parsing: keep-rsync's Go-style flags (the drop-in form, also reached through a
-//! symlink named `keep-rsync`) and keepmover's own subcommands with conventional `--long`
-//! flags. This is the only module that knows about argv; it turns it into plain option
-//! structs for `commands`, and turns their errors into a message and an exit code.
+//! Command-line parsing, for every command: keep-rsync's Go-style flags (the drop-in form,
+//! also reached through a symlink named `keep-rsync`) and keepmover's subcommands, all in
+//! the same Go flag syntax (`-f v`, `-f=v`, `--f v`). This is the only module that knows
+//! about argv; it turns it into plain option structs for `commands`, and turns their results
+//! into a message and an exit code ([`crate::exit`]).
 
 mod bench_flags;
-use crate::gocompat::flag as goflag;
+#[cfg(feature = "demo")]
+mod demo_flags;
 mod rsync_flags;
 
 use std::ffi::OsString;
 use std::io::Write as _;
 
-use crate::commands;
-use goflag::GoFlagError;
-pub use rsync_flags::parse_byte_size;
-
-/// Exit code for command-line mistakes (Go's `EXIT_INVALIDARGUMENT`).
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code for a run that failed (Go's `log.Fatalf`).
-pub const EXIT_FAILURE: i32 = 1;
+use crate::exit;
+use crate::gocompat::flag::{self as goflag, FlagSpec, GoFlagError};
+pub use rsync_flags::{parse_byte_size, rsync_args, RSYNC_FLAGS};
 
 /// keepmover's version, printed by `-version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const SUBCOMMANDS: &str = "\
-Subcommands (keepmover SUBCOMMAND --help for their flags):
+Subcommands (keepmover SUBCOMMAND -help for their flags):
   demo     copy between two simulated clusters started in this process (the first thing to try)
   rsync    the keep-rsync drop-in form, spelled out (same flags as with no subcommand)
   bench    keepstore throughput benchmark with keep-exercise's flags and CSV
@@ -45,7 +42,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 "error parsing command line arguments: argument is not valid UTF-8: {:?} (try -help)",
                 bad
             );
-            return EXIT_USAGE;
+            return exit::USAGE;
         }
     };
     let program = args
@@ -58,12 +55,14 @@ pub fn run(args: Vec<OsString>) -> i32 {
     }
     match rest.first().map(String::as_str) {
         Some("rsync") => rsync_flags::run_rsync(&program, &rest[1..]),
-        Some("demo") => commands::demo::run_cli(&program, &rest[1..]),
+        #[cfg(feature = "demo")]
+        Some("demo") => demo_flags::run_demo(&program, &rest[1..]),
+        #[cfg(not(feature = "demo"))]
+        Some("demo") => fatal("this keepmover was built without the demo (cargo feature \"demo\")"),
         Some("bench") => bench_flags::run_bench(&program, &rest[1..]),
-
         Some("help") => {
             print_usage(&program);
-            0
+            exit::SUCCESS
         }
         _ => rsync_flags::run_rsync(&program, rest),
     }
@@ -75,55 +74,42 @@ fn print_usage(program: &str) {
     let _ = write!(
         err,
         "Usage of {program}:\n{}\n{SUBCOMMANDS}",
-        goflag::print_defaults(rsync_flags::RSYNC_FLAGS)
+        goflag::print_defaults(RSYNC_FLAGS)
     );
 }
 
-/// Maps a Go-flag parse result onto keep-rsync's behaviour: usage and exit 0 for help,
-/// Go's message plus `(try -help)` and exit 2 otherwise.
-fn flag_error_exit(program: &str, error: GoFlagError) -> i32 {
-    match error {
-        GoFlagError::Help => {
-            print_usage(program);
-            0
-        }
-        GoFlagError::Invalid(message) => {
-            eprintln!("error parsing command line arguments: {message} (try -help)");
-            EXIT_USAGE
-        }
-    }
-}
-
-/// The shared front half of every Go-style command: parse `args` against `specs`, then
-/// handle `-help` (usage to stderr, exit 0), parse errors and positional arguments (exit 2),
-/// and `-version` (exit 0) exactly as keep-rsync and keep-exercise do. `Err` carries the
-/// exit code when the command must not run.
+/// The shared front half of every command: parse `args` against `specs`, then handle
+/// `-help` (usage to stderr, exit 0), parse errors and positional arguments (exit 2), and
+/// `-version` (exit 0) exactly as keep-rsync and keep-exercise do. `Err` carries the exit
+/// code when the command must not run. `usage_title` empty = the drop-in form's usage.
 fn parse_go_command(
     program: &str,
     usage_title: &str,
-    specs: &[goflag::FlagSpec],
+    specs: &[FlagSpec],
     args: &[String],
 ) -> Result<goflag::ParsedFlags, i32> {
-    let parsed = match goflag::parse(specs, args, &|d| {
-        crate::gocompat::duration::parse_go_duration(d).is_ok()
-    }) {
+    let parsed = match goflag::parse(specs, args) {
         Ok(p) => p,
-        Err(GoFlagError::Help) if !usage_title.is_empty() => {
-            eprintln!("Usage of {usage_title}:\n{}", goflag::print_defaults(specs));
-            return Err(0);
+        Err(GoFlagError::Help) if usage_title.is_empty() => {
+            print_usage(program);
+            return Err(exit::SUCCESS);
         }
-        Err(e) => return Err(flag_error_exit(program, e)),
+        Err(GoFlagError::Help) => {
+            eprintln!("Usage of {usage_title}:\n{}", goflag::print_defaults(specs));
+            return Err(exit::SUCCESS);
+        }
+        Err(GoFlagError::Invalid(message)) => return Err(usage_error(&message)),
     };
     if !parsed.positional.is_empty() {
         eprintln!(
             "unrecognized command line arguments: [{}] (try -help)",
             parsed.positional.join(" ")
         );
-        return Err(EXIT_USAGE);
+        return Err(exit::USAGE);
     }
-    if parsed.is_true("version") {
+    if specs.iter().any(|s| s.name == "version") && parsed.is_true("version") {
         println!("{program} {VERSION}");
-        return Err(0);
+        return Err(exit::SUCCESS);
     }
     Ok(parsed)
 }
@@ -131,11 +117,11 @@ fn parse_go_command(
 /// A usage error found after parsing (a value out of range): Go's wording, exit 2.
 fn usage_error(message: &str) -> i32 {
     eprintln!("error parsing command line arguments: {message} (try -help)");
-    EXIT_USAGE
+    exit::USAGE
 }
 
 /// Prints a fatal error the way Go's `log.Fatalf` does: `YYYY/MM/DD HH:MM:SS message`.
 pub fn fatal(message: &str) -> i32 {
     eprintln!("{} {message}", crate::gocompat::log_timestamp());
-    EXIT_FAILURE
+    exit::FAILURE
 }

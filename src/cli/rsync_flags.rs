@@ -1,11 +1,17 @@
-//! keep-rsync's flags, exactly (names, kinds, defaults, usage texts), plus keepmover's tuning
-//! flags in the same Go style, and their translation into [`RsyncArgs`].
+//! keep-rsync's flags, exactly (names, kinds, defaults, usage texts), plus keepmover's own
+//! flags in the same Go style, and their translation into [`RsyncArgs`]. The table is the
+//! only place a flag's default is written; `EngineConfig::default()` and
+//! `ClientConfig::default()` hold the same values, and a test holds the three together.
+
+use std::sync::Arc;
 
 use super::{fatal, parse_go_command, usage_error};
 use crate::commands::rsync::{self, RsyncArgs};
-use crate::gocompat::duration::parse_go_duration;
-use crate::gocompat::flag::{self as goflag, flag, FlagKind, FlagSpec};
-use crate::net::IoBackend;
+use crate::gocompat::flag::{flag, invalid, FlagKind, FlagSpec, ParsedFlags};
+use crate::index::walk::DstIndexErrors;
+use crate::mover::{Control, Counting, EngineConfig, RetryPolicy};
+use crate::net::{ClientConfig, IoBackend};
+use crate::report::terminal::Display;
 
 /// keep-rsync's eight flags followed by keepmover's extensions.
 pub const RSYNC_FLAGS: &[FlagSpec] = &[
@@ -19,19 +25,28 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("version", FlagKind::Bool, "false", "Print version information and exit."),
     // keepmover extensions
     flag("workers", FlagKind::Int, "0", "keepmover: worker threads, each with its own io_uring ring (0 = one per two cores)"),
-    flag("concurrency", FlagKind::Int, "32", "keepmover: blocks in flight per worker thread"),
+    flag("concurrency", FlagKind::Int, "32", "keepmover: most blocks in flight per worker thread"),
     flag("memory", FlagKind::String, "1GiB", "keepmover: memory budget for block buffers (e.g. 512MiB, 4GiB); at least 64MiB"),
     flag("io", FlagKind::String, "auto", "keepmover: I/O backend: auto (io_uring if the kernel allows it, else epoll), uring, epoll"),
-    flag("checkpoint", FlagKind::String, "", "keepmover: resume file; the run skips the hash prefixes it records as done and records each prefix once all its blocks are confirmed"),
+    flag("checkpoint", FlagKind::String, "", "keepmover: resume file; the run skips the hash prefixes it records as done and records each prefix once all its blocks are confirmed. It is bound to this job (clusters, replicas, classes, prefix) and locked while a run uses it"),
     flag("connect-timeout", FlagKind::Duration, "10s", "keepmover: TCP connect + TLS handshake timeout"),
-    flag("first-byte-timeout", FlagKind::Duration, "60s", "keepmover: time from a request being sent to its response head arriving"),
-    flag("idle-timeout", FlagKind::Duration, "60s", "keepmover: longest time a transfer may go without moving a byte (replaces keep-rsync's 20s whole-request cap)"),
+    flag("first-byte-timeout", FlagKind::Duration, "1m0s", "keepmover: time from a request being sent to its response head arriving"),
+    flag("idle-timeout", FlagKind::Duration, "1m0s", "keepmover: longest time a transfer may go without moving a byte (replaces keep-rsync's 20s whole-request cap)"),
     flag("retries", FlagKind::Int, "2", "keepmover: retries per block after the first attempt, as keepclient's Retries"),
     flag("retry-delay", FlagKind::Duration, "2s", "keepmover: first retry delay; doubles each time, capped at 10x"),
     flag("prefix-length", FlagKind::Int, "0", "keepmover: hex digits per index slice (0 = chosen from the block count so a slice holds about a million locators)"),
     flag("progress", FlagKind::String, "auto", "keepmover: auto (a live bar on a terminal, keep-rsync's log lines otherwise), bar, log"),
-    flag("skip-count", FlagKind::Bool, "false", "keepmover: do not walk the indexes once to count before copying (saves a full index read on very large clusters); totals in the log lines are then those found so far"),
+    flag("count-first", FlagKind::Bool, "false", "keepmover: walk every index once to count before copying, for exact totals in the first log line (by default they are estimated from the first slice, saving a full index read)"),
+    flag("skip-count", FlagKind::Bool, "false", "keepmover: accepted for compatibility with earlier keepmover versions; no effect (counting is skipped by default, see -count-first)"),
     flag("dry-run", FlagKind::Bool, "false", "keepmover: walk and diff the indexes, report what would be copied, copy nothing"),
+    flag("grace", FlagKind::Duration, "30s", "keepmover: after SIGINT/SIGTERM, how long blocks in flight may take to finish before they are abandoned (a second signal abandons them at once)"),
+    flag("dst-index-errors", FlagKind::String, "fail", "keepmover: what an unreadable destination index does: fail (stop, as keep-rsync), or copy (treat it as empty: its blocks may be copied again)"),
+    flag("per-server-requests", FlagKind::Int, "32", "keepmover: most requests in flight to one keepstore from one worker; fewer while it answers 503/429/408"),
+    flag("storage-classes", FlagKind::String, "", "keepmover: comma list of destination storage classes (default: the destination's default classes); a block counts as copied only when every class confirms its replicas"),
+    flag("report", FlagKind::String, "", "keepmover: write one JSON line per block (locator, action, servers, bytes, attempts, error) to this file as the run goes"),
+    flag("json", FlagKind::String, "", "keepmover: write the run's summary as JSON to this file"),
+    flag("max-transfer", FlagKind::String, "", "keepmover: stop cleanly (exit 8) once this many bytes are copied, e.g. 500GiB"),
+    flag("max-duration", FlagKind::Duration, "0s", "keepmover: stop cleanly (exit 10) after this long, e.g. 8h (0 = no limit)"),
 ];
 
 /// Runs the drop-in form: parse, then hand over to `commands::rsync`.
@@ -44,88 +59,123 @@ pub fn run_rsync(program: &str, args: &[String]) -> i32 {
         Ok(a) => a,
         Err(message) => return usage_error(&message),
     };
-    match rsync::run(args) {
-        Ok(()) => 0,
+    match rsync::run(args, Arc::new(Control::new())) {
+        Ok(outcome) => outcome.code(),
         Err(e) => fatal(&e.to_string()),
     }
 }
 
-fn duration_flag(parsed: &goflag::ParsedFlags, name: &str, default: &str) -> std::time::Duration {
-    let text = parsed.get(name).unwrap_or(default);
-    parse_go_duration(text).unwrap_or_default()
+/// A size flag (`1GiB`, `512MiB`, `4096`).
+fn size_flag(parsed: &ParsedFlags, name: &str) -> Result<u64, String> {
+    let text = parsed.text(name);
+    parse_byte_size(text)
+        .ok_or_else(|| invalid(name, text, "expected a size such as 512MiB or 4GiB"))
 }
 
-fn int_flag(parsed: &goflag::ParsedFlags, name: &str, default: i64) -> i64 {
-    parsed
-        .get(name)
-        .and_then(goflag::parse_go_int)
-        .unwrap_or(default)
+/// The engine's tuning from the flags shared by every command that walks two clusters.
+pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
+    let memory = size_flag(parsed, "memory")?;
+    if memory < 64 << 20 {
+        return Err(format!(
+            "-memory {} is below 64MiB, the largest Keep block",
+            parsed.text("memory")
+        ));
+    }
+    let io_text = parsed.text("io");
+    let io: IoBackend = io_text
+        .parse()
+        .map_err(|_| invalid("io", io_text, "expected auto, uring or epoll"))?;
+    let dst_index_errors = match parsed.text("dst-index-errors") {
+        "fail" => DstIndexErrors::Fail,
+        "copy" => DstIndexErrors::Copy,
+        other => return Err(invalid("dst-index-errors", other, "expected fail or copy")),
+    };
+    let max_transfer = match parsed.non_empty("max-transfer") {
+        Some(_) => Some(size_flag(parsed, "max-transfer")?),
+        None => None,
+    };
+    let max_duration = parsed.duration("max-duration", false)?;
+    Ok(EngineConfig {
+        workers: parsed.int_in("workers", 0..=1024)?,
+        concurrency: parsed.int_in("concurrency", 1..=65_536)?,
+        memory_budget: usize::try_from(memory).unwrap_or(usize::MAX),
+        io,
+        retry: RetryPolicy {
+            retries: parsed.int_in("retries", 0..=100)?,
+            delay: parsed.duration("retry-delay", false)?,
+        },
+        prefix_length: parsed.int_in("prefix-length", 0..=8)?,
+        counting: if parsed.is_true("count-first") {
+            Counting::Exact
+        } else {
+            Counting::Estimate
+        },
+        dry_run: parsed.is_true("dry-run"),
+        checkpoint: parsed.non_empty("checkpoint").map(Into::into),
+        grace: parsed.duration("grace", false)?,
+        dst_index_errors,
+        per_server_requests: parsed.int_in("per-server-requests", 1..=65_536)?,
+        max_transfer,
+        max_duration: (!max_duration.is_zero()).then_some(max_duration),
+        ..EngineConfig::default()
+    })
+}
+
+/// The HTTP client's timeouts from the flags.
+pub fn http_config(parsed: &ParsedFlags) -> Result<ClientConfig, String> {
+    Ok(ClientConfig {
+        connect_timeout: parsed.duration("connect-timeout", true)?,
+        first_byte_timeout: parsed.duration("first-byte-timeout", true)?,
+        idle_timeout: parsed.duration("idle-timeout", true)?,
+        ..ClientConfig::default()
+    })
 }
 
 /// Turns validated flag texts into typed arguments; errors are usage errors.
-fn rsync_args(parsed: &goflag::ParsedFlags) -> Result<RsyncArgs, String> {
-    let non_negative = |name: &str, default: i64| -> Result<u64, String> {
-        let value = int_flag(parsed, name, default);
-        u64::try_from(value).map_err(|_| format!("-{name} must not be negative, got {value}"))
+pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
+    let display = match parsed.text("progress") {
+        "auto" => Display::auto(),
+        "bar" => Display::Bar,
+        "log" => Display::Log,
+        other => return Err(invalid("progress", other, "expected auto, bar or log")),
     };
-    let memory_text = parsed.get("memory").unwrap_or("1GiB");
-    let memory_budget = parse_byte_size(memory_text)
-        .ok_or_else(|| format!("invalid value {memory_text:?} for flag -memory: expected a size such as 512MiB or 4GiB"))?;
-    if memory_budget < 64 << 20 {
-        return Err(format!(
-            "-memory {memory_text} is below 64MiB, the largest Keep block"
-        ));
-    }
-    let io_text = parsed.get("io").unwrap_or("auto");
-    let io: IoBackend = io_text.parse().map_err(|_| {
-        format!("invalid value {io_text:?} for flag -io: expected auto, uring or epoll")
-    })?;
-    let progress = match parsed.get("progress").unwrap_or("auto") {
-        "auto" => rsync::ProgressStyle::Auto,
-        "bar" => rsync::ProgressStyle::Bar,
-        "log" => rsync::ProgressStyle::Log,
-        other => {
-            return Err(format!(
-                "invalid value {other:?} for flag -progress: expected auto, bar or log"
-            ))
-        }
-    };
-    let prefix = parsed.get("prefix").unwrap_or("").to_string();
+    let prefix = parsed.text("prefix").to_string();
     if prefix.len() > 32
         || !prefix
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
-        return Err(format!(
-            "invalid value {prefix:?} for flag -prefix: expected up to 32 lowercase hex digits"
+        return Err(invalid(
+            "prefix",
+            &prefix,
+            "expected up to 32 lowercase hex digits",
         ));
     }
-    let concurrency = non_negative("concurrency", 32)?.max(1);
+    let storage_classes = parsed.non_empty("storage-classes").map(|text| {
+        text.split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
     Ok(RsyncArgs {
-        src: parsed.get("src").unwrap_or("").to_string(),
-        dst: parsed.get("dst").unwrap_or("").to_string(),
-        src_keep_services_json: parsed.get("src-keep-services-json").map(str::to_string),
-        dst_keep_services_json: parsed.get("dst-keep-services-json").map(str::to_string),
-        replications: non_negative("replications", 0)? as u32,
+        src: parsed.text("src").to_string(),
+        dst: parsed.text("dst").to_string(),
+        src_keep_services_json: parsed
+            .non_empty("src-keep-services-json")
+            .map(str::to_string),
+        dst_keep_services_json: parsed
+            .non_empty("dst-keep-services-json")
+            .map(str::to_string),
+        replications: parsed.int_in("replications", 0..=1000)?,
         prefix,
-        src_blob_signature_ttl: duration_flag(parsed, "src-blob-signature-ttl", "0s"),
-        workers: non_negative("workers", 0)? as usize,
-        concurrency: concurrency as usize,
-        memory_budget,
-        io,
-        checkpoint: parsed
-            .get("checkpoint")
-            .filter(|p| !p.is_empty())
-            .map(Into::into),
-        connect_timeout: duration_flag(parsed, "connect-timeout", "10s"),
-        first_byte_timeout: duration_flag(parsed, "first-byte-timeout", "60s"),
-        idle_timeout: duration_flag(parsed, "idle-timeout", "60s"),
-        retries: non_negative("retries", 2)? as u32,
-        retry_delay: duration_flag(parsed, "retry-delay", "2s"),
-        prefix_length: non_negative("prefix-length", 0)? as usize,
-        progress,
-        dry_run: parsed.is_true("dry-run"),
-        skip_count: parsed.is_true("skip-count"),
+        src_blob_signature_ttl: parsed.duration("src-blob-signature-ttl", false)?,
+        storage_classes,
+        engine: engine_config(parsed)?,
+        http: http_config(parsed)?,
+        display,
+        report: parsed.non_empty("report").map(Into::into),
+        json: parsed.non_empty("json").map(Into::into),
     })
 }
 
@@ -151,6 +201,7 @@ pub fn parse_byte_size(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gocompat::flag::parse;
 
     #[test]
     fn byte_sizes() {
@@ -161,5 +212,61 @@ mod tests {
         assert_eq!(parse_byte_size("1.5G"), None);
         assert_eq!(parse_byte_size("G"), None);
         assert_eq!(parse_byte_size("99999999999T"), None);
+    }
+
+    /// The flag table, `EngineConfig::default()` and `ClientConfig::default()` agree: what
+    /// `-help` shows is what the code uses.
+    #[test]
+    fn help_defaults_are_the_defaults_the_code_uses() {
+        let parsed = parse(RSYNC_FLAGS, &[]).expect("no flags parse");
+        let engine = engine_config(&parsed).expect("defaults are valid");
+        let want = EngineConfig::default();
+        assert_eq!(engine.workers, want.workers);
+        assert_eq!(engine.concurrency, want.concurrency);
+        assert_eq!(engine.memory_budget, want.memory_budget);
+        assert_eq!(engine.io, want.io);
+        assert_eq!(engine.retry, want.retry);
+        assert_eq!(engine.prefix_length, want.prefix_length);
+        assert_eq!(engine.counting, want.counting);
+        assert_eq!(engine.dry_run, want.dry_run);
+        assert_eq!(engine.checkpoint, want.checkpoint);
+        assert_eq!(engine.grace, want.grace);
+        assert_eq!(engine.dst_index_errors, want.dst_index_errors);
+        assert_eq!(engine.per_server_requests, want.per_server_requests);
+        assert_eq!(engine.max_transfer, want.max_transfer);
+        assert_eq!(engine.max_duration, want.max_duration);
+        let http = http_config(&parsed).expect("defaults are valid");
+        let want = ClientConfig::default();
+        assert_eq!(http.connect_timeout, want.connect_timeout);
+        assert_eq!(http.first_byte_timeout, want.first_byte_timeout);
+        assert_eq!(http.idle_timeout, want.idle_timeout);
+        // And the help text prints them.
+        let help = crate::gocompat::flag::print_defaults(RSYNC_FLAGS);
+        assert!(help.contains("(default 32)"), "{help}");
+        assert!(help.contains("(default \"1GiB\")"), "{help}");
+        assert!(help.contains("(default 1m0s)"), "{help}");
+    }
+
+    #[test]
+    fn numeric_flags_are_range_checked() {
+        let args = |list: &[&str]| {
+            let owned: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            rsync_args(&parse(RSYNC_FLAGS, &owned).expect("parses"))
+        };
+        let err = args(&["-replications", "4294967297"]).expect_err("out of range");
+        assert!(err.contains("value out of range"), "{err}");
+        let err = args(&["-idle-timeout", "0"]).expect_err("zero timeout");
+        assert!(err.contains("must be greater than zero"), "{err}");
+        let err = args(&["-concurrency", "0"]).expect_err("zero concurrency");
+        assert!(err.contains("-concurrency"), "{err}");
+        assert!(args(&["-concurrency", "-3"]).is_err());
+        assert!(args(&["-max-transfer", "lots"]).is_err());
+        assert_eq!(
+            args(&["-max-transfer", "1GiB"])
+                .expect("ok")
+                .engine
+                .max_transfer,
+            Some(1 << 30)
+        );
     }
 }

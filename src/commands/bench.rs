@@ -14,17 +14,24 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 
 use super::setup::{build_cluster, ApiClient, SetupError};
+use crate::cluster::{Cluster, Service};
 use crate::gocompat::duration::format_go_duration;
 use crate::gocompat::log_timestamp as go_log_timestamp;
 use crate::index::merge::{BlockId, SourceBlock};
 use crate::index::walk::fetch_slice;
 use crate::keep::locator::BlockHash;
+use crate::keep::rendezvous::probe_order_go;
 use crate::keep::settings::Settings;
+use crate::keepstore::http::{HttpFactory, HttpKeepstores};
+use crate::keepstore::KeepstoresFactory;
+use crate::mover::control::Control;
+use crate::mover::counters::Counters;
+use crate::mover::gates::Gates;
 use crate::mover::hash_batch::HashBatcher;
 use crate::mover::pool::BufferPool;
-use crate::mover::transfer::{self, TransferContext, TransferOutcome};
-use crate::mover::{default_http_config, Cluster, Signing};
-use crate::net::{build_runtime, HttpClient, IoBackend, Origin, TlsPolicy};
+use crate::mover::transfer::{Ctx, Outcome};
+use crate::mover::{Job, RetryPolicy, Signing};
+use crate::net::{build_runtime, ClientConfig, IoBackend, Origin};
 use crate::report::log_line;
 
 /// keep-exercise's CSV header, column for column.
@@ -136,25 +143,6 @@ impl Stats {
     }
 }
 
-fn error_kind(message: &str) -> &'static str {
-    if message.contains("timed out") {
-        "timeout"
-    } else if message.contains("checksum") || message.contains("MD5") {
-        "checksum"
-    } else if message.contains("reset")
-        || message.contains("closed")
-        || message.contains("connecting")
-    {
-        "connection"
-    } else if message.contains(" 5") || message.contains("[5") {
-        "status 5xx"
-    } else if message.contains(" 4") || message.contains("[4") {
-        "status 4xx"
-    } else {
-        "other"
-    }
-}
-
 /// The row keep-exercise prints.
 struct Row {
     elapsed: Duration,
@@ -224,16 +212,16 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     } else {
         super::setup::load_settings("bench", &args.config)?
     };
-    let http = default_http_config();
+    let http = ClientConfig::default();
     let api = ApiClient::new(&settings, args.io, http.clone())?;
     let mut cluster = if args.service_url.is_empty() {
-        build_cluster("dst", &settings, None, &api)?
+        build_cluster("dst", &settings, None, &api)?.cluster
     } else {
         let origin = Origin::parse(&args.service_url).map_err(BenchError::Usage)?;
         Cluster {
             label: "dst",
             token: settings.api_token.clone(),
-            services: vec![crate::mover::Service {
+            services: vec![Service {
                 uuid: "zzzzz-bi6l4-000000000000000".to_string(),
                 origin,
                 read_only: false,
@@ -264,14 +252,12 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                 .and_then(|d| d.blob_signature_ttl)
                 .unwrap_or(1_209_600),
         });
-    let ctx = Rc::new(TransferContext {
+    let ctx = Rc::new(Job {
         src: cluster.clone(),
         dst: cluster,
         signing,
         replicas: args.replicas.max(1),
-        storage_classes: Vec::new(),
-        retries: 0,
-        retry_delay: Duration::from_millis(100),
+        classes: Vec::new(),
     });
     // A failed registration only loses the Ctrl-C summary (the default action still ends
     // the run).
@@ -495,8 +481,11 @@ impl Pacer {
 
 /// Everything the tasks of one experiment share.
 struct TaskEnv {
-    client: HttpClient,
-    ctx: Rc<TransferContext>,
+    keepstores: HttpKeepstores,
+    ctx: Rc<Job>,
+    gates: Rc<Gates>,
+    control: Control,
+    counters: Counters,
     stats: Rc<RefCell<Stats>>,
     latest: Rc<RefCell<Option<BlockId>>>,
     pool: BufferPool,
@@ -514,25 +503,46 @@ fn next_block_size(args: &BenchArgs) -> usize {
     }
 }
 
+impl TaskEnv {
+    fn transfer(&self) -> Ctx<'_, HttpKeepstores> {
+        Ctx {
+            keepstores: &self.keepstores,
+            job: &self.ctx,
+            retry: RetryPolicy {
+                retries: 0,
+                delay: Duration::from_millis(100),
+            },
+            hasher: &self.hasher,
+            pool: &self.pool,
+            gates: &self.gates,
+            control: &self.control,
+            counters: &self.counters,
+        }
+    }
+}
+
 async fn write_once(env: &TaskEnv, thread: usize) {
     let args = &env.args;
     let block = make_block(args, thread, next_block_size(args));
     let hash = BlockHash(crate::hash::md5(&block));
-    let order = transfer::write_orders(&env.ctx.dst, &[hash])
-        .pop()
-        .unwrap_or_default();
+    let dst = &env.ctx.dst;
+    let writable = dst.writable();
+    let uuids: Vec<&str> = writable
+        .iter()
+        .map(|&i| dst.services[i].uuid.as_str())
+        .collect();
+    let order: Vec<usize> = probe_order_go(&hash.to_string(), &uuids)
+        .into_iter()
+        .map(|i| writable[i])
+        .collect();
     let begin = Instant::now();
-    let mut outcome = TransferOutcome::default();
+    let mut outcome = Outcome::default();
     let size = block.len() as u64;
-    let result = transfer::store(
-        &env.client,
-        &env.ctx,
-        &hash,
-        Bytes::from(block),
-        &order,
-        &mut outcome,
-    )
-    .await;
+    let short = BlockId::new(hash, size).short();
+    let result = env
+        .transfer()
+        .store(&short, &hash, Bytes::from(block), &order, &mut outcome)
+        .await;
     let mut s = env.stats.borrow_mut();
     match result {
         Ok(_) => {
@@ -547,7 +557,7 @@ async fn write_once(env: &TaskEnv, thread: usize) {
                 .record(begin.elapsed().as_micros().max(1) as u64);
             *env.latest.borrow_mut() = Some(BlockId { hash, size });
         }
-        Err(e) => s.error(error_kind(&e.to_string())),
+        Err(e) => s.error(e.kind().as_str()),
     }
 }
 
@@ -568,16 +578,13 @@ async fn read_once(env: &TaskEnv) {
         env.index_blocks[rand::random_range(0..env.index_blocks.len())].clone()
     };
     let begin = Instant::now();
-    let mut outcome = TransferOutcome::default();
-    let result = transfer::fetch(
-        &env.client,
-        &env.hasher,
-        &env.ctx,
-        &env.pool,
-        &block,
-        &mut outcome,
-    )
-    .await;
+    let mut outcome = Outcome::default();
+    let short = block.id.short();
+    let read_order = probe_order_go(short.hash_hex(), &env.ctx.src.uuids());
+    let result = env
+        .transfer()
+        .fetch(&block, &short, &read_order, &mut outcome)
+        .await;
     let mut s = env.stats.borrow_mut();
     match result {
         Ok(_) => {
@@ -595,7 +602,7 @@ async fn read_once(env: &TaskEnv) {
             let kind = if outcome.bad_replicas > 0 {
                 "checksum"
             } else {
-                error_kind(&e.to_string())
+                e.kind().as_str()
             };
             s.error(kind);
         }
@@ -604,15 +611,10 @@ async fn read_once(env: &TaskEnv) {
 
 async fn experiment_run(
     args: &BenchArgs,
-    ctx: &Rc<TransferContext>,
-    http: &crate::net::ClientConfig,
+    ctx: &Rc<Job>,
+    http: &ClientConfig,
 ) -> Result<(Row, Stats), BenchError> {
-    let client = HttpClient::new(http.clone());
-    if ctx.dst.insecure_tls {
-        for s in &ctx.dst.services {
-            client.set_tls_policy(&s.origin, TlsPolicy::Insecure);
-        }
-    }
+    let keepstores = HttpFactory::new(http.clone(), &[&ctx.dst]).client();
     let stats = Rc::new(RefCell::new(Stats::new()?));
     let latest: Rc<RefCell<Option<BlockId>>> = Rc::new(RefCell::new(None));
     let largest = args
@@ -628,7 +630,7 @@ async fn experiment_run(
     let mut index_blocks: Vec<SourceBlock> = Vec::new();
     if args.use_index && args.read_threads > 0 {
         for server in 0..ctx.src.services.len() {
-            let slice = fetch_slice(&client, &ctx.src, server, "")
+            let (slice, _) = fetch_slice(&keepstores, &ctx.src, server, "", None)
                 .await
                 .map_err(|e| BenchError::Io(e.to_string()))?;
             index_blocks.extend(slice.into_iter().map(|id| SourceBlock {
@@ -643,15 +645,17 @@ async fn experiment_run(
         }
     }
     let index_blocks = Rc::new(index_blocks);
-    let client = client.clone();
     log_line("Start warmup phase, waiting for 1 available block before reading starts");
     let started = Instant::now();
     let deadline = (!args.run_time.is_zero()).then(|| started + args.run_time);
     let running =
         move || !INTERRUPTED.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d);
     let env = Rc::new(TaskEnv {
-        client: client.clone(),
+        keepstores,
         ctx: ctx.clone(),
+        gates: Gates::new(ctx.src.services.len(), ctx.dst.services.len(), 1 << 16),
+        control: Control::new(),
+        counters: Counters::default(),
         stats: stats.clone(),
         latest: latest.clone(),
         pool,

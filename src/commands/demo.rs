@@ -4,37 +4,30 @@
 //! progress display, then checks every block on the destination and prints the throughput.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
-use clap::Parser;
-use md5::{Digest, Md5};
-
-use super::rsync::{self, ProgressStyle, RsyncArgs};
+use super::rsync::{self, RsyncArgs};
+use crate::exit::Outcome;
 use crate::keep::rendezvous::probe_order_go;
-use crate::net::IoBackend;
+use crate::mover::Control;
 use crate::report::human_bytes;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "keepmover demo",
-    about = "Copy between two simulated clusters started in this process"
-)]
-struct DemoArgs {
-    /// Total data in the source cluster, in MiB (a mix of 64 MiB, 1 MiB and small blocks).
-    #[arg(long, default_value_t = 1024)]
-    size: u64,
-    /// I/O backend: auto, uring or epoll.
-    #[arg(long, default_value = "auto")]
-    io: String,
-    /// Keepstores per cluster.
-    #[arg(long, default_value_t = 3)]
-    keepstores: usize,
-    /// Serve both clusters over HTTPS (self-signed; the settings say ARVADOS_API_HOST_INSECURE).
-    #[arg(long)]
-    tls: bool,
-    /// Memory budget for block buffers.
-    #[arg(long, default_value = "1GiB")]
-    memory: String,
+/// What the demo is asked for (built by `cli` from the demo's flags).
+pub struct DemoArgs {
+    pub size_mib: u64,
+    pub keepstores: usize,
+    pub tls: bool,
+    /// Where the simulated clusters' settings files go ([`work_dir`]).
+    pub dir: PathBuf,
+    /// The copy to run, as `keepmover -src DIR/srcaa.conf -dst DIR/dstbb.conf ...`.
+    pub copy: RsyncArgs,
+}
+
+/// The demo's working directory (settings files of the simulated clusters).
+pub fn work_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("keepmover-demo-{}", std::process::id()))
 }
 
 /// The block sizes of the demo: most bytes in 64 MiB blocks, most blocks small.
@@ -58,31 +51,8 @@ fn block_sizes(total_mib: u64) -> Vec<usize> {
     sizes
 }
 
-pub fn run_cli(program: &str, args: &[String]) -> i32 {
-    let argv = std::iter::once(format!("{program} demo")).chain(args.iter().cloned());
-    let demo = match DemoArgs::try_parse_from(argv) {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                crate::cli::EXIT_USAGE
-            } else {
-                0
-            };
-        }
-    };
-    match run(demo) {
-        Ok(()) => 0,
-        Err(message) => {
-            eprintln!("demo failed: {message}");
-            crate::cli::EXIT_FAILURE
-        }
-    }
-}
-
-fn run(demo: DemoArgs) -> Result<(), String> {
-    let io: IoBackend = demo.io.parse()?;
-    let memory_budget = crate::cli::parse_byte_size(&demo.memory).ok_or("bad --memory")?;
+/// Runs the demo; `Err` carries a one-line reason.
+pub fn run(demo: DemoArgs) -> Result<Outcome, String> {
     let mut src_config = keepsim::ClusterConfig::new("srcaa", demo.keepstores);
     src_config.tls = demo.tls;
     let mut dst_config = keepsim::ClusterConfig::new("dstbb", demo.keepstores);
@@ -90,14 +60,14 @@ fn run(demo: DemoArgs) -> Result<(), String> {
     dst_config.default_replication = 2;
     let src = keepsim::Cluster::start(src_config)?;
     let dst = keepsim::Cluster::start(dst_config)?;
-    let dir = std::env::temp_dir().join(format!("keepmover-demo-{}", std::process::id()));
+    let dir = demo.dir.clone();
     keepsim::write_cluster_files(&dir, &[&src, &dst]).map_err(|e| e.to_string())?;
 
     eprintln!(
         "demo: filling the source cluster with {} MiB ...",
-        demo.size
+        demo.size_mib
     );
-    let sizes = block_sizes(demo.size);
+    let sizes = block_sizes(demo.size_mib);
     let src_uuids: Vec<String> = (0..src.keepstores.len())
         .map(|i| src.keepstore_uuid(i).to_string())
         .collect();
@@ -106,7 +76,7 @@ fn run(demo: DemoArgs) -> Result<(), String> {
     let mut total_bytes = 0u64;
     for (n, &size) in sizes.iter().enumerate() {
         let data = keepsim::pseudo_random_bytes(n as u64 + 1, size);
-        let hash = crate::keep::locator::BlockHash(Md5::digest(&data).into()).to_string();
+        let hash = crate::keep::BlockHash(crate::hash::md5(&data)).to_string();
         // Two replicas, where a Keep client would have put them.
         for &server in probe_order_go(&hash, &src_uuid_refs).iter().take(2) {
             src.put_block(server, &data)?;
@@ -127,33 +97,14 @@ fn run(demo: DemoArgs) -> Result<(), String> {
         dir.display(),
         dir.display()
     );
-    let args = RsyncArgs {
-        src: dir.join("srcaa.conf").display().to_string(),
-        dst: dir.join("dstbb.conf").display().to_string(),
-        src_keep_services_json: None,
-        dst_keep_services_json: None,
-        replications: 2,
-        prefix: String::new(),
-        src_blob_signature_ttl: std::time::Duration::ZERO,
-        workers: 0,
-        concurrency: 32,
-        memory_budget,
-        io,
-        checkpoint: None,
-        connect_timeout: std::time::Duration::from_secs(10),
-        first_byte_timeout: std::time::Duration::from_secs(60),
-        idle_timeout: std::time::Duration::from_secs(60),
-        retries: 2,
-        retry_delay: std::time::Duration::from_millis(200),
-        prefix_length: 0,
-        progress: ProgressStyle::Auto,
-        dry_run: false,
-        skip_count: false,
-    };
     let started = Instant::now();
-    let copy_result = rsync::run(args);
+    let copy_result = rsync::run(demo.copy, Arc::new(Control::new()));
     let elapsed = started.elapsed();
-    copy_result.map_err(|e| e.to_string())?;
+    let outcome = copy_result.map_err(|e| e.to_string())?;
+    if outcome.code() != 0 {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(outcome);
+    }
 
     eprintln!("demo: verifying every block on the destination ...");
     let dst_uuids: Vec<String> = (0..dst.keepstores.len())
@@ -166,8 +117,7 @@ fn run(demo: DemoArgs) -> Result<(), String> {
         let mut good_replicas = 0;
         for &server in order.iter().take(2) {
             if let Some(block) = dst.get_block(server, hash) {
-                let digest =
-                    crate::keep::locator::BlockHash(Md5::digest(&block).into()).to_string();
+                let digest = crate::keep::BlockHash(crate::hash::md5(&block)).to_string();
                 if &digest == hash && block.len() == *size {
                     good_replicas += 1;
                 }
@@ -192,5 +142,5 @@ fn run(demo: DemoArgs) -> Result<(), String> {
         total_bytes as f64 / 1e6 / secs,
         expected.len() as f64 / secs
     );
-    Ok(())
+    Ok(outcome)
 }

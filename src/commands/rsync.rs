@@ -1,46 +1,42 @@
 //! `keepmover -src A -dst B` (and `keepmover rsync ...`): keep-rsync's job. Reads both
-//! settings files, discovers both clusters, and runs the engine with keep-rsync's log lines.
+//! settings files, discovers both clusters, runs the engine with keep-rsync's log lines (or
+//! the bar), and closes with keep-rsync's last line and keepmover's summary.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::setup::{build_cluster, default_classes, load_settings, ApiClient, SetupError};
-use crate::mover::{self, EngineConfig, Signing, TransferContext};
-use crate::net::{ClientConfig, IoBackend};
-use crate::report::{log_line, Display, Progress};
+use crate::exit::Outcome;
+use crate::keepstore::http::HttpFactory;
+use crate::mover::checkpoint::JobIdentity;
+use crate::mover::events::EventSink;
+use crate::mover::{self, Control, Counters, EngineConfig, Job, Run, RunReport, Signing};
+use crate::net::ClientConfig;
+use crate::report::blocks::BlockReport;
+use crate::report::summary::{self, JsonSummary};
+use crate::report::terminal::{Display, Terminal};
+use crate::report::{human_bytes, log_line};
 
-/// How progress is shown (`-progress`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProgressStyle {
-    Auto,
-    Bar,
-    Log,
-}
-
-/// Every option of the rsync form, typed. Built by `cli`.
+/// Every option of the copy, typed. Built by `cli`.
 #[derive(Clone, Debug)]
 pub struct RsyncArgs {
     pub src: String,
     pub dst: String,
     pub src_keep_services_json: Option<String>,
     pub dst_keep_services_json: Option<String>,
+    /// 0 = the destination's `defaultCollectionReplication`.
     pub replications: u32,
     pub prefix: String,
+    /// Zero = the source discovery document's `blobSignatureTtl`.
     pub src_blob_signature_ttl: Duration,
-    pub workers: usize,
-    pub concurrency: usize,
-    pub memory_budget: u64,
-    pub io: IoBackend,
-    pub checkpoint: Option<PathBuf>,
-    pub connect_timeout: Duration,
-    pub first_byte_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub retries: u32,
-    pub retry_delay: Duration,
-    pub prefix_length: usize,
-    pub progress: ProgressStyle,
-    pub dry_run: bool,
-    pub skip_count: bool,
+    /// `None` = the destination's default classes.
+    pub storage_classes: Option<Vec<String>>,
+    pub engine: EngineConfig,
+    pub http: ClientConfig,
+    pub display: Display,
+    pub report: Option<PathBuf>,
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,22 +45,29 @@ pub enum RsyncError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Engine(#[from] mover::EngineError),
-    #[error("Error while syncing data: {failed} of {total} blocks could not be copied (see the errors above); rerun to retry them")]
-    BlocksFailed { failed: u64, total: u64 },
+    #[error("the source and the destination are the same servers ({0}): copying a cluster onto itself is refused")]
+    SelfCopy(String),
+    #[error("writing {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-/// Runs the copy; `Ok` only when every block made it.
-pub fn run(args: RsyncArgs) -> Result<(), RsyncError> {
-    let http = ClientConfig {
-        connect_timeout: args.connect_timeout,
-        first_byte_timeout: args.first_byte_timeout,
-        idle_timeout: args.idle_timeout,
-        ..mover::default_http_config()
-    };
+/// Both clusters discovered, and the job the engine will run.
+pub struct Prepared {
+    pub run: Run,
+    pub http: ClientConfig,
+}
+
+/// Reads the settings, discovers both clusters, and builds the job (shared with the other
+/// commands that walk two clusters).
+pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
+    let io = args.engine.io;
     let src_settings = load_settings("src", &args.src)?;
     let dst_settings = load_settings("dst", &args.dst)?;
-    let src_api = ApiClient::new(&src_settings, args.io, http.clone())?;
-    let dst_api = ApiClient::new(&dst_settings, args.io, http.clone())?;
+    let src_api = ApiClient::new(&src_settings, io, args.http.clone())?;
+    let dst_api = ApiClient::new(&dst_settings, io, args.http.clone())?;
     let src = build_cluster(
         "src",
         &src_settings,
@@ -77,7 +80,9 @@ pub fn run(args: RsyncArgs) -> Result<(), RsyncError> {
         args.dst_keep_services_json.as_deref(),
         &dst_api,
     )?;
-
+    if src.cluster.same_servers_as(&dst.cluster) {
+        return Err(RsyncError::SelfCopy(src.identity));
+    }
     // keep-rsync signs with the source key and TTL; the TTL is only needed with a key.
     let signing = match src_settings
         .blob_signing_key
@@ -89,7 +94,11 @@ pub fn run(args: RsyncArgs) -> Result<(), RsyncError> {
                 src_api
                     .discovery()?
                     .blob_signature_ttl
-                    .ok_or_else(|| SetupError("source discovery document has no blobSignatureTtl; use -src-blob-signature-ttl".into()))?
+                    .ok_or(SetupError::Discovery {
+                        cluster: "source",
+                        field: "blobSignatureTtl",
+                        flag: "-src-blob-signature-ttl",
+                    })?
             } else {
                 args.src_blob_signature_ttl.as_secs()
             };
@@ -104,63 +113,139 @@ pub fn run(args: RsyncArgs) -> Result<(), RsyncError> {
         dst_api
             .discovery()?
             .default_collection_replication
-            .ok_or_else(|| SetupError("destination discovery document has no defaultCollectionReplication; use -replications".into()))?
+            .ok_or(SetupError::Discovery {
+                cluster: "destination",
+                field: "defaultCollectionReplication",
+                flag: "-replications",
+            })?
     } else {
         args.replications
     };
-    let storage_classes = default_classes(&dst_api);
-
-    let display = match args.progress {
-        ProgressStyle::Auto => Display::auto(),
-        ProgressStyle::Bar => Display::Bar,
-        ProgressStyle::Log => Display::Log,
+    let classes = match &args.storage_classes {
+        Some(classes) => classes.clone(),
+        None => default_classes(&dst_api),
     };
-    let progress = Progress::new(display);
-    let config = EngineConfig {
-        transfer: TransferContext {
-            src,
-            dst,
-            signing,
-            replicas,
-            storage_classes,
-            retries: args.retries,
-            retry_delay: args.retry_delay,
+    let identity = JobIdentity {
+        action: action.to_string(),
+        src: src.identity,
+        dst: dst.identity,
+        replicas,
+        classes: classes.clone(),
+        prefix: args.prefix.clone(),
+        shard: String::new(),
+        filters: String::new(),
+    };
+    Ok(Prepared {
+        run: Run {
+            job: Job {
+                src: src.cluster,
+                dst: dst.cluster,
+                signing,
+                replicas,
+                classes,
+            },
+            identity,
+            prefix: args.prefix.clone(),
+            config: args.engine.clone(),
         },
-        prefix: args.prefix,
-        prefix_length: args.prefix_length,
-        workers: args.workers,
-        concurrency: args.concurrency,
-        memory_budget: usize::try_from(args.memory_budget).unwrap_or(usize::MAX),
-        io: args.io,
-        http,
-        checkpoint: args.checkpoint,
-        dry_run: args.dry_run,
-        count_first: !args.skip_count || args.dry_run,
-        slice_target: 1_000_000,
-    };
-    let report = mover::run(config, progress.clone())?;
-    let summary = progress.finish();
-    if args.dry_run {
+        http: args.http.clone(),
+    })
+}
+
+/// A status summary on stderr (SIGUSR1).
+pub fn status_printer(counters: Arc<Counters>) -> Box<dyn Fn() + Send> {
+    Box::new(move || {
+        let c = counters.snapshot();
+        log_line(&format!(
+            "Status: copied {} of {} blocks ({} of {}), {} in flight, {} failed, {} skipped, slices {}/{}",
+            c.copied_blocks,
+            c.planned_blocks,
+            human_bytes(c.copied_bytes),
+            human_bytes(c.planned_bytes),
+            c.in_flight_blocks,
+            c.failed_blocks,
+            c.skipped_blocks,
+            c.slices_done,
+            c.slices_total
+        ));
+    })
+}
+
+/// Runs the copy. `Ok` with the outcome whenever the run itself ran (failed blocks and
+/// stops are in the outcome); `Err` when it could not run.
+pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError> {
+    let prepared = prepare(&args, "copy")?;
+    let counters = Arc::new(Counters::default());
+    let _signals = super::signals::install(control.clone(), status_printer(counters.clone()));
+    let job = &prepared.run.job;
+    let factory = HttpFactory::new(prepared.http.clone(), &[&job.src, &job.dst]);
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Terminal::new(args.display))];
+    if let Some(path) = &args.report {
+        let uuids = |c: &crate::cluster::Cluster| c.uuids().iter().map(|u| u.to_string()).collect();
+        let sink =
+            BlockReport::create(path, uuids(&job.src), uuids(&job.dst)).map_err(|source| {
+                RsyncError::Output {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        sinks.push(Box::new(sink));
+    }
+    let report = mover::run(prepared.run, factory, control, counters.clone(), sinks)?;
+    let outcome = close(&report);
+    if let Some(path) = &args.json {
+        JsonSummary::new("copy", &report, &counters, outcome.code())
+            .write(path)
+            .map_err(|source| RsyncError::Output {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(outcome)
+}
+
+/// keep-rsync's closing line and keepmover's summary; the outcome for the exit code.
+pub fn close(report: &RunReport) -> Outcome {
+    if report.dry_run {
         log_line(&format!(
             "Dry run: would copy {} blocks ({} bytes) in {} slices.",
-            report.to_copy, report.to_copy_bytes, report.slices
+            report.plan.to_copy_blocks, report.plan.to_copy_bytes, report.slices
         ));
-        return Ok(());
+        return Outcome::default();
     }
-    let unaccounted = report
-        .to_copy
-        .saturating_sub(summary.copied_blocks + summary.failed_blocks);
-    if summary.failed_blocks > 0 || unaccounted > 0 {
-        log_line(&summary.render());
-        return Err(RsyncError::BlocksFailed {
-            failed: summary.failed_blocks + unaccounted,
-            total: report.to_copy,
-        });
+    let t = &report.totals;
+    if report.plan.estimated_from_slices.is_some() {
+        log_line(&format!(
+            "Exact totals: {} blocks in src and {} blocks in dst; {} blocks ({} bytes) were missing from dst.",
+            t.src_blocks, t.dst_blocks, t.planned_blocks, t.planned_bytes
+        ));
     }
-    log_line(&format!(
-        "Successfully copied to destination {} blocks.",
-        summary.copied_blocks
-    ));
-    log_line(&format!("{} (io: {})", summary.render(), report.io_backend));
-    Ok(())
+    let outcome = Outcome {
+        stopped: report.stopped,
+        problems: t.failed_blocks,
+    };
+    if let Some(reason) = report.stopped {
+        log_line(&format!(
+            "Stopped ({}): {} blocks copied, {} failed, {} not done; rerun with the same -checkpoint to continue.",
+            serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            t.copied_blocks,
+            t.failed_blocks,
+            report.unsettled()
+        ));
+    } else if t.failed_blocks > 0 {
+        log_line(&format!(
+            "Error while syncing data: {} of {} blocks could not be copied (see the errors above); rerun to retry them",
+            t.failed_blocks, t.planned_blocks
+        ));
+    } else {
+        log_line(&format!(
+            "Successfully copied to destination {} blocks.",
+            t.copied_blocks
+        ));
+    }
+    log_line(&summary::render(report));
+    outcome
 }

@@ -4,23 +4,51 @@
 
 use std::path::PathBuf;
 
+use crate::cluster::Cluster;
 use crate::keep::discovery::{default_storage_classes, DiscoveryDoc};
 use crate::keep::services::{KeepServiceList, Roots};
 use crate::keep::settings::{parse_settings, settings_path, Settings};
-use crate::mover::Cluster;
-use crate::net::{build_runtime, HttpClient, IoBackend, Method, Origin, Request, TlsPolicy};
+use crate::keep::wire;
+use crate::net::{
+    build_runtime, ClientConfig, HttpClient, IoBackend, Method, Origin, Request, TlsPolicy,
+};
 
-/// A setup failure, already phrased the way keep-rsync phrases it.
+/// A set-up failure, phrased the way keep-rsync phrases it.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SetupError(pub String);
+pub enum SetupError {
+    #[error("Error loading {label} configuration from file: {detail}")]
+    Settings { label: String, detail: String },
+    #[error("Error configuring {label} keepclient: {detail}")]
+    Services { label: String, detail: String },
+    #[error("ARVADOS_API_HOST {host:?}: {detail}")]
+    ApiHost { host: String, detail: String },
+    #[error("GET {origin}{path}: {detail}")]
+    Api {
+        origin: Origin,
+        path: String,
+        detail: String,
+    },
+    #[error("GET {origin}{path}: Got http status code: {status}")]
+    ApiStatus {
+        origin: Origin,
+        path: String,
+        status: u16,
+    },
+    #[error("{cluster} discovery document has no {field}; use {flag}")]
+    Discovery {
+        cluster: &'static str,
+        field: &'static str,
+        flag: &'static str,
+    },
+    #[error("starting the I/O runtime: {0}")]
+    Runtime(std::io::Error),
+}
 
 /// Reads and parses a settings file named by `-src`/`-dst` (a path, or a NAME).
 pub fn load_settings(label: &str, value: &str) -> Result<Settings, SetupError> {
-    let fail = |detail: String| {
-        SetupError(format!(
-            "Error loading {label} configuration from file: {detail}"
-        ))
+    let fail = |detail: String| SetupError::Settings {
+        label: label.to_string(),
+        detail,
     };
     if value.is_empty() {
         return Err(fail("config file not specified".to_string()));
@@ -45,7 +73,10 @@ pub fn load_settings(label: &str, value: &str) -> Result<Settings, SetupError> {
 fn api_origin(settings: &Settings) -> Result<Origin, SetupError> {
     let host = settings.api_host.trim().trim_end_matches('/');
     if host.is_empty() {
-        return Err(SetupError("ARVADOS_API_HOST is not set".to_string()));
+        return Err(SetupError::ApiHost {
+            host: String::new(),
+            detail: "ARVADOS_API_HOST is not set".to_string(),
+        });
     }
     // `host`, `host:port`, `[v6]` or `[v6]:port`; no port means 443.
     let has_port = match host.strip_prefix('[') {
@@ -57,7 +88,10 @@ fn api_origin(settings: &Settings) -> Result<Origin, SetupError> {
     } else {
         format!("https://{host}:443")
     };
-    Origin::parse(&url).map_err(|e| SetupError(format!("ARVADOS_API_HOST {host:?}: {e}")))
+    Origin::parse(&url).map_err(|detail| SetupError::ApiHost {
+        host: host.to_string(),
+        detail,
+    })
 }
 
 /// Talks to one cluster's API server (discovery, keep services, config).
@@ -66,15 +100,14 @@ pub struct ApiClient {
     token: String,
     insecure: bool,
     io: IoBackend,
-    http: crate::net::ClientConfig,
+    http: ClientConfig,
 }
 
+/// Largest API answer read (a keep_services list or the exported config).
+const API_BODY_LIMIT: usize = 64 << 20;
+
 impl ApiClient {
-    pub fn new(
-        settings: &Settings,
-        io: IoBackend,
-        http: crate::net::ClientConfig,
-    ) -> Result<Self, SetupError> {
+    pub fn new(settings: &Settings, io: IoBackend, http: ClientConfig) -> Result<Self, SetupError> {
         Ok(ApiClient {
             origin: api_origin(settings)?,
             token: settings.api_token.clone(),
@@ -84,68 +117,86 @@ impl ApiClient {
         })
     }
 
+    /// The API host, as the checkpoint names the cluster.
+    pub fn host(&self) -> String {
+        self.origin.host_header()
+    }
+
     /// `GET path` with the token; returns the body of a 200 response.
     pub fn get(&self, path: &str) -> Result<String, SetupError> {
-        let (runtime, _) = build_runtime(self.io)
-            .map_err(|e| SetupError(format!("starting the I/O runtime: {e}")))?;
+        let (runtime, _) = build_runtime(self.io).map_err(SetupError::Runtime)?;
+        let api = |detail: String| SetupError::Api {
+            origin: self.origin.clone(),
+            path: path.to_string(),
+            detail,
+        };
         runtime.block_on(async {
             let client = HttpClient::new(self.http.clone());
             if self.insecure {
                 client.set_tls_policy(&self.origin, TlsPolicy::Insecure);
             }
-            let request = Request {
-                method: Method::Get,
-                origin: self.origin.clone(),
-                path_and_query: path.to_string(),
-                headers: vec![(
-                    "Authorization".to_string(),
-                    format!("Bearer {}", self.token),
-                )],
-                body: None,
-            };
-            let response = client
-                .send(request)
-                .await
-                .map_err(|e| SetupError(format!("GET {}{path}: {e}", self.origin)))?;
+            let request = Request::new(Method::Get, self.origin.clone(), path)
+                .header(
+                    wire::header::AUTHORIZATION,
+                    wire::authorization(&self.token),
+                )
+                .header(wire::header::REQUEST_ID, wire::request_id(rand::random()));
+            let response = client.send(request).await.map_err(|e| api(e.to_string()))?;
             let status = response.status;
             let body = response
-                .read_to_end(64 << 20)
+                .read_to_end(API_BODY_LIMIT)
                 .await
-                .map_err(|e| SetupError(format!("GET {}{path}: {e}", self.origin)))?;
+                .map_err(|e| api(e.to_string()))?;
             if status != 200 {
-                return Err(SetupError(format!(
-                    "GET {}{path}: Got http status code: {status}",
-                    self.origin
-                )));
+                return Err(SetupError::ApiStatus {
+                    origin: self.origin.clone(),
+                    path: path.to_string(),
+                    status,
+                });
             }
-            String::from_utf8(body)
-                .map_err(|_| SetupError(format!("GET {}{path}: body is not UTF-8", self.origin)))
+            String::from_utf8(body).map_err(|_| api("body is not UTF-8".to_string()))
         })
     }
 
     pub fn discovery(&self) -> Result<DiscoveryDoc, SetupError> {
-        let text = self.get("/discovery/v1/apis/arvados/v1/rest")?;
-        DiscoveryDoc::from_json(&text).map_err(|e| {
-            SetupError(format!(
-                "parsing discovery document from {}: {e}",
-                self.origin
-            ))
+        let path = "/discovery/v1/apis/arvados/v1/rest";
+        let text = self.get(path)?;
+        DiscoveryDoc::from_json(&text).map_err(|e| SetupError::Api {
+            origin: self.origin.clone(),
+            path: path.to_string(),
+            detail: format!("parsing the discovery document: {e}"),
+        })
+    }
+
+    /// The exported cluster config (`GET /arvados/v1/config`), as JSON.
+    pub fn config(&self) -> Result<serde_json::Value, SetupError> {
+        let path = "/arvados/v1/config";
+        let text = self.get(path)?;
+        serde_json::from_str(&text).map_err(|e| SetupError::Api {
+            origin: self.origin.clone(),
+            path: path.to_string(),
+            detail: format!("parsing the config: {e}"),
         })
     }
 }
 
 /// The keep-services JSON flag: the JSON text itself (keep-rsync), or a path to a file that
 /// holds it (what keep-rsync's help text promises).
-fn services_json_text(flag_value: &str) -> Result<String, SetupError> {
+fn services_json_text(flag_value: &str) -> Result<String, String> {
     let trimmed = flag_value.trim_start();
     if trimmed.starts_with('{') {
         return Ok(flag_value.to_string());
     }
     std::fs::read_to_string(flag_value).map_err(|e| {
-        SetupError(format!(
-            "keep services JSON is neither JSON text nor a readable file ({flag_value:?}): {e}"
-        ))
+        format!("keep services JSON is neither JSON text nor a readable file ({flag_value:?}): {e}")
     })
+}
+
+/// A cluster, and the name a checkpoint records for it.
+pub struct Discovered {
+    pub cluster: Cluster,
+    /// The API host, or the service uuids when they came from a JSON flag.
+    pub identity: String,
 }
 
 /// Builds a cluster from its settings and either the JSON flag or the API server.
@@ -154,24 +205,38 @@ pub fn build_cluster(
     settings: &Settings,
     services_json: Option<&str>,
     api: &ApiClient,
-) -> Result<Cluster, SetupError> {
-    let fail =
-        |detail: String| SetupError(format!("Error configuring {label} keepclient: {detail}"));
-    let text = match services_json.filter(|s| !s.is_empty()) {
-        Some(flag) => services_json_text(flag).map_err(|e| fail(e.0))?,
+) -> Result<Discovered, SetupError> {
+    let fail = |detail: String| SetupError::Services {
+        label: label.to_string(),
+        detail,
+    };
+    let from_json = services_json.filter(|s| !s.is_empty());
+    let text = match from_json {
+        Some(flag) => services_json_text(flag).map_err(fail)?,
         None => api
             .get("/arvados/v1/keep_services/accessible")
-            .map_err(|e| fail(e.0))?,
+            .map_err(|e| fail(e.to_string()))?,
     };
     let list = KeepServiceList::from_json(&text).map_err(|e| fail(e.to_string()))?;
     let roots = Roots::from_list(&list);
-    Cluster::from_roots(
+    let cluster = Cluster::from_roots(
         label,
         settings.api_token.clone(),
         &roots,
         settings.api_host_insecure,
     )
-    .map_err(fail)
+    .map_err(|e| fail(e.to_string()))?;
+    let identity = match from_json {
+        Some(_) => {
+            let mut uuids = cluster.uuids().join(",");
+            if uuids.is_empty() {
+                uuids = api.host();
+            }
+            uuids
+        }
+        None => api.host(),
+    };
+    Ok(Discovered { cluster, identity })
 }
 
 /// The destination's default storage classes; failures are ignored, as keepclient does.

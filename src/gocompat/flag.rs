@@ -49,23 +49,85 @@ pub enum GoFlagError {
     Invalid(String),
 }
 
-/// The parsed values: only flags that were set appear in `values`.
+/// The parsed values. Every defined flag has a value: the one given, else its default from
+/// the table, so read sites never restate a default.
 #[derive(Debug, Default)]
 pub struct ParsedFlags {
+    /// Flags given on the command line.
     pub values: BTreeMap<&'static str, String>,
+    defaults: BTreeMap<&'static str, &'static str>,
     /// Arguments after the flags (Go's `f.Args()`).
     pub positional: Vec<String>,
 }
 
 impl ParsedFlags {
+    /// The value given, else the table's default; `None` for a flag the table lacks.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| self.defaults.get(name).copied())
+    }
+
+    /// The value as text (empty for an unknown flag).
+    pub fn text(&self, name: &str) -> &str {
+        self.get(name).unwrap_or("")
+    }
+
+    /// The value, or `None` when it is empty (optional path and list flags).
+    pub fn non_empty(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    /// Whether the flag was given on the command line.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.values.contains_key(name)
     }
 
     pub fn is_true(&self, name: &str) -> bool {
         self.get(name)
             .is_some_and(|v| parse_go_bool(v) == Some(true))
     }
+
+    /// An integer flag within `range`, converted to the type the program uses; an error in
+    /// Go's wording otherwise (`value out of range`).
+    pub fn int_in<T: TryFrom<i64>>(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<T, String> {
+        let text = self.text(name);
+        let value = parse_go_int(text).ok_or_else(|| invalid(name, text, "parse error"))?;
+        if !range.contains(&value) {
+            return Err(invalid(
+                name,
+                text,
+                &format!(
+                    "value out of range (must be {}..{})",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        T::try_from(value).map_err(|_| invalid(name, text, "value out of range"))
+    }
+
+    /// A duration flag; with `positive`, zero is refused (a zero timeout would fail every
+    /// request).
+    pub fn duration(&self, name: &str, positive: bool) -> Result<std::time::Duration, String> {
+        let text = self.text(name);
+        let value = super::duration::parse_go_duration(text)
+            .map_err(|_| invalid(name, text, "parse error"))?;
+        if positive && value.is_zero() {
+            return Err(invalid(name, text, "must be greater than zero"));
+        }
+        Ok(value)
+    }
+}
+
+/// Go's wording for a value its flag refuses.
+pub fn invalid(name: &str, text: &str, why: &str) -> String {
+    format!("invalid value {text:?} for flag -{name}: {why}")
 }
 
 /// Go's `strconv.ParseBool`.
@@ -112,13 +174,11 @@ pub fn parse_go_int(text: &str) -> Option<i64> {
 }
 
 /// Parses `args` (without the program name) against `specs`, validating values by kind.
-/// `validate_duration` checks Duration values (the Go grammar lives in `keep::duration`).
-pub fn parse(
-    specs: &[FlagSpec],
-    args: &[String],
-    validate_duration: &dyn Fn(&str) -> bool,
-) -> Result<ParsedFlags, GoFlagError> {
-    let mut parsed = ParsedFlags::default();
+pub fn parse(specs: &[FlagSpec], args: &[String]) -> Result<ParsedFlags, GoFlagError> {
+    let mut parsed = ParsedFlags {
+        defaults: specs.iter().map(|s| (s.name, s.default)).collect(),
+        ..ParsedFlags::default()
+    };
     let mut index = 0;
     while index < args.len() {
         let arg = &args[index];
@@ -174,7 +234,7 @@ pub fn parse(
             };
             let valid = match spec.kind {
                 FlagKind::Int => parse_go_int(&text).is_some(),
-                FlagKind::Duration => validate_duration(&text),
+                FlagKind::Duration => super::duration::parse_go_duration(&text).is_ok(),
                 FlagKind::String | FlagKind::Bool => true,
             };
             if !valid {
@@ -258,9 +318,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<ParsedFlags, GoFlagError> {
         let owned: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        parse(SPECS, &owned, &|d: &str| {
-            d.ends_with('h') || d.ends_with('s')
-        })
+        parse(SPECS, &owned)
     }
 
     #[test]
@@ -319,6 +377,24 @@ mod tests {
         assert_eq!(parsed.positional, vec!["-src"]);
         let parsed = run(&["-", "x"]).unwrap();
         assert_eq!(parsed.positional, vec!["-", "x"]);
+    }
+
+    #[test]
+    fn defaults_come_from_the_table_and_values_are_range_checked() {
+        let parsed = run(&["-replications", "4294967297"]).unwrap();
+        assert_eq!(parsed.get("src"), Some(""));
+        assert_eq!(parsed.get("ttl"), Some("0s"));
+        assert!(!parsed.is_set("src") && parsed.is_set("replications"));
+        assert_eq!(
+            parsed.int_in::<u32>("replications", 0..=1000).unwrap_err(),
+            "invalid value \"4294967297\" for flag -replications: value out of range (must be 0..1000)"
+        );
+        let parsed = run(&["-ttl", "0s"]).unwrap();
+        assert_eq!(
+            parsed.duration("ttl", true).unwrap_err(),
+            "invalid value \"0s\" for flag -ttl: must be greater than zero"
+        );
+        assert_eq!(parsed.duration("ttl", false), Ok(std::time::Duration::ZERO));
     }
 
     #[test]

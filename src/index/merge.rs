@@ -61,9 +61,11 @@ pub fn merge_destination(slices: Vec<Vec<BlockId>>) -> Vec<BlockId> {
 }
 
 /// Removes from `source` every block the destination already has (same hash and size).
-/// Returns the blocks to copy, in hash order, and how many were already present.
-pub fn subtract(source: Vec<SourceBlock>, destination: &[BlockId]) -> (Vec<SourceBlock>, u64) {
+/// Returns the blocks to copy, in hash order, and how many (and how many bytes) were
+/// already present.
+pub fn subtract(source: Vec<SourceBlock>, destination: &[BlockId]) -> (Vec<SourceBlock>, u64, u64) {
     let mut present = 0u64;
+    let mut present_bytes = 0u64;
     let mut cursor = 0usize;
     let mut missing = Vec::with_capacity(source.len());
     for block in source {
@@ -72,11 +74,12 @@ pub fn subtract(source: Vec<SourceBlock>, destination: &[BlockId]) -> (Vec<Sourc
         }
         if destination.get(cursor) == Some(&block.id) {
             present += 1;
+            present_bytes += block.id.size;
         } else {
             missing.push(block);
         }
     }
-    (missing, present)
+    (missing, present, present_bytes)
 }
 
 /// The hash prefixes to walk, in order: `base` followed by every combination of `extra`
@@ -142,7 +145,7 @@ mod tests {
     fn subtract_compares_hash_and_size() {
         let src = merge_sources(vec![(0, vec![id(1, 3), id(2, 3), id(3, 3)])]);
         let dst = vec![id(2, 3), id(3, 4)];
-        let (missing, present) = subtract(src, &dst);
+        let (missing, present, _) = subtract(src, &dst);
         assert_eq!(present, 1);
         let ids: Vec<BlockId> = missing.iter().map(|m| m.id).collect();
         assert_eq!(ids, vec![id(1, 3), id(3, 3)]);
@@ -184,7 +187,7 @@ mod tests {
             let dst_set: BTreeSet<BlockId> = dst.iter().map(|&(b, s)| id(b, s)).collect();
             let mut dst_slice: Vec<BlockId> = dst.iter().map(|&(b, s)| id(b, s)).collect();
             sort_slice(&mut dst_slice);
-            let (missing, present) = subtract(merge_sources(slices), &dst_slice);
+            let (missing, present, _) = subtract(merge_sources(slices), &dst_slice);
             let want: Vec<(BlockId, Vec<u16>)> = expected.iter()
                 .filter(|(k, _)| !dst_set.contains(k))
                 .map(|(k, v)| (*k, v.iter().copied().collect()))

@@ -1,58 +1,55 @@
-//! Fetches index slices (`GET /index/<prefix>`) from every server of both clusters at once,
-//! checks each for keepstore's completion marker, and diffs them with [`super::merge`].
+//! Reads index slices from every server of both clusters at once (through the [`Keepstores`]
+//! trait), checks each for keepstore's completion marker, and diffs them with
+//! [`super::merge`]. An unreadable source slice aborts the walk, as in keep-rsync (copying
+//! against a partial source index could miss blocks); so does an unreadable destination
+//! slice unless the job accepts re-copying what that server may hold.
 
 use futures_util::future::join_all;
 
 use super::merge::{self, BlockId, SourceBlock};
-use crate::keep::index_format::IndexBodyParser;
-use crate::mover::cluster::Cluster;
-use crate::net::{HttpClient, Method, Request};
+use crate::cluster::Cluster;
+use crate::keep::index_format::IndexEntry;
+use crate::keepstore::{Cause, IndexSource, Keepstores};
 
-/// Why a slice could not be read. Any of these aborts the run, as in keep-rsync: copying
-/// against a partial index could skip blocks the destination lacks.
+/// Why a slice could not be read, naming the cluster, server and prefix.
 #[derive(Debug, thiserror::Error)]
-pub enum WalkError {
-    #[error("Got http status code: {status} from {cluster} index {origin}/index/{prefix}")]
-    Status {
-        cluster: &'static str,
-        origin: String,
-        prefix: String,
-        status: u16,
-    },
-    #[error("Got incomplete index from {cluster} {origin}/index/{prefix}: {detail}")]
-    Incomplete {
-        cluster: &'static str,
-        origin: String,
-        prefix: String,
-        detail: String,
-    },
-    #[error("reading {cluster} index {origin}/index/{prefix}: {source}")]
-    Net {
-        cluster: &'static str,
-        origin: String,
-        prefix: String,
-        #[source]
-        source: Box<crate::net::NetError>,
-    },
-    #[error("{cluster} index slice {prefix} from {origin} holds more than {limit} entries; use a longer -prefix-length")]
-    TooLarge {
-        cluster: &'static str,
-        origin: String,
-        prefix: String,
-        limit: usize,
-    },
+#[error("{}", self.describe())]
+pub struct WalkError {
+    pub cluster: &'static str,
+    pub origin: String,
+    pub prefix: String,
+    pub cause: Cause,
 }
 
 impl WalkError {
-    /// The server the error concerns.
-    pub fn origin(&self) -> &str {
-        match self {
-            WalkError::Status { origin, .. }
-            | WalkError::Incomplete { origin, .. }
-            | WalkError::Net { origin, .. }
-            | WalkError::TooLarge { origin, .. } => origin,
+    fn describe(&self) -> String {
+        let (cluster, origin, prefix) = (self.cluster, &self.origin, &self.prefix);
+        match &self.cause {
+            Cause::Status { status, .. } => format!(
+                "Got http status code: {status} from {cluster} index {origin}/index/{prefix}"
+            ),
+            Cause::BadAnswer(detail) => {
+                format!("Got incomplete index from {cluster} {origin}/index/{prefix}: {detail}")
+            }
+            other => format!("reading {cluster} index {origin}/index/{prefix}: {other}"),
         }
     }
+
+    /// The server the error concerns.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+/// What to do when a destination server's index cannot be read (`-dst-index-errors`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DstIndexErrors {
+    /// Stop, as keep-rsync does (a destination token without admin rights would otherwise
+    /// re-send the whole source).
+    #[default]
+    Fail,
+    /// Treat that server's slice as empty: what it holds may be copied again.
+    Copy,
 }
 
 /// The outcome of diffing one prefix.
@@ -62,12 +59,15 @@ pub struct SliceDiff {
     /// Distinct `hash+size` on the source / destination under this prefix.
     pub src_blocks: u64,
     pub dst_blocks: u64,
-    /// Source blocks the destination already has.
+    /// Source blocks the destination already has, and their bytes.
     pub present: u64,
+    pub present_bytes: u64,
     /// Blocks to copy, in hash order, with the source servers holding each.
     pub missing: Vec<SourceBlock>,
-    /// Destination servers whose slice could not be read (treated as empty).
+    /// Destination servers whose slice could not be read (with `DstIndexErrors::Copy`).
     pub dst_unreadable: Vec<WalkError>,
+    /// Index lines read from both clusters.
+    pub lines: u64,
 }
 
 impl SliceDiff {
@@ -80,126 +80,104 @@ impl SliceDiff {
 /// exhausting memory (24 bytes per entry: 64 Mi entries = 1.5 GiB).
 pub const MAX_SLICE_ENTRIES: usize = 64 << 20;
 
-/// Reads one server's index slice, sorted and deduplicated.
-pub async fn fetch_slice(
-    client: &HttpClient,
+/// Which index entries a job wants (size and mtime filters); everything by default.
+pub type EntryFilter = dyn Fn(&IndexEntry) -> bool;
+
+/// Reads one server's index slice, filtered, sorted and deduplicated.
+pub async fn fetch_slice<K: Keepstores>(
+    keepstores: &K,
     cluster: &Cluster,
     server: usize,
     prefix: &str,
-) -> Result<Vec<BlockId>, WalkError> {
-    let service = &cluster.services[server];
-    let origin = service.origin.to_string();
-    let net_error = |source| WalkError::Net {
-        cluster: cluster.label,
-        origin: origin.clone(),
-        prefix: prefix.to_string(),
-        source: Box::new(source),
-    };
-    let request = Request {
-        method: Method::Get,
-        origin: service.origin.clone(),
-        path_and_query: format!("/index/{prefix}"),
-        headers: vec![(
-            "Authorization".to_string(),
-            format!("Bearer {}", cluster.token),
-        )],
-        body: None,
-    };
-    let mut response = client.send(request).await.map_err(net_error)?;
-    if response.status != 200 {
-        let status = response.status;
-        let _ = response.discard().await;
-        return Err(WalkError::Status {
+    filter: Option<&EntryFilter>,
+) -> Result<(Vec<BlockId>, u64), WalkError> {
+    let mut entries = Vec::new();
+    keepstores
+        .index(
+            cluster,
+            server,
+            IndexSource::Server,
+            prefix,
+            MAX_SLICE_ENTRIES,
+            &mut entries,
+        )
+        .await
+        .map_err(|cause| WalkError {
             cluster: cluster.label,
-            origin,
+            origin: cluster
+                .services
+                .get(server)
+                .map(|s| s.origin.to_string())
+                .unwrap_or_default(),
             prefix: prefix.to_string(),
-            status,
-        });
-    }
-    let mut parser = IndexBodyParser::new(Some(prefix.to_string()));
-    let mut entries: Vec<BlockId> = Vec::new();
-    let mut buffer: Vec<u8> = Vec::with_capacity(256 << 10);
-    let incomplete = |detail: String| WalkError::Incomplete {
-        cluster: cluster.label,
-        origin: origin.clone(),
-        prefix: prefix.to_string(),
-        detail,
-    };
-    loop {
-        buffer.clear();
-        let compio::BufResult(read, returned) = response.read_body_chunk(buffer).await;
-        buffer = returned;
-        let read = read.map_err(|e| incomplete(e.to_string()))?;
-        if read == 0 {
-            break;
-        }
-        parser
-            .feed(&buffer, |entry| {
-                entries.push(BlockId {
-                    hash: entry.hash,
-                    size: entry.size,
-                })
-            })
-            .map_err(|e| incomplete(e.to_string()))?;
-        if entries.len() > MAX_SLICE_ENTRIES {
-            return Err(WalkError::TooLarge {
-                cluster: cluster.label,
-                origin,
-                prefix: prefix.to_string(),
-                limit: MAX_SLICE_ENTRIES,
-            });
-        }
-    }
-    parser.finish().map_err(|e| incomplete(e.to_string()))?;
-    merge::sort_slice(&mut entries);
-    Ok(entries)
+            cause,
+        })?;
+    let lines = entries.len() as u64;
+    let mut ids: Vec<BlockId> = entries
+        .iter()
+        .filter(|e| filter.is_none_or(|f| f(e)))
+        .map(|e| BlockId::new(e.hash, e.size))
+        .collect();
+    drop(entries);
+    merge::sort_slice(&mut ids);
+    Ok((ids, lines))
 }
 
 /// Fetches `prefix` from every server of both clusters concurrently and diffs it.
-pub async fn diff_slice(
-    client: &HttpClient,
+pub async fn diff_slice<K: Keepstores>(
+    keepstores: &K,
     src: &Cluster,
     dst: &Cluster,
     prefix: &str,
+    dst_errors: DstIndexErrors,
+    filter: Option<&EntryFilter>,
 ) -> Result<SliceDiff, WalkError> {
-    let src_fetches = (0..src.services.len()).map(|i| fetch_slice(client, src, i, prefix));
-    let dst_fetches = (0..dst.services.len()).map(|i| fetch_slice(client, dst, i, prefix));
+    let src_fetches =
+        (0..src.services.len()).map(|i| fetch_slice(keepstores, src, i, prefix, filter));
+    let dst_fetches =
+        (0..dst.services.len()).map(|i| fetch_slice(keepstores, dst, i, prefix, None));
     let (src_results, dst_results) =
         futures_util::join!(join_all(src_fetches), join_all(dst_fetches));
+    let mut lines = 0;
     let mut src_slices = Vec::with_capacity(src_results.len());
     for (server, result) in src_results.into_iter().enumerate() {
-        src_slices.push((server as u16, result?));
+        let (slice, n) = result?;
+        lines += n;
+        src_slices.push((server as u16, slice));
     }
-    // A destination index that cannot be read only means blocks it may hold are copied
-    // again (harmless: Keep is content-addressed); a source one could hide blocks, so it
-    // aborts the run above.
     let mut dst_slices = Vec::with_capacity(dst_results.len());
     let mut dst_unreadable = Vec::new();
     for result in dst_results {
         match result {
-            Ok(slice) => dst_slices.push(slice),
-            Err(e) => dst_unreadable.push(e),
+            Ok((slice, n)) => {
+                lines += n;
+                dst_slices.push(slice);
+            }
+            Err(e) if dst_errors == DstIndexErrors::Copy => dst_unreadable.push(e),
+            Err(e) => return Err(e),
         }
     }
     let merged_src = merge::merge_sources(src_slices);
     let merged_dst = merge::merge_destination(dst_slices);
     let src_blocks = merged_src.len() as u64;
     let dst_blocks = merged_dst.len() as u64;
-    let (missing, present) = merge::subtract(merged_src, &merged_dst);
+    let (missing, present, present_bytes) = merge::subtract(merged_src, &merged_dst);
     Ok(SliceDiff {
         prefix: prefix.to_string(),
         src_blocks,
         dst_blocks,
         present,
+        present_bytes,
         missing,
         dst_unreadable,
+        lines,
     })
 }
 
 /// Estimates the source blocks under `base` by reading one small sub-slice (three more hex
 /// digits, 1/4096 of the space) from every source server; MD5 spreads hashes evenly.
-pub async fn estimate_source_blocks(
-    client: &HttpClient,
+pub async fn estimate_source_blocks<K: Keepstores>(
+    keepstores: &K,
     src: &Cluster,
     base: &str,
 ) -> Result<u64, WalkError> {
@@ -207,10 +185,10 @@ pub async fn estimate_source_blocks(
         return Ok(0);
     }
     let probe = format!("{base}000");
-    let fetches = (0..src.services.len()).map(|i| fetch_slice(client, src, i, &probe));
+    let fetches = (0..src.services.len()).map(|i| fetch_slice(keepstores, src, i, &probe, None));
     let mut largest = 0u64;
     for result in join_all(fetches).await {
-        largest = largest.max(result?.len() as u64);
+        largest = largest.max(result?.0.len() as u64);
     }
     Ok(largest
         .saturating_mul(4096)

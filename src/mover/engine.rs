@@ -1,66 +1,155 @@
 //! The engine: a walker that diffs the clusters prefix by prefix and feeds blocks through a
-//! bounded channel, and one worker thread per core, each with its own completion-based
-//! runtime (io_uring, or epoll where the kernel refuses io_uring), its own connection pools
-//! and many blocks in flight. Back-pressure from the channel and the buffer budget, not
-//! buffering, is what keeps memory flat.
+//! bounded channel, and worker threads, each with its own completion-based runtime
+//! (io_uring, or epoll where the kernel refuses io_uring), its own keepstore client and many
+//! blocks in flight. Back-pressure from the channel and the buffer budget, not buffering, is
+//! what keeps memory flat. It reports only through events and counters.
+//!
+//! A run, in named steps: [`Engine::plan`] (checkpoint, slicing), [`Engine::count`] (exact
+//! or estimated totals), [`Engine::dispatch`] (walk and hand out blocks), and the workers'
+//! [`copy_block`]; then the report.
 //!
 //! The channel is `async-channel` rather than crossbeam: a worker's tasks must wait for work
 //! without blocking the thread that also drives their I/O, and crossbeam's `recv` blocks.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::checkpoint::{self, CheckpointError, CheckpointState, CHECKPOINT_VERSION};
+use super::checkpoint::{
+    self, CheckpointError, CheckpointLock, CheckpointState, CheckpointWriter, JobIdentity,
+    CHECKPOINT_VERSION,
+};
+use super::control::{Control, StopReason};
+use super::counters::{Counters, Snapshot};
+use super::events::{
+    Action, BlockError, BlockRecord, Emitter, Event, EventSink, Phase, Plan, Pump,
+};
+use super::gates::Gates;
 use super::hash_batch::HashBatcher;
 use super::pool::BufferPool;
-use super::transfer::{self, TransferContext, TransferOutcome};
+use super::retry::RetryPolicy;
+use super::slices::{Settled, SliceTracker};
+use super::transfer::{Ctx, Job, Outcome};
 use crate::index::merge::{choose_extra_digits, prefixes};
-use crate::index::walk::{diff_slice, estimate_source_blocks, SliceDiff, WalkError};
+use crate::index::walk::{
+    diff_slice, estimate_source_blocks, DstIndexErrors, SliceDiff, WalkError,
+};
 use crate::index::SourceBlock;
-use crate::net::{build_runtime, ClientConfig, HttpClient, IoBackend, TlsPolicy};
-use crate::report::Progress;
+use crate::keep::rendezvous::probe_orders_go;
+use crate::keepstore::{Keepstores, KeepstoresFactory};
+use crate::net::{build_runtime, IoBackend};
 
-/// How to run a copy. Built by `commands` from flags; nothing here knows about argv.
-#[derive(Debug)]
-pub struct EngineConfig {
-    pub transfer: TransferContext,
-    /// Only hashes starting with this (keep-rsync's `-prefix`).
-    pub prefix: String,
-    /// Total hex digits per slice; 0 = choose from an estimate of the block count.
-    pub prefix_length: usize,
-    pub workers: usize,
-    pub concurrency: usize,
-    pub memory_budget: usize,
-    pub io: IoBackend,
-    pub http: ClientConfig,
-    pub checkpoint: Option<PathBuf>,
-    pub dry_run: bool,
-    /// Walk the indexes once to count before copying (keep-rsync's opening line needs the
-    /// totals); `false` = copy as the walk finds blocks, with totals growing as it goes.
-    pub count_first: bool,
-    /// Locators per slice to aim for when choosing the slice length.
-    pub slice_target: u64,
+/// How totals are found before copying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counting {
+    /// Walk every index once to count, then again to copy (`-count-first`; exact totals).
+    Exact,
+    /// Extrapolate from the first slice (the hash space is uniform) and refine as the walk
+    /// goes; the exact totals come at the end. No second index walk.
+    Estimate,
 }
 
-/// What a finished run reports besides the progress counters.
+/// Tuning of a run: every default in one place (the flag table shows the same values; a
+/// test holds them together).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Worker threads; 0 = one per two cores.
+    pub workers: usize,
+    /// Most blocks in flight per worker.
+    pub concurrency: usize,
+    /// Bytes of block buffers.
+    pub memory_budget: usize,
+    pub io: IoBackend,
+    pub retry: RetryPolicy,
+    /// Total hex digits per slice; 0 = chosen from an estimate of the block count.
+    pub prefix_length: usize,
+    /// Locators per slice to aim for when choosing the slice length.
+    pub slice_target: u64,
+    pub counting: Counting,
+    pub dry_run: bool,
+    pub checkpoint: Option<PathBuf>,
+    /// How long blocks in flight may take to finish after a stop was asked.
+    pub grace: Duration,
+    pub dst_index_errors: DstIndexErrors,
+    /// Most requests in flight to one server from one worker.
+    pub per_server_requests: usize,
+    /// Stop cleanly once this many bytes are copied (`-max-transfer`).
+    pub max_transfer: Option<u64>,
+    /// Stop cleanly after this long (`-max-duration`).
+    pub max_duration: Option<Duration>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 0,
+            concurrency: 32,
+            memory_budget: 1 << 30,
+            io: IoBackend::Auto,
+            retry: RetryPolicy {
+                retries: 2,
+                delay: Duration::from_secs(2),
+            },
+            prefix_length: 0,
+            slice_target: 1_000_000,
+            counting: Counting::Estimate,
+            dry_run: false,
+            checkpoint: None,
+            grace: Duration::from_secs(30),
+            dst_index_errors: DstIndexErrors::Fail,
+            per_server_requests: 32,
+            max_transfer: None,
+            max_duration: None,
+        }
+    }
+}
+
+/// One whole run: what to move, where, and how.
+#[derive(Debug)]
+pub struct Run {
+    pub job: Job,
+    /// What the checkpoint records about the job.
+    pub identity: JobIdentity,
+    /// Only hashes starting with this (keep-rsync's `-prefix`).
+    pub prefix: String,
+    pub config: EngineConfig,
+}
+
+/// What a finished run reports; the counters hold the rest.
 #[derive(Debug, Clone)]
 pub struct RunReport {
-    pub src_blocks: u64,
-    pub dst_blocks: u64,
-    pub to_copy: u64,
-    pub to_copy_bytes: u64,
-    pub copied: u64,
-    pub failed: u64,
+    pub plan: Plan,
+    pub totals: Snapshot,
+    pub stopped: Option<StopReason>,
     pub io_backend: IoBackend,
     pub peak_buffer_bytes: usize,
     pub slices: u64,
+    pub elapsed: Duration,
+    pub dry_run: bool,
+}
+
+impl RunReport {
+    /// Planned blocks that were neither copied nor failed (a stop abandoned them).
+    pub fn unsettled(&self) -> u64 {
+        self.totals
+            .planned_blocks
+            .saturating_sub(self.totals.copied_blocks + self.totals.failed_blocks)
+    }
+}
+
+impl From<WalkError> for EngineError {
+    fn from(e: WalkError) -> Self {
+        EngineError::Walk(Box::new(e))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("Error while syncing data: {0}")]
-    Walk(#[from] WalkError),
+    Walk(Box<WalkError>),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("starting the I/O runtime ({backend}): {source}")]
@@ -68,341 +157,667 @@ pub enum EngineError {
         backend: IoBackend,
         source: std::io::Error,
     },
+    #[error("starting a thread: {0}")]
+    Thread(std::io::Error),
     #[error("worker thread failed: {0}")]
     Worker(String),
 }
 
+/// Runs a whole copy (or a dry run) and returns what happened. Blocks that fail are counted
+/// and the run goes on; an unreadable index aborts it. Events go to `sinks` on a thread of
+/// their own; `control` steers the run while it goes.
+pub fn run<F: KeepstoresFactory>(
+    run: Run,
+    factory: F,
+    control: Arc<Control>,
+    counters: Arc<Counters>,
+    sinks: Vec<Box<dyn EventSink>>,
+) -> Result<RunReport, EngineError> {
+    let (pump, emitter) = Pump::start(sinks, counters.clone()).map_err(EngineError::Thread)?;
+    let result = (|| {
+        let (runtime, backend) =
+            build_runtime(run.config.io).map_err(|source| EngineError::Runtime {
+                backend: run.config.io,
+                source,
+            })?;
+        let engine = Engine {
+            run: Arc::new(run),
+            factory: Arc::new(factory),
+            control,
+            counters,
+            backend,
+            started: Instant::now(),
+        };
+        runtime.block_on(engine.go(emitter))
+    })();
+    pump.join();
+    result
+}
+
+/// The settled-slice bookkeeping shared by the walker and the workers.
+struct Ledger {
+    tracker: Mutex<SliceTracker>,
+    writer: Option<CheckpointWriter>,
+}
+
+impl Ledger {
+    fn apply(&self, settled: Settled, counters: &Counters, emitter: &mut Emitter) {
+        if settled.slices.is_empty() {
+            return;
+        }
+        if let (Some(writer), Some(mark)) = (&self.writer, &settled.watermark) {
+            writer.set(mark.clone());
+        }
+        let count = settled.slices.len();
+        for (i, prefix) in settled.slices.into_iter().enumerate() {
+            let watermark = if i + 1 == count {
+                settled.watermark.clone()
+            } else {
+                None
+            };
+            emitter.emit(Event::SliceDone { prefix, watermark });
+        }
+        counters.slices_done.fetch_add(count as u64, Relaxed);
+    }
+
+    fn register(&self, seq: u64, prefix: &str, blocks: u64, counters: &Counters, e: &mut Emitter) {
+        let settled = self
+            .tracker
+            .lock()
+            .map(|mut t| t.register(seq, prefix, blocks))
+            .unwrap_or_default();
+        self.apply(settled, counters, e);
+    }
+
+    fn complete(&self, seq: u64, ok: bool, counters: &Counters, e: &mut Emitter) {
+        let settled = self
+            .tracker
+            .lock()
+            .map(|mut t| t.complete(seq, ok))
+            .unwrap_or_default();
+        self.apply(settled, counters, e);
+    }
+}
+
+/// A block handed to a worker.
 struct Task {
     block: SourceBlock,
     slice: u64,
-    /// Destination servers in rendezvous order (computed in batches by the walker).
+    /// Source servers in rendezvous order, and writable destination servers in rendezvous
+    /// order (computed by the walker in SIMD batches).
+    read_order: Vec<usize>,
     write_order: Vec<usize>,
 }
 
-/// Blocks whose write orders are computed together (one SIMD batch).
+/// Blocks whose orders are computed together (one SIMD batch).
 const ORDER_BATCH: usize = 1024;
+/// How often a waiting lane or walker looks at the controls again.
+const CONTROL_POLL: Duration = Duration::from_millis(50);
 
-/// Tracks which slices are fully confirmed, to advance the checkpoint watermark in order.
-struct SliceTracker {
-    state: Mutex<TrackerState>,
-    checkpoint: Option<(PathBuf, CheckpointState)>,
-}
-
-struct TrackerState {
-    /// Slices registered and not yet passed by the watermark: (seq, prefix, remaining, failed).
-    open: std::collections::VecDeque<(u64, String, u64, bool)>,
-    stuck: bool,
-    write_error: Option<CheckpointError>,
-}
-
-impl SliceTracker {
-    fn register(&self, seq: u64, prefix: &str, blocks: u64) {
-        let mut state = self.lock();
-        state
-            .open
-            .push_back((seq, prefix.to_string(), blocks, false));
-        self.advance(&mut state);
-    }
-
-    fn complete(&self, seq: u64, ok: bool) {
-        let mut state = self.lock();
-        if let Some(entry) = state.open.iter_mut().find(|e| e.0 == seq) {
-            entry.2 = entry.2.saturating_sub(1);
-            entry.3 |= !ok;
-        }
-        self.advance(&mut state);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, TrackerState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn advance(&self, state: &mut TrackerState) {
-        let mut done_through = None;
-        while let Some(front) = state.open.front() {
-            if state.stuck || front.2 > 0 {
-                break;
-            }
-            if front.3 {
-                state.stuck = true;
-                break;
-            }
-            done_through = state.open.pop_front().map(|e| e.1);
-        }
-        if let (Some(done), Some((path, base))) = (done_through, &self.checkpoint) {
-            let mut saved = base.clone();
-            saved.done_through = Some(done);
-            if let Err(e) = checkpoint::save(path, &saved) {
-                state.write_error.get_or_insert(e);
-            }
-        }
-    }
-}
-
-fn client_for(config: &EngineConfig) -> HttpClient {
-    let client = HttpClient::new(config.http.clone());
-    for cluster in [&config.transfer.src, &config.transfer.dst] {
-        if cluster.insecure_tls {
-            for service in &cluster.services {
-                client.set_tls_policy(&service.origin, TlsPolicy::Insecure);
-            }
-        }
-    }
-    client
-}
-
-/// Runs a whole copy (or a dry run) and returns what happened. Blocks that fail are counted
-/// in `progress` and the run goes on; an unreadable index aborts it.
-pub fn run(config: EngineConfig, progress: Arc<Progress>) -> Result<RunReport, EngineError> {
-    let config = Arc::new(config);
-    let (runtime, backend) = build_runtime(config.io).map_err(|source| EngineError::Runtime {
-        backend: config.io,
-        source,
-    })?;
-    let walker_config = config.clone();
-    runtime.block_on(async move { walk_and_copy(walker_config, progress, backend).await })
-}
-
-async fn walk_and_copy(
-    config: Arc<EngineConfig>,
-    progress: Arc<Progress>,
+struct Engine<F: KeepstoresFactory> {
+    run: Arc<Run>,
+    factory: Arc<F>,
+    control: Arc<Control>,
+    counters: Arc<Counters>,
     backend: IoBackend,
-) -> Result<RunReport, EngineError> {
-    let client = client_for(&config);
-    let src = &config.transfer.src;
-    let dst = &config.transfer.dst;
-
-    let resume = match &config.checkpoint {
-        Some(path) => checkpoint::load(path, &config.prefix)?,
-        None => None,
-    };
-    let extra_digits = match (&resume, config.prefix_length) {
-        (Some(state), _) => state.extra_digits,
-        (None, 0) => {
-            let estimate = estimate_source_blocks(&client, src, &config.prefix).await?;
-            choose_extra_digits(estimate, config.prefix.len(), config.slice_target)
-        }
-        (None, wanted) => wanted.saturating_sub(config.prefix.len()).min(8),
-    };
-    let done_through = resume.as_ref().and_then(|s| s.done_through.clone());
-    let pending_prefixes = || {
-        let done_through = done_through.clone();
-        prefixes(&config.prefix, extra_digits)
-            .filter(move |p| done_through.as_ref().is_none_or(|done| p > done))
-    };
-
-    // Counting pass: keep-rsync opens with the totals, so walk once without copying. Only
-    // counts are kept; when everything fits in one slice, its diff is reused.
-    let mut report = RunReport {
-        src_blocks: 0,
-        dst_blocks: 0,
-        to_copy: 0,
-        to_copy_bytes: 0,
-        copied: 0,
-        failed: 0,
-        io_backend: backend,
-        peak_buffer_bytes: 0,
-        slices: 0,
-    };
-    let single_slice = extra_digits == 0;
-    let mut reused: Option<SliceDiff> = None;
-    let mut warned_servers = std::collections::HashSet::new();
-    // Adds one slice's counts to the report and the progress, and warns once per
-    // destination server whose index could not be read.
-    let mut account = |diff: &SliceDiff, report: &mut RunReport| {
-        for problem in &diff.dst_unreadable {
-            if warned_servers.insert(problem.origin().to_string()) {
-                progress.warn(&format!(
-                    "{problem} (treating that server's index as empty: its blocks may be copied again)"
-                ));
-            }
-        }
-        report.src_blocks += diff.src_blocks;
-        report.dst_blocks += diff.dst_blocks;
-        report.to_copy += diff.missing.len() as u64;
-        report.to_copy_bytes += diff.missing_bytes();
-        report.slices += 1;
-        progress
-            .skipped_blocks
-            .fetch_add(diff.present, std::sync::atomic::Ordering::Relaxed);
-    };
-    if config.count_first {
-        for prefix in pending_prefixes() {
-            let diff = diff_slice(&client, src, dst, &prefix).await?;
-            account(&diff, &mut report);
-            if single_slice {
-                reused = Some(diff);
-            }
-        }
-        progress.announce(
-            report.src_blocks,
-            report.dst_blocks,
-            report.to_copy,
-            report.to_copy_bytes,
-        );
-    } else {
-        progress.announce_uncounted();
-    }
-    if config.dry_run {
-        return Ok(report);
-    }
-
-    let tracker = Arc::new(SliceTracker {
-        state: Mutex::new(TrackerState {
-            open: Default::default(),
-            stuck: false,
-            write_error: None,
-        }),
-        checkpoint: config.checkpoint.as_ref().map(|path| {
-            (
-                path.clone(),
-                CheckpointState {
-                    version: CHECKPOINT_VERSION,
-                    base_prefix: config.prefix.clone(),
-                    extra_digits,
-                    done_through: done_through.clone(),
-                },
-            )
-        }),
-    });
-    let pool = BufferPool::new(config.memory_budget);
-    let workers = if config.workers == 0 {
-        default_workers()
-    } else {
-        config.workers
-    };
-    // Enough queued tasks to keep every worker busy while the next slice is fetched.
-    let (sender, receiver) = async_channel::bounded::<Task>(workers * config.concurrency * 2);
-    let mut handles = Vec::with_capacity(workers);
-    for worker in 0..workers {
-        let receiver = receiver.clone();
-        let config = config.clone();
-        let progress = progress.clone();
-        let tracker = tracker.clone();
-        let pool = pool.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("keepmover-worker-{worker}"))
-            .spawn(move || worker_main(config, receiver, progress, tracker, pool))
-            .map_err(|e| EngineError::Worker(e.to_string()))?;
-        handles.push(handle);
-    }
-    drop(receiver);
-
-    let mut walk_result: Result<(), EngineError> = Ok(());
-    for (seq, prefix) in pending_prefixes().enumerate() {
-        let diff = match reused.take() {
-            Some(d) => d,
-            None => match diff_slice(&client, src, dst, &prefix).await {
-                Ok(d) => d,
-                Err(e) => {
-                    walk_result = Err(e.into());
-                    break;
-                }
-            },
-        };
-        if !config.count_first {
-            account(&diff, &mut report);
-            progress.found_more(diff.missing.len() as u64, diff.missing_bytes());
-        }
-        tracker.register(seq as u64, &prefix, diff.missing.len() as u64);
-        let mut blocks = diff.missing.into_iter().peekable();
-        'slice: while blocks.peek().is_some() {
-            let batch: Vec<SourceBlock> = blocks.by_ref().take(ORDER_BATCH).collect();
-            let hashes: Vec<_> = batch.iter().map(|b| b.id.hash).collect();
-            let orders = transfer::write_orders(dst, &hashes);
-            for (block, write_order) in batch.into_iter().zip(orders) {
-                let task = Task {
-                    block,
-                    slice: seq as u64,
-                    write_order,
-                };
-                if sender.send(task).await.is_err() {
-                    break 'slice;
-                }
-            }
-        }
-    }
-    if walk_result.is_err() {
-        // Stop the workers taking new blocks; the ones in flight finish.
-        sender.close();
-    }
-    drop(sender);
-    for handle in handles {
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => walk_result = walk_result.and(Err(e)),
-            Err(_) => walk_result = walk_result.and(Err(EngineError::Worker("panicked".into()))),
-        }
-    }
-    walk_result?;
-    if let Some(e) = tracker.lock().write_error.take() {
-        return Err(e.into());
-    }
-    let summary = progress.finish();
-    report.copied = summary.copied_blocks;
-    report.failed = summary.failed_blocks;
-    report.peak_buffer_bytes = pool.peak_allocated();
-    Ok(report)
+    started: Instant,
 }
 
-fn worker_main(
-    config: Arc<EngineConfig>,
-    receiver: async_channel::Receiver<Task>,
-    progress: Arc<Progress>,
-    tracker: Arc<SliceTracker>,
-    pool: BufferPool,
-) -> Result<(), EngineError> {
-    let (runtime, _) = build_runtime(config.io).map_err(|source| EngineError::Runtime {
-        backend: config.io,
-        source,
-    })?;
-    runtime.block_on(async move {
-        let client = std::rc::Rc::new(client_for(&config));
-        let hasher = HashBatcher::new();
-        let mut lanes = Vec::with_capacity(config.concurrency);
-        for _ in 0..config.concurrency {
-            let receiver = receiver.clone();
-            let client = client.clone();
-            let hasher = hasher.clone();
-            let config = config.clone();
-            let progress = progress.clone();
-            let tracker = tracker.clone();
-            let pool = pool.clone();
-            lanes.push(compio::runtime::spawn(async move {
-                while let Ok(task) = receiver.recv().await {
-                    let ok =
-                        copy_one(&client, &hasher, &config.transfer, &pool, &task, &progress).await;
-                    tracker.complete(task.slice, ok);
-                }
-            }));
+/// Where the walk starts: its slicing and the prefixes still to do.
+struct Slicing {
+    extra_digits: usize,
+    done_through: Option<String>,
+}
+
+impl<F: KeepstoresFactory> Engine<F> {
+    async fn go(self, mut emitter: Emitter) -> Result<RunReport, EngineError> {
+        emitter.emit(Event::Phase(Phase::Planning));
+        let keepstores = self.factory.client();
+        let _lock = match &self.run.config.checkpoint {
+            Some(path) => Some(CheckpointLock::acquire(path)?),
+            None => None,
+        };
+        let slicing = self.plan(&keepstores).await?;
+        let total_slices = 16u64.pow(slicing.extra_digits as u32);
+        let pending: Vec<String> = prefixes(&self.run.prefix, slicing.extra_digits)
+            .filter(|p| slicing.done_through.as_ref().is_none_or(|done| p > done))
+            .collect();
+        self.counters
+            .slices_total
+            .store(pending.len() as u64, Relaxed);
+        let (plan, first) = self
+            .count(&keepstores, &pending, total_slices, &mut emitter)
+            .await?;
+        if self.run.config.dry_run {
+            emitter.emit(Event::Phase(Phase::Done));
+            return Ok(self.report(plan, 0, pending.len() as u64, true));
         }
-        let mut failed = None;
-        for lane in lanes {
-            if let Err(e) = lane.await {
-                failed = Some(EngineError::Worker(format!("a copy task failed: {e}")));
+        let writer = match &self.run.config.checkpoint {
+            Some(path) => Some(
+                CheckpointWriter::start(
+                    path.clone(),
+                    CheckpointState {
+                        version: CHECKPOINT_VERSION,
+                        job: self.run.identity.clone(),
+                        extra_digits: slicing.extra_digits,
+                        done_through: slicing.done_through.clone(),
+                    },
+                )
+                .map_err(EngineError::Thread)?,
+            ),
+            None => None,
+        };
+        let ledger = Arc::new(Ledger {
+            tracker: Mutex::new(SliceTracker::new()),
+            writer,
+        });
+        let pool = BufferPool::new(self.run.config.memory_budget);
+        let workers = match self.run.config.workers {
+            0 => default_workers(),
+            n => n,
+        };
+        let queue = workers * self.run.config.concurrency * 2;
+        let (sender, receiver) = async_channel::bounded::<Task>(queue);
+        let mut handles = Vec::with_capacity(workers);
+        for worker in 0..workers {
+            let state = WorkerState {
+                run: self.run.clone(),
+                factory: self.factory.clone(),
+                control: self.control.clone(),
+                counters: self.counters.clone(),
+                ledger: ledger.clone(),
+                pool: pool.clone(),
+                receiver: receiver.clone(),
+                emitter: emitter.fork(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("keepmover-worker-{worker}"))
+                .spawn(move || worker_main(state))
+                .map_err(EngineError::Thread)?;
+            handles.push(handle);
+        }
+        drop(receiver);
+        let watchdog = self.start_watchdog();
+        emitter.emit(Event::Phase(Phase::Copying));
+        let walked = self
+            .dispatch(
+                &keepstores,
+                &pending,
+                first,
+                &plan,
+                &sender,
+                &ledger,
+                &mut emitter,
+            )
+            .await;
+        // No more blocks: the workers finish what they hold (or abandon it on a stop).
+        sender.close();
+        drop(sender);
+        if self.control.is_stopping() {
+            emitter.emit(Event::Phase(Phase::Stopping));
+        }
+        let mut result: Result<(), EngineError> = walked;
+        for handle in handles {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(_) => result = result.and(Err(EngineError::Worker("panicked".into()))),
             }
         }
-        failed.map_or(Ok(()), Err)
+        watchdog.finish();
+        let ledger = Arc::try_unwrap(ledger).ok();
+        if let Some(writer) = ledger.and_then(|l| l.writer) {
+            writer.finish()?;
+        }
+        result?;
+        emitter.emit(Event::Phase(Phase::Done));
+        let mut report = self.report(plan, pool.peak_allocated(), pending.len() as u64, false);
+        report.plan.src_blocks = report.totals.src_blocks;
+        report.plan.dst_blocks = report.totals.dst_blocks;
+        Ok(report)
+    }
+
+    fn report(&self, plan: Plan, peak: usize, slices: u64, dry_run: bool) -> RunReport {
+        RunReport {
+            plan,
+            totals: self.counters.snapshot(),
+            stopped: self.control.stop_reason(),
+            io_backend: self.backend,
+            peak_buffer_bytes: peak,
+            slices,
+            elapsed: self.started.elapsed(),
+            dry_run,
+        }
+    }
+
+    /// Step 1: the checkpoint (if any) and the slicing of the hash space.
+    async fn plan(&self, keepstores: &F::Client) -> Result<Slicing, EngineError> {
+        let config = &self.run.config;
+        let resume = match &config.checkpoint {
+            Some(path) => checkpoint::load(path, &self.run.identity)?,
+            None => None,
+        };
+        let prefix = &self.run.prefix;
+        let extra_digits = match (&resume, config.prefix_length) {
+            (Some(state), _) => state.extra_digits,
+            (None, 0) => {
+                let estimate =
+                    estimate_source_blocks(keepstores, &self.run.job.src, prefix).await?;
+                choose_extra_digits(estimate, prefix.len(), config.slice_target)
+            }
+            (None, wanted) => wanted.saturating_sub(prefix.len()).min(8),
+        };
+        Ok(Slicing {
+            extra_digits,
+            done_through: resume.and_then(|s| s.done_through),
+        })
+    }
+
+    /// Adds one slice's figures to the counters.
+    fn account(&self, diff: &SliceDiff, emitter: &mut Emitter) {
+        for problem in &diff.dst_unreadable {
+            emitter.emit(Event::Warning(format!(
+                "{problem} (-dst-index-errors copy: treating that server's index as empty; its blocks may be copied again)"
+            )));
+        }
+        let c = &self.counters;
+        c.src_blocks.fetch_add(diff.src_blocks, Relaxed);
+        c.dst_blocks.fetch_add(diff.dst_blocks, Relaxed);
+        c.skipped_blocks.fetch_add(diff.present, Relaxed);
+        c.skipped_bytes.fetch_add(diff.present_bytes, Relaxed);
+        c.index_lines.fetch_add(diff.lines, Relaxed);
+    }
+
+    async fn diff(&self, keepstores: &F::Client, prefix: &str) -> Result<SliceDiff, WalkError> {
+        let job = &self.run.job;
+        diff_slice(
+            keepstores,
+            &job.src,
+            &job.dst,
+            prefix,
+            self.run.config.dst_index_errors,
+            None,
+        )
+        .await
+    }
+
+    /// Step 2: the totals for keep-rsync's opening line, exact (a counting walk) or
+    /// estimated from the first slice. Returns the first slice's diff when it can be reused.
+    async fn count(
+        &self,
+        keepstores: &F::Client,
+        pending: &[String],
+        total_slices: u64,
+        emitter: &mut Emitter,
+    ) -> Result<(Plan, Option<SliceDiff>), EngineError> {
+        let exact = self.run.config.counting == Counting::Exact
+            || self.run.config.dry_run
+            || pending.len() <= 1;
+        let mut plan = Plan {
+            slices_total: total_slices,
+            ..Plan::default()
+        };
+        let mut first = None;
+        if exact {
+            for prefix in pending {
+                let diff = self.diff(keepstores, prefix).await?;
+                plan.src_blocks += diff.src_blocks;
+                plan.dst_blocks += diff.dst_blocks;
+                plan.to_copy_blocks += diff.missing.len() as u64;
+                plan.to_copy_bytes += diff.missing_bytes();
+                if pending.len() == 1 {
+                    first = Some(diff);
+                }
+            }
+        } else if let Some(prefix) = pending.first() {
+            let diff = self.diff(keepstores, prefix).await?;
+            let scale = pending.len() as u64;
+            plan.src_blocks = diff.src_blocks * scale;
+            plan.dst_blocks = diff.dst_blocks * scale;
+            plan.to_copy_blocks = diff.missing.len() as u64 * scale;
+            plan.to_copy_bytes = diff.missing_bytes() * scale;
+            plan.estimated_from_slices = Some(1);
+            first = Some(diff);
+        }
+        self.counters
+            .planned_blocks
+            .store(plan.to_copy_blocks, Relaxed);
+        self.counters
+            .planned_bytes
+            .store(plan.to_copy_bytes, Relaxed);
+        emitter.emit(Event::Planned(plan.clone()));
+        Ok((plan, first))
+    }
+
+    /// Refines estimated totals from the slices walked so far (the hash space is uniform).
+    fn refine_estimate(&self, found_blocks: u64, found_bytes: u64, walked: u64, pending: u64) {
+        if walked == 0 {
+            return;
+        }
+        let scale = |v: u64| v.saturating_mul(pending) / walked;
+        self.counters
+            .planned_blocks
+            .store(scale(found_blocks), Relaxed);
+        self.counters
+            .planned_bytes
+            .store(scale(found_bytes), Relaxed);
+    }
+
+    /// Waits while paused; `false` when a stop was asked.
+    async fn wait_while_paused(&self, emitter: &mut Emitter) -> bool {
+        if self.control.is_paused() {
+            emitter.emit(Event::Phase(Phase::Paused));
+            emitter.flush();
+            while self.control.is_paused() && !self.control.is_stopping() {
+                compio::time::sleep(CONTROL_POLL).await;
+            }
+            if !self.control.is_stopping() {
+                emitter.emit(Event::Phase(Phase::Copying));
+            }
+        }
+        !self.control.is_stopping()
+    }
+
+    /// Step 3: walks the pending slices in order and hands their missing blocks out.
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch(
+        &self,
+        keepstores: &F::Client,
+        pending: &[String],
+        mut first: Option<SliceDiff>,
+        plan: &Plan,
+        sender: &async_channel::Sender<Task>,
+        ledger: &Ledger,
+        emitter: &mut Emitter,
+    ) -> Result<(), EngineError> {
+        let job = &self.run.job;
+        let estimated = plan.estimated_from_slices.is_some();
+        let (mut found_blocks, mut found_bytes) = (0u64, 0u64);
+        let src_uuids = job.src.uuids();
+        let dst_writable = job.dst.writable();
+        let dst_uuids: Vec<&str> = dst_writable
+            .iter()
+            .map(|&i| job.dst.services[i].uuid.as_str())
+            .collect();
+        for (seq, prefix) in pending.iter().enumerate() {
+            if !self.wait_while_paused(emitter).await {
+                break;
+            }
+            let diff = match first.take() {
+                Some(d) => d,
+                None => self.diff(keepstores, prefix).await?,
+            };
+            self.account(&diff, emitter);
+            found_blocks += diff.missing.len() as u64;
+            found_bytes += diff.missing_bytes();
+            if estimated {
+                self.refine_estimate(
+                    found_blocks,
+                    found_bytes,
+                    seq as u64 + 1,
+                    pending.len() as u64,
+                );
+            }
+            ledger.register(
+                seq as u64,
+                prefix,
+                diff.missing.len() as u64,
+                &self.counters,
+                emitter,
+            );
+            let mut blocks = diff.missing.into_iter().peekable();
+            while blocks.peek().is_some() {
+                let batch: Vec<SourceBlock> = blocks.by_ref().take(ORDER_BATCH).collect();
+                let hex: Vec<String> = batch.iter().map(|b| b.id.hash.to_string()).collect();
+                let refs: Vec<&str> = hex.iter().map(String::as_str).collect();
+                let reads = probe_orders_go(&refs, &src_uuids);
+                let writes = probe_orders_go(&refs, &dst_uuids);
+                for ((block, read_order), write_order) in batch.into_iter().zip(reads).zip(writes) {
+                    if self.over_limits() || !self.wait_while_paused(emitter).await {
+                        return Ok(());
+                    }
+                    let task = Task {
+                        block,
+                        slice: seq as u64,
+                        read_order,
+                        write_order: write_order.into_iter().map(|i| dst_writable[i]).collect(),
+                    };
+                    if sender.send(task).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // Exact totals at the end, whatever was estimated on the way.
+        if estimated && !self.control.is_stopping() {
+            self.counters.planned_blocks.store(found_blocks, Relaxed);
+            self.counters.planned_bytes.store(found_bytes, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// `-max-transfer`: stop handing out blocks once the bytes copied and in flight reach it.
+    fn over_limits(&self) -> bool {
+        if let Some(limit) = self.run.config.max_transfer {
+            let c = &self.counters;
+            if c.copied_bytes.load(Relaxed) >= limit {
+                self.control.stop(StopReason::MaxTransfer);
+            }
+        }
+        self.control.is_stopping()
+    }
+
+    /// A thread that turns the clock into stops: `-max-duration`, and the grace period
+    /// after a stop was asked.
+    fn start_watchdog(&self) -> Watchdog {
+        let control = self.control.clone();
+        let grace = self.run.config.grace;
+        let max_duration = self.run.config.max_duration;
+        let started = self.started;
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let handle = std::thread::Builder::new()
+            .name("keepmover-watchdog".into())
+            .spawn(move || {
+                let mut stop_seen: Option<Instant> = None;
+                while !flag.load(Relaxed) {
+                    if max_duration.is_some_and(|d| started.elapsed() >= d) {
+                        control.stop(StopReason::MaxDuration);
+                    }
+                    if control.is_stopping() {
+                        let since = *stop_seen.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= grace {
+                            control.stop_now();
+                        }
+                    }
+                    std::thread::sleep(CONTROL_POLL);
+                }
+            })
+            .ok();
+        Watchdog { done, handle }
+    }
+}
+
+struct Watchdog {
+    done: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn finish(self) {
+        self.done.store(true, Relaxed);
+        if let Some(h) = self.handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What a worker thread takes with it.
+struct WorkerState<F: KeepstoresFactory> {
+    run: Arc<Run>,
+    factory: Arc<F>,
+    control: Arc<Control>,
+    counters: Arc<Counters>,
+    ledger: Arc<Ledger>,
+    pool: BufferPool,
+    receiver: async_channel::Receiver<Task>,
+    emitter: Emitter,
+}
+
+fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), EngineError> {
+    let io = state.run.config.io;
+    let (runtime, _) = build_runtime(io).map_err(|source| EngineError::Runtime {
+        backend: io,
+        source,
+    })?;
+    let WorkerState {
+        run,
+        factory,
+        control,
+        counters,
+        ledger,
+        pool,
+        receiver,
+        emitter,
+    } = state;
+    runtime.block_on(async move {
+        let keepstores = Rc::new(factory.client());
+        let hasher = HashBatcher::new();
+        let gates = Gates::new(
+            run.job.src.services.len(),
+            run.job.dst.services.len(),
+            run.config.per_server_requests,
+        );
+        let emitter = Rc::new(RefCell::new(emitter));
+        // Held events go out at least every FLUSH_EVERY even when no block finishes.
+        let flusher = {
+            let emitter = emitter.clone();
+            compio::runtime::spawn(async move {
+                loop {
+                    compio::time::sleep(super::events::FLUSH_EVERY).await;
+                    emitter.borrow_mut().flush();
+                }
+            })
+        };
+        let lanes: Vec<_> = (0..run.config.concurrency)
+            .map(|lane| {
+                let lane_state = Lane {
+                    index: lane,
+                    run: run.clone(),
+                    control: control.clone(),
+                    counters: counters.clone(),
+                    ledger: ledger.clone(),
+                    pool: pool.clone(),
+                    receiver: receiver.clone(),
+                    emitter: emitter.clone(),
+                    keepstores: keepstores.clone(),
+                    hasher: hasher.clone(),
+                    gates: gates.clone(),
+                };
+                compio::runtime::spawn(lane_state.go())
+            })
+            .collect();
+        let all_lanes = futures_util::future::join_all(lanes);
+        let hard_stop = async {
+            while !control.is_stopped_now() {
+                compio::time::sleep(CONTROL_POLL).await;
+            }
+        };
+        futures_util::pin_mut!(all_lanes);
+        futures_util::pin_mut!(hard_stop);
+        let outcome = futures_util::future::select(all_lanes, hard_stop).await;
+        drop(flusher);
+        emitter.borrow_mut().flush();
+        match outcome {
+            futures_util::future::Either::Left((results, _)) => {
+                for result in results {
+                    if let Err(e) = result {
+                        return Err(EngineError::Worker(format!("a copy task failed: {e:?}")));
+                    }
+                }
+                Ok(())
+            }
+            // Blocks still in flight are abandoned: their slices stay open, so the checkpoint
+            // does not pass them and a rerun copies them.
+            futures_util::future::Either::Right(_) => Ok(()),
+        }
     })
 }
 
-async fn copy_one(
-    client: &HttpClient,
-    hasher: &HashBatcher,
-    ctx: &TransferContext,
-    pool: &BufferPool,
+/// One of a worker's block slots.
+struct Lane<K: Keepstores> {
+    index: usize,
+    run: Arc<Run>,
+    control: Arc<Control>,
+    counters: Arc<Counters>,
+    ledger: Arc<Ledger>,
+    pool: BufferPool,
+    receiver: async_channel::Receiver<Task>,
+    emitter: Rc<RefCell<Emitter>>,
+    keepstores: Rc<K>,
+    hasher: HashBatcher,
+    gates: Rc<Gates>,
+}
+
+impl<K: Keepstores> Lane<K> {
+    async fn go(self) {
+        loop {
+            // A lane above the live concurrency, or any lane while paused, waits.
+            while (self.control.is_paused()
+                || self.index >= self.control.concurrency(self.run.config.concurrency))
+                && !self.control.is_stopping()
+            {
+                compio::time::sleep(CONTROL_POLL).await;
+            }
+            let Ok(task) = self.receiver.recv().await else {
+                return;
+            };
+            if self.control.is_stopping() {
+                // Not started: abandoned (its slice stays open; a rerun copies it).
+                continue;
+            }
+            let ctx = Ctx {
+                keepstores: &*self.keepstores,
+                job: &self.run.job,
+                retry: self.run.config.retry,
+                hasher: &self.hasher,
+                pool: &self.pool,
+                gates: &self.gates,
+                control: &self.control,
+                counters: &self.counters,
+            };
+            let ok = copy_block(&ctx, &task, &self.counters, &self.emitter).await;
+            let mut emitter = self.emitter.borrow_mut();
+            self.ledger
+                .complete(task.slice, ok, &self.counters, &mut emitter);
+        }
+    }
+}
+
+/// One block, GET then PUT, with its events. `true` when confirmed.
+async fn copy_block<K: Keepstores>(
+    ctx: &Ctx<'_, K>,
     task: &Task,
-    progress: &Progress,
+    counters: &Counters,
+    emitter: &RefCell<Emitter>,
 ) -> bool {
     let block = &task.block;
-    let short = format!("{}+{}", block.id.hash, block.id.size);
-    progress.block_started(&short);
-    let mut outcome = TransferOutcome::default();
+    let short = block.id.short();
+    let number = counters.started_blocks.fetch_add(1, Relaxed) + 1;
+    counters.in_flight_blocks.fetch_add(1, Relaxed);
+    emitter.borrow_mut().emit(Event::Started {
+        number,
+        planned: counters.planned_blocks.load(Relaxed),
+        finished: counters.copied_blocks.load(Relaxed) + counters.failed_blocks.load(Relaxed),
+        block: short,
+    });
+    let mut outcome = Outcome::default();
     let result = async {
-        let lease = transfer::fetch(client, hasher, ctx, pool, block, &mut outcome).await?;
-        transfer::store(
-            client,
-            ctx,
+        let lease = ctx
+            .fetch(block, &short, &task.read_order, &mut outcome)
+            .await?;
+        ctx.store(
+            &short,
             &block.id.hash,
             lease.freeze(),
             &task.write_order,
@@ -411,23 +826,38 @@ async fn copy_one(
         .await
     }
     .await;
-    use std::sync::atomic::Ordering::Relaxed;
-    progress
-        .refetched
+    counters.in_flight_blocks.fetch_sub(1, Relaxed);
+    counters
+        .refetched_blocks
         .fetch_add(u64::from(outcome.bad_replicas), Relaxed);
-    progress
-        .errors
-        .fetch_add(u64::from(outcome.request_errors), Relaxed);
-    match result {
+    let (action, error) = match &result {
         Ok(_) => {
-            progress.block_copied(block.id.size);
-            true
+            counters.copied_blocks.fetch_add(1, Relaxed);
+            counters.copied_bytes.fetch_add(block.id.size, Relaxed);
+            (Action::Copied, None)
         }
         Err(e) => {
-            progress.block_failed(&short, &e.to_string());
-            false
+            counters.failed_blocks.fetch_add(1, Relaxed);
+            counters.failed_bytes.fetch_add(block.id.size, Relaxed);
+            (
+                Action::Failed,
+                Some(BlockError {
+                    kind: e.kind(),
+                    text: e.to_string(),
+                }),
+            )
         }
-    }
+    };
+    emitter.borrow_mut().emit(Event::Done(BlockRecord {
+        block: short,
+        action,
+        bytes: block.id.size,
+        source: outcome.read_from.map(|s| s as u16),
+        stored_on: outcome.stored_on.iter().map(|&s| s as u16).collect(),
+        attempts: outcome.attempts,
+        error,
+    }));
+    result.is_ok()
 }
 
 /// One worker per two cores. A worker's SIMD MD5 hashes 5–7 GB/s, more than a NIC brings
@@ -437,16 +867,4 @@ async fn copy_one(
 /// kernel's network copies and TLS.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2))
-}
-
-/// Default timeouts and pool sizes for the HTTP client.
-pub fn default_http_config() -> ClientConfig {
-    ClientConfig {
-        connect_timeout: Duration::from_secs(10),
-        first_byte_timeout: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(60),
-        max_idle_per_origin: 64,
-        pool_idle_expiry: Duration::from_secs(90),
-        max_head_bytes: 64 << 10,
-    }
 }

@@ -1,14 +1,23 @@
-//! The copy engine: tasks, worker threads, the buffer pool, replica fan-out and checkpoints.
-//! It knows neither argv nor terminals: `commands` builds an [`EngineConfig`] and reads the
-//! counters in [`crate::report::Progress`].
+//! The copy engine: the walk, worker threads, the buffer pool, MD5 in lanes, replica fan-out,
+//! retries, per-server manners, checkpoints and live control. It knows neither argv nor
+//! terminals: `commands` builds a [`Run`]; the engine reports through [`events`] and
+//! [`counters`] only, and reaches keepstores through [`crate::keepstore::Keepstores`].
 
 pub mod checkpoint;
-pub mod cluster;
+pub mod control;
+pub mod counters;
 pub mod engine;
+pub mod events;
+pub mod gates;
 pub mod hash_batch;
 pub mod pool;
+pub mod retry;
+pub mod slices;
 pub mod transfer;
 
-pub use cluster::{Cluster, Service};
-pub use engine::{default_http_config, run, EngineConfig, EngineError, RunReport};
-pub use transfer::{Signing, TransferContext};
+pub use control::{Control, StopReason};
+pub use counters::{Counters, Snapshot};
+pub use engine::{default_workers, run, Counting, EngineConfig, EngineError, Run, RunReport};
+pub use events::{Event, EventSink};
+pub use retry::RetryPolicy;
+pub use transfer::{Job, Signing};

@@ -1,23 +1,31 @@
 //! Moving one block: GET it from a source server that holds it, straight into a pooled
-//! buffer with MD5 updated as each chunk lands, then PUT the frozen buffer to the wanted
-//! number of destination servers in rendezvous order, following keepclient's rules
-//! (`keep-protocol.md` §6.1, §6.2): which statuses are retried, which are final, and that a
-//! block counts only once the replicas are confirmed.
+//! buffer with MD5 updated as each chunk lands, then PUT the frozen buffer to the first
+//! writable destination servers in rendezvous order, following keepclient's rules
+//! (`keep-protocol.md` §6.1, §6.2): which answers are retried (one policy, [`super::retry`]),
+//! that a bad replica sends the read to the next holder, and that a block counts only once
+//! the wanted replicas, and every wanted storage class, are confirmed.
+//!
+//! Written against the [`Keepstores`] trait, so the rules are unit-tested over the in-memory
+//! fake (below) and run for real over HTTP.
 
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::cluster::Cluster;
+use super::control::Control;
+use super::counters::Counters;
+use super::gates::{Gates, Key};
 use super::hash_batch::HashBatcher;
 use super::pool::{BufferLease, BufferPool};
+use super::retry::{next_for, Next, RetryPolicy, Rounds};
+use crate::cluster::Cluster;
 use crate::hash::Md5State;
 use crate::index::SourceBlock;
-use crate::keep::locator::BlockHash;
-use crate::keep::rendezvous::probe_order_go;
 use crate::keep::signature::sign_locator;
-use crate::net::{HttpClient, Method, Request};
+use crate::keep::{BlockHash, ShortLocator};
+use crate::keepstore::{Attempt, BadReplica, BlockBody, Cause, ErrorKind, Keepstores, PutWants};
 
 /// How source locators are signed (keep-rsync signs each one itself, §2).
 #[derive(Clone)]
@@ -35,37 +43,84 @@ impl std::fmt::Debug for Signing {
     }
 }
 
-/// Everything a transfer needs that is the same for every block.
-#[derive(Debug)]
-pub struct TransferContext {
+/// What a copy is asked to do, the same for every block.
+#[derive(Debug, Clone)]
+pub struct Job {
     pub src: Cluster,
     pub dst: Cluster,
     pub signing: Option<Signing>,
+    /// Replicas wanted on the destination.
     pub replicas: u32,
-    pub storage_classes: Vec<String>,
-    /// Attempts after the first (keepclient's `Retries`).
-    pub retries: u32,
-    pub retry_delay: Duration,
+    /// Storage classes wanted on the destination (each with `replicas` copies).
+    pub classes: Vec<String>,
 }
 
-/// Why one block could not be copied; carries the locator and servers it concerns.
+/// Why one block could not be moved; carries its locator and every failed attempt.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
-    #[error("Error getting block: {locator} {detail}")]
-    Get { locator: String, detail: String },
-    #[error("Could not write sufficient replicas of {locator}: wanted {wanted}, stored {stored}: {detail}")]
+    #[error(
+        "Error getting block: {locator} {}",
+        describe(attempts, "Block not found")
+    )]
+    Get {
+        locator: ShortLocator,
+        attempts: Vec<Attempt>,
+    },
+    #[error(
+        "Could not write sufficient replicas of {locator}: wanted {wanted}{}, stored {stored}: {}",
+        classes_wanted(missing_classes),
+        describe(attempts, "no writable destination servers")
+    )]
     Put {
-        locator: String,
+        locator: ShortLocator,
         wanted: u32,
         stored: u32,
-        detail: String,
+        missing_classes: Vec<String>,
+        attempts: Vec<Attempt>,
     },
 }
 
-/// What happened, for the counters.
+fn describe(attempts: &[Attempt], none: &str) -> String {
+    if attempts.is_empty() {
+        return none.to_string();
+    }
+    attempts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn classes_wanted(missing: &[String]) -> String {
+    if missing.is_empty() {
+        String::new()
+    } else {
+        format!(" (classes not confirmed: {})", missing.join(", "))
+    }
+}
+
+impl TransferError {
+    /// The kind of trouble that decided the failure: the last attempt's, or not found.
+    pub fn kind(&self) -> ErrorKind {
+        let attempts = match self {
+            TransferError::Get { attempts, .. } | TransferError::Put { attempts, .. } => attempts,
+        };
+        attempts.last().map_or(
+            match self {
+                TransferError::Get { .. } => ErrorKind::NotFound,
+                TransferError::Put { .. } => ErrorKind::Full,
+            },
+            |a| a.cause.kind(),
+        )
+    }
+}
+
+/// What happened, for the counters and the block's report line.
 #[derive(Debug, Default)]
-pub struct TransferOutcome {
-    /// Source replicas that were read but wrong (length or MD5), so another was tried.
+pub struct Outcome {
+    /// Requests made (GETs and PUTs).
+    pub attempts: u32,
+    /// Source replicas read but wrong (length or MD5), so another was tried.
     pub bad_replicas: u32,
     /// Requests that failed and were retried or routed around.
     pub request_errors: u32,
@@ -76,46 +131,44 @@ pub struct TransferOutcome {
     pub stored_on: Vec<usize>,
 }
 
-fn request_id() -> String {
-    // `req-` + 20 base-36 characters, like Arvados' own ids.
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut id = String::with_capacity(24);
-    id.push_str("req-");
-    for _ in 0..20 {
-        id.push(ALPHABET[rand::random_range(0..ALPHABET.len())] as char);
-    }
-    id
+/// Everything a transfer uses that lives as long as a worker.
+pub struct Ctx<'a, K: Keepstores> {
+    pub keepstores: &'a K,
+    pub job: &'a Job,
+    pub retry: RetryPolicy,
+    pub hasher: &'a HashBatcher,
+    pub pool: &'a BufferPool,
+    pub gates: &'a Rc<Gates>,
+    pub control: &'a Control,
+    pub counters: &'a Counters,
 }
 
-fn is_retryable_status(status: u16) -> bool {
-    status == 408 || status == 429 || (status >= 500 && status != 507)
-}
-
-/// The locator to GET: `hash+size`, signed as keep-rsync signs it (expiry now + 1 day).
-fn source_locator(ctx: &TransferContext, short: &str) -> String {
-    match &ctx.signing {
+/// The locator to GET: `hash+size`, signed as keep-rsync signs it (expiry now + 1 day), at
+/// the moment of the request so a long run never sends a stale signature.
+pub fn source_locator(src: &Cluster, signing: Option<&Signing>, short: &ShortLocator) -> String {
+    match signing {
         Some(signing) => {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             sign_locator(
-                short,
-                &ctx.src.token,
+                short.as_str(),
+                &src.token,
                 &signing.key,
                 now + 86_400,
                 signing.ttl_secs,
             )
         }
-        None => short.to_string(),
+        None => short.as_str().to_string(),
     }
 }
 
 /// The order to try source servers: the holders from the index first, starting at one
 /// picked by the hash so load spreads across holders, then every other source server in
 /// rendezvous order (as keepclient probes when it does not know the holders).
-fn source_order(ctx: &TransferContext, block: &SourceBlock, hash_hex: &str) -> Vec<usize> {
-    let mut order: Vec<usize> = Vec::with_capacity(ctx.src.services.len());
+pub fn source_order(src: &Cluster, block: &SourceBlock, rendezvous: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = Vec::with_capacity(src.services.len());
     let holders = &block.holders;
     if !holders.is_empty() {
         let start = block.id.hash.0[15] as usize % holders.len();
@@ -123,8 +176,7 @@ fn source_order(ctx: &TransferContext, block: &SourceBlock, hash_hex: &str) -> V
             order.push(holders[(start + i) % holders.len()] as usize);
         }
     }
-    let uuids: Vec<&str> = ctx.src.services.iter().map(|s| s.uuid.as_str()).collect();
-    for server in probe_order_go(hash_hex, &uuids) {
+    for &server in rendezvous {
         if !order.contains(&server) {
             order.push(server);
         }
@@ -132,338 +184,287 @@ fn source_order(ctx: &TransferContext, block: &SourceBlock, hash_hex: &str) -> V
     order
 }
 
-enum GetAttempt {
-    Ok,
-    NotFound,
-    BadReplica(String),
-    Retryable(String),
-    Final(String),
-}
-
-/// One GET into `lease`, hashing as bytes land. Leaves the verified block in the lease.
-#[allow(clippy::too_many_arguments)]
-async fn get_once(
-    client: &HttpClient,
-    hasher: &HashBatcher,
-    ctx: &TransferContext,
-    server: usize,
-    locator: &str,
-    block: &SourceBlock,
-    lease: &mut BufferLease,
-) -> GetAttempt {
-    let service = &ctx.src.services[server];
-    let request = Request {
-        method: Method::Get,
-        origin: service.origin.clone(),
-        path_and_query: format!("/{locator}"),
-        headers: vec![
-            (
-                "Authorization".to_string(),
-                format!("Bearer {}", ctx.src.token),
-            ),
-            ("X-Request-Id".to_string(), request_id()),
-        ],
-        body: None,
-    };
-    let mut response = match client.send(request).await {
-        Ok(r) => r,
-        Err(e) => return GetAttempt::Retryable(format!("{}: {e}", service.origin)),
-    };
-    if response.status != 200 {
-        let status = response.status;
-        let body = response.read_to_end(4096).await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&body).trim().to_string();
-        let detail = format!("{} {status} {text}", service.origin);
-        return match status {
-            404 | 403 | 410 => GetAttempt::NotFound,
-            s if is_retryable_status(s) => GetAttempt::Retryable(detail),
-            _ => GetAttempt::Final(detail),
-        };
-    }
-    let size = block.id.size;
-    if response.content_length() != Some(size) {
-        let got = response.content_length();
-        let _ = response.discard().await;
-        return GetAttempt::BadReplica(format!(
-            "{}: Content-Length {got:?} does not match size hint {size}",
-            service.origin
-        ));
-    }
-    let mut buffer = lease.take();
-    buffer.clear();
-    let mut md5 = Md5State::new();
-    loop {
-        let before = buffer.len();
-        let compio::BufResult(read, returned) = response.read_body_chunk(buffer).await;
-        buffer = returned;
-        match read {
-            Ok(0) => break,
-            Ok(_) => {
-                let after = buffer.len();
-                (md5, buffer) = hasher.update(md5, buffer, before..after).await;
-            }
-            Err(e) => {
-                lease.put(buffer);
-                return GetAttempt::Retryable(format!("{}: {e}", service.origin));
-            }
+impl<K: Keepstores> Ctx<'_, K> {
+    fn note_error(&self, cluster: &Cluster, key: Key, server: usize, cause: &Cause) {
+        if cause.is_overload() {
+            self.gates.overloaded(key);
         }
+        let name = cluster
+            .services
+            .get(server)
+            .map(|s| s.origin.to_string())
+            .unwrap_or_default();
+        self.counters.error(&name, cause.kind());
     }
-    let length = buffer.len() as u64;
-    lease.put(buffer);
-    if length != size {
-        return GetAttempt::BadReplica(format!(
-            "{}: got {length} bytes, want {size}",
-            service.origin
-        ));
-    }
-    let digest = BlockHash(md5.finalize());
-    if digest != block.id.hash {
-        return GetAttempt::BadReplica(format!(
-            "{}: checksum mismatch: content MD5 is {digest}",
-            service.origin
-        ));
-    }
-    GetAttempt::Ok
-}
 
-/// Fetches `block` into a fresh lease, verified, trying holders then other servers, with
-/// keepclient's retry rounds for transient failures.
-pub async fn fetch(
-    client: &HttpClient,
-    hasher: &HashBatcher,
-    ctx: &TransferContext,
-    pool: &BufferPool,
-    block: &SourceBlock,
-    outcome: &mut TransferOutcome,
-) -> Result<BufferLease, TransferError> {
-    let hash_hex = block.id.hash.to_string();
-    let short = format!("{hash_hex}+{}", block.id.size);
-    let mut lease = pool.acquire(block.id.size as usize).await;
-    let mut order = source_order(ctx, block, &hash_hex);
-    let mut errors: Vec<String> = Vec::new();
-    let mut backoff = Backoff::new(ctx.retry_delay);
-    for round in 0..=ctx.retries {
-        let locator = source_locator(ctx, &short);
-        let mut retry = Vec::new();
-        for &server in &order {
-            match get_once(client, hasher, ctx, server, &locator, block, &mut lease).await {
-                GetAttempt::Ok => {
-                    outcome.read_from = Some(server);
-                    return Ok(lease);
-                }
-                GetAttempt::NotFound => {}
-                GetAttempt::BadReplica(detail) => {
-                    outcome.bad_replicas += 1;
-                    errors.push(detail);
-                }
-                GetAttempt::Retryable(detail) => {
-                    outcome.request_errors += 1;
-                    errors.push(detail);
-                    retry.push(server);
-                }
-                GetAttempt::Final(detail) => {
-                    outcome.request_errors += 1;
-                    errors.push(detail);
-                }
-            }
-        }
-        if retry.is_empty() || round == ctx.retries {
-            break;
-        }
-        backoff.sleep().await;
-        order = retry;
-    }
-    let detail = if errors.is_empty() {
-        "Block not found".to_string()
-    } else {
-        errors.join("; ")
-    };
-    Err(TransferError::Get {
-        locator: short,
-        detail,
-    })
-}
-
-/// The destination write order of many blocks at once: writable services sorted by
-/// rendezvous weight (Go rule, §4), computed in SIMD lanes by `hash::probe_order_batch`.
-/// Returned as indexes into `dst.services`.
-pub fn write_orders(dst: &Cluster, hashes: &[BlockHash]) -> Vec<Vec<usize>> {
-    let writable = dst.writable();
-    let suffixes: Vec<&str> = writable
-        .iter()
-        .map(|&i| crate::keep::rendezvous::go_suffix(&dst.services[i].uuid))
-        .collect();
-    let hex: Vec<String> = hashes.iter().map(BlockHash::to_string).collect();
-    let refs: Vec<&str> = hex.iter().map(String::as_str).collect();
-    crate::hash::probe_order_batch(&refs, &suffixes)
-        .into_iter()
-        .map(|order| order.into_iter().map(|i| writable[i]).collect())
-        .collect()
-}
-
-/// keepclient's retry delays: uniform in [1 ms, m), m starting at the retry delay and
-/// doubling each round, capped at ten times the start.
-struct Backoff {
-    next: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    fn new(start: Duration) -> Backoff {
-        Backoff {
-            next: start,
-            cap: start * 10,
+    async fn throttle(&self, limit: &super::control::RateLimit, bytes: u64) {
+        let wait = limit.reserve(bytes);
+        if !wait.is_zero() {
+            compio::time::sleep(wait).await;
         }
     }
 
-    async fn sleep(&mut self) {
-        let max_ms = self.next.as_millis().max(2) as u64;
-        compio::time::sleep(Duration::from_millis(rand::random_range(1..max_ms))).await;
-        self.next = (self.next * 2).min(self.cap);
-    }
-}
-
-enum PutAttempt {
-    Stored(u32),
-    Retryable(String),
-    Final(String),
-}
-
-async fn put_once(
-    client: &HttpClient,
-    ctx: &TransferContext,
-    server: usize,
-    hash_hex: &str,
-    body: Bytes,
-) -> PutAttempt {
-    let service = &ctx.dst.services[server];
-    let mut headers = vec![
-        (
-            "Authorization".to_string(),
-            format!("Bearer {}", ctx.dst.token),
-        ),
-        ("X-Request-Id".to_string(), request_id()),
-        (
-            "Content-Type".to_string(),
-            "application/octet-stream".to_string(),
-        ),
-        (
-            "X-Keep-Desired-Replicas".to_string(),
-            ctx.replicas.to_string(),
-        ),
-    ];
-    if !ctx.storage_classes.is_empty() {
-        headers.push((
-            "X-Keep-Storage-Classes".to_string(),
-            ctx.storage_classes.join(", "),
-        ));
-    }
-    let request = Request {
-        method: Method::Put,
-        origin: service.origin.clone(),
-        path_and_query: format!("/{hash_hex}"),
-        headers,
-        body: Some(body),
-    };
-    let response = match client.send(request).await {
-        Ok(r) => r,
-        Err(e) => return PutAttempt::Retryable(format!("{}: {e}", service.origin)),
-    };
-    let status = response.status;
-    let replicas = response
-        .header("X-Keep-Replicas-Stored")
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(1);
-    let body = response.read_to_end(4096).await.unwrap_or_default();
-    if status == 200 {
-        return PutAttempt::Stored(replicas);
-    }
-    let detail = format!(
-        "{} [{status}] {}",
-        service.origin,
-        String::from_utf8_lossy(&body).trim()
-    );
-    if is_retryable_status(status) {
-        PutAttempt::Retryable(detail)
-    } else {
-        PutAttempt::Final(detail)
-    }
-}
-
-/// Writes `body` to the destination until `ctx.replicas` are confirmed (§6.1): writable
-/// servers in the given rendezvous order (`write_order`, indexes into the destination's
-/// services, see [`write_orders`]), as many uploads at once as replicas are still needed (one
-/// at a time when proxies are involved), the next server on failure, retry rounds for servers
-/// that failed transiently. Every upload shares the same `Bytes`: no copy per replica.
-pub async fn store(
-    client: &HttpClient,
-    ctx: &TransferContext,
-    hash: &BlockHash,
-    body: Bytes,
-    write_order: &[usize],
-    outcome: &mut TransferOutcome,
-) -> Result<u32, TransferError> {
-    let hash_hex = hash.to_string();
-    let mut candidates: Vec<usize> = write_order.to_vec();
-    let per_upload = if ctx.dst.all_writable_disk() {
-        1
-    } else {
-        ctx.replicas.max(1)
-    };
-    let wanted = ctx.replicas.max(1);
-    let mut stored = 0u32;
-    let mut errors: Vec<String> = Vec::new();
-    let mut backoff = Backoff::new(ctx.retry_delay);
-    for round in 0..=ctx.retries {
-        let mut queue = candidates.iter().copied();
-        let mut retry = Vec::new();
-        let mut in_flight = FuturesUnordered::new();
+    /// One GET into `lease`, hashing as bytes land. Leaves the verified block in the lease.
+    async fn get_once(
+        &self,
+        server: usize,
+        locator: &str,
+        block: &SourceBlock,
+        lease: &mut BufferLease,
+    ) -> Result<(), Cause> {
+        let src = &self.job.src;
+        let mut body = self.keepstores.get_block(src, server, locator).await?;
+        let size = block.id.size;
+        if body.content_length() != Some(size) {
+            return Err(Cause::BadReplica(BadReplica::ContentLength {
+                got: body.content_length(),
+                want: size,
+            }));
+        }
+        let mut buffer = lease.take();
+        buffer.clear();
+        let mut md5 = Md5State::new();
         loop {
-            while stored < wanted && (in_flight.len() as u32) * per_upload < wanted - stored {
-                let Some(server) = queue.next() else { break };
-                let body = body.clone();
-                let hash_hex = hash_hex.as_str();
-                in_flight.push(async move {
-                    (server, put_once(client, ctx, server, hash_hex, body).await)
-                });
-            }
-            let Some((server, attempt)) = in_flight.next().await else {
-                break;
-            };
-            match attempt {
-                PutAttempt::Stored(n) => {
-                    stored += n;
-                    outcome.stored_on.push(server);
+            let before = buffer.len();
+            let (read, returned) = body.read_chunk(buffer).await;
+            buffer = returned;
+            match read {
+                Ok(0) => break,
+                Ok(n) => {
+                    let after = buffer.len();
+                    (md5, buffer) = self.hasher.update(md5, buffer, before..after).await;
+                    self.counters
+                        .bytes_in
+                        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.throttle(&self.control.bw_in, n as u64).await;
                 }
-                PutAttempt::Retryable(detail) => {
-                    outcome.request_errors += 1;
-                    errors.push(detail);
-                    retry.push(server);
-                }
-                PutAttempt::Final(detail) => {
-                    outcome.request_errors += 1;
-                    errors.push(detail);
+                Err(cause) => {
+                    lease.put(buffer);
+                    return Err(cause);
                 }
             }
         }
-        if stored >= wanted {
-            outcome.replicas_stored = stored;
-            return Ok(stored);
+        let length = buffer.len() as u64;
+        lease.put(buffer);
+        if length != size {
+            return Err(Cause::BadReplica(BadReplica::Length {
+                got: length,
+                want: size,
+            }));
         }
-        if retry.is_empty() || round == ctx.retries {
-            break;
+        let digest = BlockHash(md5.finalize());
+        if digest != block.id.hash {
+            return Err(Cause::BadReplica(BadReplica::Checksum { got: digest }));
         }
-        backoff.sleep().await;
-        candidates = retry;
+        Ok(())
     }
-    Err(TransferError::Put {
-        locator: format!("{hash_hex}+{}", body.len()),
-        wanted,
-        stored,
-        detail: if errors.is_empty() {
-            "no writable destination servers".to_string()
-        } else {
-            errors.join("; ")
-        },
-    })
+
+    /// Fetches `block` into a fresh lease, verified, trying holders then other servers, in
+    /// keepclient's retry rounds.
+    pub async fn fetch(
+        &self,
+        block: &SourceBlock,
+        short: &ShortLocator,
+        rendezvous: &[usize],
+        outcome: &mut Outcome,
+    ) -> Result<BufferLease, TransferError> {
+        let src = &self.job.src;
+        let mut lease = self.pool.acquire(block.id.size as usize).await;
+        let mut rounds = Rounds::new(self.retry, source_order(src, block, rendezvous));
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut resigned = false;
+        while let Some(order) = rounds.next().await {
+            for server in order {
+                // Signed per request: a signature is never older than one request.
+                let locator = source_locator(src, self.job.signing.as_ref(), short);
+                let key = Key::Src(server);
+                let permit = self.gates.enter(key).await;
+                outcome.attempts += 1;
+                let result = self.get_once(server, &locator, block, &mut lease).await;
+                drop(permit);
+                match result {
+                    Ok(()) => {
+                        self.gates.success(key);
+                        outcome.read_from = Some(server);
+                        return Ok(lease);
+                    }
+                    Err(cause) => {
+                        let mut next = next_for(&cause);
+                        if cause.is_expired_signature() {
+                            // Re-signing is worth exactly one more try.
+                            if resigned {
+                                next = Next::Drop;
+                            }
+                            resigned = true;
+                        }
+                        if matches!(cause, Cause::BadReplica(_)) {
+                            outcome.bad_replicas += 1;
+                        }
+                        if !matches!(cause.kind(), ErrorKind::NotFound) {
+                            outcome.request_errors += 1;
+                            self.note_error(src, key, server, &cause);
+                        }
+                        rounds.mark(server, next);
+                        attempts.push(Attempt::new(src, server, cause));
+                    }
+                }
+            }
+        }
+        let only_not_found = attempts
+            .iter()
+            .all(|a| a.cause.kind() == ErrorKind::NotFound);
+        if only_not_found {
+            attempts.clear();
+        }
+        Err(TransferError::Get {
+            locator: *short,
+            attempts,
+        })
+    }
+
+    /// Writes `body` to the destination until the wanted replicas, and every wanted storage
+    /// class, are confirmed (§6.1): writable servers in `write_order` (indexes into the
+    /// destination's services, rendezvous order), as many uploads at once as are still
+    /// needed (one at a time when proxies are involved), the next server on failure, retry
+    /// rounds for servers that failed transiently. Every upload shares the same `Bytes`.
+    pub async fn store(
+        &self,
+        short: &ShortLocator,
+        hash: &BlockHash,
+        body: Bytes,
+        write_order: &[usize],
+        outcome: &mut Outcome,
+    ) -> Result<u32, TransferError> {
+        let dst = &self.job.dst;
+        let wanted = self.job.replicas.max(1);
+        let per_upload = if dst.all_writable_disk() { 1 } else { wanted };
+        let mut need = ClassNeeds::new(wanted, &self.job.classes);
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut rounds = Rounds::new(self.retry, write_order.to_vec());
+        self.throttle(&self.control.bw_out, body.len() as u64).await;
+        while let Some(candidates) = rounds.next().await {
+            let mut queue = candidates.into_iter();
+            let mut in_flight = FuturesUnordered::new();
+            loop {
+                while need.concurrency() > 0
+                    && (in_flight.len() as u32) * per_upload < need.concurrency()
+                {
+                    let Some(server) = queue.next() else { break };
+                    let wants = PutWants {
+                        replicas: wanted,
+                        classes: need.classes_todo(),
+                    };
+                    let body = body.clone();
+                    outcome.attempts += 1;
+                    in_flight.push(async move {
+                        let key = Key::Dst(server);
+                        let _permit = self.gates.enter(key).await;
+                        let result = self
+                            .keepstores
+                            .put_block(dst, server, hash, body, &wants)
+                            .await;
+                        (server, result)
+                    });
+                }
+                let Some((server, result)) = in_flight.next().await else {
+                    break;
+                };
+                match result {
+                    Ok(reply) => {
+                        self.gates.success(Key::Dst(server));
+                        need.confirmed(reply.replicas, reply.classes.as_deref());
+                        outcome.stored_on.push(server);
+                        self.counters
+                            .bytes_out
+                            .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(cause) => {
+                        outcome.request_errors += 1;
+                        self.note_error(dst, Key::Dst(server), server, &cause);
+                        rounds.mark(server, next_for(&cause));
+                        attempts.push(Attempt::new(dst, server, cause));
+                    }
+                }
+            }
+            if need.satisfied() {
+                outcome.replicas_stored = need.stored;
+                return Ok(need.stored);
+            }
+        }
+        outcome.replicas_stored = need.stored;
+        Err(TransferError::Put {
+            locator: *short,
+            wanted,
+            stored: need.stored,
+            missing_classes: need.classes_todo(),
+            attempts,
+        })
+    }
 }
+
+/// keepclient's accounting of what a write still needs (support.go `httpBlockWrite`):
+/// replicas per wanted class while servers confirm classes, else total replicas.
+#[derive(Debug)]
+struct ClassNeeds {
+    wanted: u32,
+    stored: u32,
+    /// Per class still wanted: replicas still to confirm.
+    todo: Vec<(String, u32)>,
+    tracking: bool,
+}
+
+impl ClassNeeds {
+    fn new(wanted: u32, classes: &[String]) -> ClassNeeds {
+        ClassNeeds {
+            wanted,
+            stored: 0,
+            todo: classes.iter().map(|c| (c.clone(), wanted)).collect(),
+            tracking: !classes.is_empty(),
+        }
+    }
+
+    /// Uploads that may be in flight without over-replicating (keepclient's maxConcurrency).
+    fn concurrency(&self) -> u32 {
+        if self.tracking {
+            self.todo.iter().map(|(_, n)| *n).min().unwrap_or(0)
+        } else {
+            self.wanted.saturating_sub(self.stored)
+        }
+    }
+
+    fn classes_todo(&self) -> Vec<String> {
+        self.todo.iter().map(|(c, _)| c.clone()).collect()
+    }
+
+    fn confirmed(&mut self, replicas: u32, classes: Option<&[(String, u32)]>) {
+        self.stored += replicas;
+        match classes {
+            // A server that does not report classes: rely on the replica count from now on.
+            None => self.tracking = false,
+            Some(classes) => {
+                for (name, n) in classes {
+                    if let Some(entry) = self.todo.iter_mut().find(|(c, _)| c == name) {
+                        entry.1 = entry.1.saturating_sub(*n);
+                    }
+                }
+                self.todo.retain(|(_, n)| *n > 0);
+            }
+        }
+    }
+
+    fn satisfied(&self) -> bool {
+        if self.tracking {
+            self.todo.is_empty()
+        } else {
+            self.stored >= self.wanted
+        }
+    }
+}
+
+/// Waits `delay` (used by tests of the rules that need a clock).
+pub async fn sleep(delay: Duration) {
+    compio::time::sleep(delay).await;
+}
+
+#[cfg(test)]
+mod tests;

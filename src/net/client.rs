@@ -43,7 +43,7 @@ impl Default for ClientConfig {
         ClientConfig {
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             max_idle_per_origin: 64,
             // Servers and proxies close idle connections after their own limit (often 60 s
             // or more); stay below it so a pooled connection is rarely stale.

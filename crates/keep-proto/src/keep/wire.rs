@@ -221,26 +221,26 @@ pub fn replicas_stored(value: Option<&str>) -> u32 {
     value.and_then(|v| v.trim().parse().ok()).unwrap_or(1)
 }
 
-/// `X-Keep-Storage-Classes-Confirmed: name=n, name2=m`. `None` when absent, empty or
-/// malformed: keepclient then stops tracking classes for the rest of the write.
+/// `X-Keep-Storage-Classes-Confirmed: name=n, name2=m`, parsed as keepclient parses it
+/// (`parseStorageClassesConfirmedHeader`: empty entries skipped, exactly one `=` each, a
+/// non-empty name, a decimal count). `None` when absent, empty or malformed, or when it names
+/// no class: keepclient then stops tracking classes for the rest of the write.
 pub fn classes_confirmed(value: Option<&str>) -> Option<Vec<(String, u32)>> {
     let value = value?.trim();
-    if value.is_empty() {
-        return None;
-    }
     let mut out = Vec::new();
     for item in value.split(',') {
-        let (name, count) = item.trim().split_once('=')?;
-        let name = name.trim();
-        let count: u32 = count.trim().parse().ok()?;
-        if name.is_empty() {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let (name, count) = item.split_once('=')?;
+        if name.is_empty() || count.contains('=') {
             return None;
         }
-        if count > 0 {
-            out.push((name.to_string(), count));
-        }
+        let count: u32 = count.parse().ok()?;
+        out.push((name.to_string(), count));
     }
-    Some(out)
+    (!out.is_empty()).then_some(out)
 }
 
 /// One entry of a pull list (§5.5).
@@ -334,9 +334,16 @@ mod tests {
         assert_eq!(classes_confirmed(None), None);
         assert_eq!(classes_confirmed(Some("")), None);
         assert_eq!(
-            classes_confirmed(Some("default=1, hot=2,cold=0")),
-            Some(vec![("default".into(), 1), ("hot".into(), 2)])
+            classes_confirmed(Some("default=1, hot=2,cold=0,")),
+            Some(vec![
+                ("default".into(), 1),
+                ("hot".into(), 2),
+                ("cold".into(), 0)
+            ])
         );
+        assert_eq!(classes_confirmed(Some(" , ")), None);
+        assert_eq!(classes_confirmed(Some("a=1=2")), None);
+        assert_eq!(classes_confirmed(Some("=1")), None);
         assert_eq!(classes_confirmed(Some("default")), None);
         assert_eq!(classes_confirmed(Some("a=x")), None);
     }

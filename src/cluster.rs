@@ -1,10 +1,12 @@
-//! One cluster as the engine sees it: its services (already discovered), the token to use,
-//! and whether its TLS certificates are verified. Built by `commands`, used read-only here.
+//! One cluster as keepmover sees it once discovered: its keep services, the token to use,
+//! and whether its TLS certificates are verified. Built by `commands` (from settings files,
+//! the API server or a services JSON), read by the index walk and the engine alike, so it
+//! sits below both.
 
-use crate::keep::services::Roots;
+use crate::keep::services::{Roots, ServiceType};
 use crate::net::Origin;
 
-/// A keepstore (or proxy) the engine can talk to.
+/// A keepstore (or proxy) keepmover can talk to.
 #[derive(Clone, Debug)]
 pub struct Service {
     pub uuid: String,
@@ -36,6 +38,19 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Why a service list cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{label} keep service {uuid}: {detail}")]
+    BadService {
+        label: &'static str,
+        uuid: String,
+        detail: String,
+    },
+    #[error("{label} cluster lists no keep services")]
+    NoServices { label: &'static str },
+}
+
 impl Cluster {
     /// Builds the service list from parsed keep_services roots.
     pub fn from_roots(
@@ -43,20 +58,24 @@ impl Cluster {
         token: String,
         roots: &Roots,
         insecure_tls: bool,
-    ) -> Result<Cluster, String> {
+    ) -> Result<Cluster, ClusterError> {
         let mut services = Vec::new();
         for root in &roots.local {
-            let origin = Origin::parse(&root.base_url)
-                .map_err(|e| format!("{label} keep service {}: {e}", root.uuid))?;
+            let origin =
+                Origin::parse(&root.base_url).map_err(|detail| ClusterError::BadService {
+                    label,
+                    uuid: root.uuid.clone(),
+                    detail,
+                })?;
             services.push(Service {
                 uuid: root.uuid.clone(),
                 origin,
                 read_only: root.read_only,
-                is_disk: root.service_type == crate::keep::services::ServiceType::Disk,
+                is_disk: root.service_type == ServiceType::Disk,
             });
         }
         if services.is_empty() {
-            return Err(format!("{label} cluster lists no keep services"));
+            return Err(ClusterError::NoServices { label });
         }
         Ok(Cluster {
             label,
@@ -80,5 +99,17 @@ impl Cluster {
             .iter()
             .filter(|s| !s.read_only)
             .all(|s| s.is_disk)
+    }
+
+    /// The services' uuids, in list order (for rendezvous).
+    pub fn uuids(&self) -> Vec<&str> {
+        self.services.iter().map(|s| s.uuid.as_str()).collect()
+    }
+
+    /// Whether two clusters name the same servers (a copy onto itself).
+    pub fn same_servers_as(&self, other: &Cluster) -> bool {
+        self.services
+            .iter()
+            .any(|a| other.services.iter().any(|b| a.origin == b.origin))
     }
 }

@@ -1,0 +1,1 @@
+//! Tests of the transfer rules over the in-memory keepstores.

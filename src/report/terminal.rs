@@ -1,0 +1,202 @@
+//! The terminal view of a run. Without a terminal (cron, logs) it prints keep-rsync's lines,
+//! byte for byte, so existing log parsers keep working; on a terminal it draws a live bar
+//! (indicatif) with the same numbers and prints only problems above it.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use crate::gocompat::duration::format_go_duration;
+use crate::mover::counters::Counters;
+use crate::mover::events::{Action, Event, EventSink, Phase};
+
+use super::log_line;
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Display {
+    /// keep-rsync's per-block log lines.
+    Log,
+    /// A live bar.
+    Bar,
+    /// Nothing but problems (the demo's inner steps, tests).
+    Quiet,
+}
+
+impl Display {
+    /// `Bar` on a terminal, `Log` otherwise.
+    pub fn auto() -> Display {
+        if std::io::stderr().is_terminal() {
+            Display::Bar
+        } else {
+            Display::Log
+        }
+    }
+}
+
+/// The sink behind the log lines and the bar.
+pub struct Terminal {
+    display: Display,
+    started: Instant,
+    bar: Option<indicatif::ProgressBar>,
+    phase: Phase,
+    /// Live limits, shown on the bar.
+    limits: Option<Box<dyn Fn() -> String + Send>>,
+}
+
+impl Terminal {
+    pub fn new(display: Display) -> Terminal {
+        Terminal {
+            display,
+            started: Instant::now(),
+            bar: None,
+            phase: Phase::Planning,
+            limits: None,
+        }
+    }
+
+    /// Shows the current limits (concurrency, bandwidth) on the bar.
+    pub fn with_limits(mut self, limits: Box<dyn Fn() -> String + Send>) -> Terminal {
+        self.limits = Some(limits);
+        self
+    }
+
+    fn println(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("{} {message}", crate::gocompat::log_timestamp())),
+            None => log_line(message),
+        }
+    }
+
+    fn start_bar(&mut self, length: u64) {
+        let bar = indicatif::ProgressBar::new(length);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bar = Some(bar);
+    }
+
+    /// keep-rsync's `Copying data block N of M (x% done, ETA): hash+size`.
+    fn copying_line(&self, number: u64, planned: u64, finished: u64, block: &str) -> String {
+        let total = planned.max(number);
+        let percent = finished as f64 / total as f64 * 100.0;
+        if finished == 0 {
+            format!("Copying data block {number} of {total} ({percent:.2}% done): {block}")
+        } else {
+            let per_block = self.started.elapsed().as_secs_f64() / finished as f64;
+            let remaining = Duration::from_millis(
+                (per_block * total.saturating_sub(finished) as f64 * 1000.0) as u64,
+            );
+            format!(
+                "Copying data block {number} of {total} ({percent:.2}% done, {} est. time remaining): {block}",
+                format_go_duration(remaining)
+            )
+        }
+    }
+
+    fn refresh_bar(&self, counters: &Counters) {
+        let Some(bar) = &self.bar else { return };
+        let c = counters.snapshot();
+        bar.set_length(c.planned_bytes.max(c.copied_bytes));
+        bar.set_position(c.copied_bytes);
+        let per_sec = c.copied_blocks as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+        let phase = match self.phase {
+            Phase::Paused => " PAUSED",
+            Phase::Stopping => " STOPPING",
+            _ => "",
+        };
+        let limits = self.limits.as_ref().map(|f| f()).unwrap_or_default();
+        bar.set_message(format!(
+            "{}/{} blocks ({per_sec:.0}/s), {} in flight, {} failed, {} errors, slices {}/{}{limits}{phase}",
+            c.copied_blocks,
+            c.planned_blocks,
+            c.in_flight_blocks,
+            c.failed_blocks,
+            c.retried_errors,
+            c.slices_done,
+            c.slices_total,
+        ));
+    }
+}
+
+impl EventSink for Terminal {
+    fn events(&mut self, batch: &[Event], counters: &Counters) {
+        for event in batch {
+            match event {
+                Event::Planned(plan) => {
+                    if self.display == Display::Quiet {
+                        continue;
+                    }
+                    log_line(&format!(
+                        "Before keep-rsync, there are {} blocks in src and {} blocks in dst. Start copying {} blocks from src not found in dst.",
+                        plan.src_blocks, plan.dst_blocks, plan.to_copy_blocks
+                    ));
+                    if let Some(slices) = plan.estimated_from_slices {
+                        log_line(&format!(
+                            "These totals are estimated from the first {slices} of {} index slices (the hash space is uniform); the exact totals are printed at the end.",
+                            plan.slices_total
+                        ));
+                    }
+                    if self.display == Display::Bar {
+                        self.start_bar(plan.to_copy_bytes);
+                    }
+                }
+                Event::Started {
+                    number,
+                    planned,
+                    finished,
+                    block,
+                } if self.display == Display::Log => {
+                    let line = self.copying_line(*number, *planned, *finished, block.as_str());
+                    log_line(&line);
+                }
+                Event::Done(record) if record.action == Action::Failed => {
+                    let why = record.error.as_ref().map_or("", |e| e.text.as_str());
+                    self.println(&format!("Error copying data block: {} {why}", record.block));
+                }
+                Event::Warning(text) if self.display != Display::Quiet => self.println(text),
+                Event::Phase(phase) => self.phase = *phase,
+                _ => {}
+            }
+        }
+        self.refresh_bar(counters);
+    }
+
+    fn tick(&mut self, counters: &Counters) {
+        self.refresh_bar(counters);
+    }
+
+    fn finish(&mut self, _counters: &Counters) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_rsync_copying_lines() {
+        let t = Terminal::new(Display::Log);
+        assert_eq!(
+            t.copying_line(1, 900, 0, "0a1f+3"),
+            "Copying data block 1 of 900 (0.00% done): 0a1f+3"
+        );
+        let line = t.copying_line(2, 900, 1, "0a3c+3");
+        assert!(
+            line.starts_with("Copying data block 2 of 900 (0.11% done, "),
+            "{line}"
+        );
+        assert!(line.ends_with(" est. time remaining): 0a3c+3"), "{line}");
+        // Never "N of M" with M < N, whatever an estimate said.
+        assert!(t
+            .copying_line(5, 3, 0, "x")
+            .starts_with("Copying data block 5 of 5 "));
+    }
+}
