@@ -541,7 +541,7 @@ async fn write_once(env: &TaskEnv, thread: usize) {
     let short = BlockId::new(hash, size).short();
     let result = env
         .transfer()
-        .store(&short, &hash, Bytes::from(block), &order, &mut outcome)
+        .store(&short, Bytes::from(block), &order, &mut outcome)
         .await;
     let mut s = env.stats.borrow_mut();
     match result {

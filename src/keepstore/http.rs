@@ -8,7 +8,7 @@ use super::{BlockBody, Cause, IndexSource, Keepstores, KeepstoresFactory, PutRep
 use crate::cluster::Cluster;
 use crate::keep::index_format::{IndexBodyParser, IndexEntry};
 use crate::keep::wire::{self, header, MountInfo, PullItem, TrashItem, WireMethod, WireRequest};
-use crate::keep::BlockHash;
+use crate::keep::ShortLocator;
 use crate::net::{ClientConfig, HttpClient, Method, NetError, Request, Response, TlsPolicy};
 
 /// Largest `/mounts` answer read (a keepstore with a thousand mounts is well under).
@@ -170,12 +170,12 @@ impl Keepstores for HttpKeepstores {
         &self,
         cluster: &Cluster,
         server: usize,
-        hash: &BlockHash,
+        block: &ShortLocator,
         body: Bytes,
         wants: &PutWants,
     ) -> Result<PutReply, Cause> {
         let wire = wire::block_put(
-            hash,
+            block.hash_hex(),
             &cluster.token,
             request_id(),
             wants.replicas,

@@ -1,7 +1,7 @@
 //! An in-memory [`Keepstores`]: servers keyed by origin, blocks in maps, and a script of
 //! answers to play back (statuses, corrupt or short bodies, timeouts, lying reply headers).
 //! It exists so the engine's rules can be unit-tested without sockets; the same behaviour
-//! tests then run against keepsim over real HTTP (`tests/conformance.rs`). It follows
+//! tests then run against keepsim over real HTTP (`mover::conformance`). It follows
 //! keepstore's answers where it models them (§5) and models nothing else.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -14,7 +14,7 @@ use crate::cluster::{Cluster, Service};
 use crate::keep::index_format::IndexEntry;
 use crate::keep::locator::parse_keepstore;
 use crate::keep::wire::{MountInfo, PullItem, TrashItem};
-use crate::keep::{BlockHash, BlockId};
+use crate::keep::{BlockHash, BlockId, ShortLocator};
 use crate::net::{NetError, Origin, Phase};
 
 /// What a scripted request answers instead of the normal behaviour.
@@ -324,11 +324,13 @@ impl Keepstores for MemoryKeepstores {
         &self,
         cluster: &Cluster,
         server: usize,
-        hash: &BlockHash,
+        block: &ShortLocator,
         body: Bytes,
         wants: &PutWants,
     ) -> Result<PutReply, Cause> {
         let origin = origin_of(cluster, server)?;
+        let hash =
+            &BlockHash::from_hex(block.hash_hex()).map_err(|_| status(400, "invalid locator"))?;
         let scripted = self.take_script(&origin, |s| s.puts += 1);
         match scripted {
             Some(Scripted::Status(code, text)) => return Err(status(code, &text)),

@@ -3,7 +3,8 @@
 //! mounts, pull and trash lists, touch). The engine's rules (retries, next holder, fan-out,
 //! replica and class counting) are written against this trait only, so they can be
 //! unit-tested over the in-memory [`memory::MemoryKeepstores`] and run for real over
-//! [`http::HttpKeepstores`]; `tests/conformance.rs` holds both to the same behaviour.
+//! [`http::HttpKeepstores`]; the conformance suite (`mover::conformance`) holds both to the
+//! same behaviour.
 //!
 //! One client per worker thread: implementations need not be `Send` (the HTTP one shares a
 //! thread-local connection pool); a [`KeepstoresFactory`] makes one for each thread.
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use crate::cluster::Cluster;
 use crate::keep::index_format::IndexEntry;
 use crate::keep::wire::{self, Answer, MountInfo, PullItem, TrashItem};
-use crate::keep::BlockHash;
+use crate::keep::{BlockHash, ShortLocator};
 use crate::net::NetError;
 
 /// What went wrong with one request to one server.
@@ -214,7 +215,7 @@ pub trait Keepstores {
         &self,
         cluster: &Cluster,
         server: usize,
-        hash: &BlockHash,
+        block: &ShortLocator,
         body: Bytes,
         wants: &PutWants,
     ) -> Result<PutReply, Cause>;

@@ -39,6 +39,7 @@ use crate::index::walk::{
 };
 use crate::index::SourceBlock;
 use crate::keep::rendezvous::probe_orders_go;
+use crate::keep::ShortLocator;
 use crate::keepstore::{Keepstores, KeepstoresFactory};
 use crate::net::{build_runtime, IoBackend};
 
@@ -242,6 +243,9 @@ impl Ledger {
 /// A block handed to a worker.
 struct Task {
     block: SourceBlock,
+    /// `hash+size`, made once: the hash's hex is needed for rendezvous, the request paths,
+    /// events and reports.
+    short: ShortLocator,
     slice: u64,
     /// Source servers in rendezvous order, and writable destination servers in rendezvous
     /// order (computed by the walker in SIMD batches).
@@ -568,16 +572,18 @@ impl<F: KeepstoresFactory> Engine<F> {
             let mut blocks = diff.missing.into_iter().peekable();
             while blocks.peek().is_some() {
                 let batch: Vec<SourceBlock> = blocks.by_ref().take(ORDER_BATCH).collect();
-                let hex: Vec<String> = batch.iter().map(|b| b.id.hash.to_string()).collect();
-                let refs: Vec<&str> = hex.iter().map(String::as_str).collect();
+                let shorts: Vec<ShortLocator> = batch.iter().map(|b| b.id.short()).collect();
+                let refs: Vec<&str> = shorts.iter().map(ShortLocator::hash_hex).collect();
                 let reads = probe_orders_go(&refs, &src_uuids);
                 let writes = probe_orders_go(&refs, &dst_uuids);
-                for ((block, read_order), write_order) in batch.into_iter().zip(reads).zip(writes) {
+                let batch = batch.into_iter().zip(shorts);
+                for (((block, short), read_order), write_order) in batch.zip(reads).zip(writes) {
                     if self.over_limits() || !self.wait_while_paused(emitter).await {
                         return Ok(());
                     }
                     let task = Task {
                         block,
+                        short,
                         slice: seq as u64,
                         read_order,
                         write_order: write_order.into_iter().map(|i| dst_writable[i]).collect(),
@@ -802,7 +808,7 @@ async fn copy_block<K: Keepstores>(
     emitter: &RefCell<Emitter>,
 ) -> bool {
     let block = &task.block;
-    let short = block.id.short();
+    let short = task.short;
     let number = counters.started_blocks.fetch_add(1, Relaxed) + 1;
     counters.in_flight_blocks.fetch_add(1, Relaxed);
     emitter.borrow_mut().emit(Event::Started {
@@ -816,14 +822,8 @@ async fn copy_block<K: Keepstores>(
         let lease = ctx
             .fetch(block, &short, &task.read_order, &mut outcome)
             .await?;
-        ctx.store(
-            &short,
-            &block.id.hash,
-            lease.freeze(),
-            &task.write_order,
-            &mut outcome,
-        )
-        .await
+        ctx.store(&short, lease.freeze(), &task.write_order, &mut outcome)
+            .await
     }
     .await;
     counters.in_flight_blocks.fetch_sub(1, Relaxed);

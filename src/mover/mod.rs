@@ -4,6 +4,7 @@
 //! [`counters`] only, and reaches keepstores through [`crate::keepstore::Keepstores`].
 
 pub mod checkpoint;
+pub mod conformance;
 pub mod control;
 pub mod counters;
 pub mod engine;

@@ -38,7 +38,6 @@ pub fn next_for(cause: &Cause) -> Next {
     match cause.answer() {
         Answer::Retry if cause.is_slow() => Next::RetryLast,
         Answer::Retry => Next::Retry,
-        _ if cause.is_expired_signature() => Next::Retry,
         _ => Next::Drop,
     }
 }
@@ -135,11 +134,6 @@ mod tests {
             detail: "bad certificate".into(),
         });
         assert_eq!(next_for(&tls), Next::Drop, "TLS failures are final");
-        let expired = Cause::Status {
-            status: 401,
-            body: "expired signature".into(),
-        };
-        assert_eq!(next_for(&expired), Next::Retry);
     }
 
     #[test]

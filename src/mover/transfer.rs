@@ -9,7 +9,7 @@
 //! fake (below) and run for real over HTTP.
 
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -275,13 +275,25 @@ impl<K: Keepstores> Ctx<'_, K> {
         let mut resigned = false;
         while let Some(order) = rounds.next().await {
             for server in order {
-                // Signed per request: a signature is never older than one request.
-                let locator = source_locator(src, self.job.signing.as_ref(), short);
                 let key = Key::Src(server);
-                let permit = self.gates.enter(key).await;
-                outcome.attempts += 1;
-                let result = self.get_once(server, &locator, block, &mut lease).await;
-                drop(permit);
+                let mut result;
+                loop {
+                    // Signed per request: a signature is never older than one request.
+                    let locator = source_locator(src, self.job.signing.as_ref(), short);
+                    let permit = self.gates.enter(key).await;
+                    outcome.attempts += 1;
+                    result = self.get_once(server, &locator, block, &mut lease).await;
+                    drop(permit);
+                    // An expired signature (a clock skew, a very slow queue) is worth exactly
+                    // one more try, freshly signed, right away.
+                    match &result {
+                        Err(cause) if cause.is_expired_signature() && !resigned => {
+                            resigned = true;
+                            self.note_error(src, key, server, cause);
+                        }
+                        _ => break,
+                    }
+                }
                 match result {
                     Ok(()) => {
                         self.gates.success(key);
@@ -289,18 +301,15 @@ impl<K: Keepstores> Ctx<'_, K> {
                         return Ok(lease);
                     }
                     Err(cause) => {
-                        let mut next = next_for(&cause);
-                        if cause.is_expired_signature() {
-                            // Re-signing is worth exactly one more try.
-                            if resigned {
-                                next = Next::Drop;
-                            }
-                            resigned = true;
-                        }
+                        let next = if cause.is_expired_signature() {
+                            Next::Drop
+                        } else {
+                            next_for(&cause)
+                        };
                         if matches!(cause, Cause::BadReplica(_)) {
                             outcome.bad_replicas += 1;
                         }
-                        if !matches!(cause.kind(), ErrorKind::NotFound) {
+                        if cause.kind() != ErrorKind::NotFound {
                             outcome.request_errors += 1;
                             self.note_error(src, key, server, &cause);
                         }
@@ -330,7 +339,6 @@ impl<K: Keepstores> Ctx<'_, K> {
     pub async fn store(
         &self,
         short: &ShortLocator,
-        hash: &BlockHash,
         body: Bytes,
         write_order: &[usize],
         outcome: &mut Outcome,
@@ -361,7 +369,7 @@ impl<K: Keepstores> Ctx<'_, K> {
                         let _permit = self.gates.enter(key).await;
                         let result = self
                             .keepstores
-                            .put_block(dst, server, hash, body, &wants)
+                            .put_block(dst, server, short, body, &wants)
                             .await;
                         (server, result)
                     });
@@ -396,7 +404,11 @@ impl<K: Keepstores> Ctx<'_, K> {
             locator: *short,
             wanted,
             stored: need.stored,
-            missing_classes: need.classes_todo(),
+            missing_classes: if need.tracking {
+                need.classes_todo()
+            } else {
+                Vec::new()
+            },
             attempts,
         })
     }
@@ -459,11 +471,6 @@ impl ClassNeeds {
             self.stored >= self.wanted
         }
     }
-}
-
-/// Waits `delay` (used by tests of the rules that need a clock).
-pub async fn sleep(delay: Duration) {
-    compio::time::sleep(delay).await;
 }
 
 #[cfg(test)]

@@ -9,8 +9,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::locator::BlockHash;
-
 /// Header names, spelled once.
 pub mod header {
     pub const AUTHORIZATION: &str = "Authorization";
@@ -107,14 +105,16 @@ pub fn block_head(locator: &str, token: &str, request_id: String) -> WireRequest
 }
 
 /// `PUT /<hash>` with the Go client's headers (§6.1 step 4); the body goes alongside.
+/// `hash_hex` is the block's 32 hex digits (a [`ShortLocator`](super::ShortLocator)'s
+/// `hash_hex()`, made once per block).
 pub fn block_put(
-    hash: &BlockHash,
+    hash_hex: &str,
     token: &str,
     request_id: String,
     desired_replicas: u32,
     classes: &[String],
 ) -> WireRequest {
-    let mut req = request(WireMethod::Put, format!("/{hash}"), token);
+    let mut req = request(WireMethod::Put, format!("/{hash_hex}"), token);
     req.headers.push((header::REQUEST_ID, request_id));
     req.headers
         .push((header::CONTENT_TYPE, OCTET_STREAM.to_string()));
@@ -311,6 +311,7 @@ pub fn parse_mounts(body: &[u8]) -> Result<Vec<MountInfo>, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keep::BlockHash;
 
     #[test]
     fn classification_follows_keepclient() {
@@ -351,7 +352,7 @@ mod tests {
     #[test]
     fn requests_carry_the_go_headers() {
         let put = block_put(
-            &BlockHash([0xab; 16]),
+            &BlockHash([0xab; 16]).to_string(),
             "tok",
             "req-1".into(),
             2,
