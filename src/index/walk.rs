@@ -68,6 +68,8 @@ pub struct SliceDiff {
     pub dst_unreadable: Vec<WalkError>,
     /// Index lines read from both clusters.
     pub lines: u64,
+    /// How long each server's listing took: (cluster label, service uuid, duration).
+    pub timings: Vec<(&'static str, String, std::time::Duration)>,
 }
 
 impl SliceDiff {
@@ -91,6 +93,19 @@ pub async fn fetch_slice<K: Keepstores>(
     prefix: &str,
     filter: Option<&EntryFilter>,
 ) -> Result<(Vec<BlockId>, u64), WalkError> {
+    let (ids, lines, _) = fetch_slice_timed(keepstores, cluster, server, prefix, filter).await?;
+    Ok((ids, lines))
+}
+
+/// [`fetch_slice`], with how long the listing took.
+async fn fetch_slice_timed<K: Keepstores>(
+    keepstores: &K,
+    cluster: &Cluster,
+    server: usize,
+    prefix: &str,
+    filter: Option<&EntryFilter>,
+) -> Result<(Vec<BlockId>, u64, std::time::Duration), WalkError> {
+    let began = std::time::Instant::now();
     let mut entries = Vec::new();
     keepstores
         .index(
@@ -119,8 +134,9 @@ pub async fn fetch_slice<K: Keepstores>(
         .map(|e| BlockId::new(e.hash, e.size))
         .collect();
     drop(entries);
+    let took = began.elapsed();
     merge::sort_slice(&mut ids);
-    Ok((ids, lines))
+    Ok((ids, lines, took))
 }
 
 /// Fetches `prefix` from every server of both clusters concurrently and diffs it.
@@ -133,24 +149,27 @@ pub async fn diff_slice<K: Keepstores>(
     filter: Option<&EntryFilter>,
 ) -> Result<SliceDiff, WalkError> {
     let src_fetches =
-        (0..src.services.len()).map(|i| fetch_slice(keepstores, src, i, prefix, filter));
+        (0..src.services.len()).map(|i| fetch_slice_timed(keepstores, src, i, prefix, filter));
     let dst_fetches =
-        (0..dst.services.len()).map(|i| fetch_slice(keepstores, dst, i, prefix, None));
+        (0..dst.services.len()).map(|i| fetch_slice_timed(keepstores, dst, i, prefix, None));
     let (src_results, dst_results) =
         futures_util::join!(join_all(src_fetches), join_all(dst_fetches));
     let mut lines = 0;
+    let mut timings = Vec::new();
     let mut src_slices = Vec::with_capacity(src_results.len());
     for (server, result) in src_results.into_iter().enumerate() {
-        let (slice, n) = result?;
+        let (slice, n, took) = result?;
         lines += n;
+        timings.push((src.label, src.services[server].uuid.clone(), took));
         src_slices.push((server as u16, slice));
     }
     let mut dst_slices = Vec::with_capacity(dst_results.len());
     let mut dst_unreadable = Vec::new();
-    for result in dst_results {
+    for (server, result) in dst_results.into_iter().enumerate() {
         match result {
-            Ok((slice, n)) => {
+            Ok((slice, n, took)) => {
                 lines += n;
+                timings.push((dst.label, dst.services[server].uuid.clone(), took));
                 dst_slices.push(slice);
             }
             Err(e) if dst_errors == DstIndexErrors::Copy => dst_unreadable.push(e),
@@ -171,6 +190,7 @@ pub async fn diff_slice<K: Keepstores>(
         missing,
         dst_unreadable,
         lines,
+        timings,
     })
 }
 

@@ -18,6 +18,7 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
             errors_by: Mutex<BTreeMap<(String, ErrorKind), u64>>,
             hashed_by_kernel: Mutex<BTreeMap<&'static str, (u64, u64)>>,
+            latency: Mutex<BTreeMap<(Op, String), LatencyHistogram>>,
         }
 
         /// A consistent-enough copy of [`Counters`] (each field read once).
@@ -70,7 +71,62 @@ counters! {
     index_lines,
 }
 
+/// Which kind of request a latency is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Get,
+    Put,
+    Head,
+    Index,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Put => "put",
+            Op::Head => "head",
+            Op::Index => "index",
+        }
+    }
+}
+
+/// Upper bounds, in seconds, of the latency buckets (Prometheus-style, cumulative on export).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Request latencies of one (operation, server): counts per bucket (not cumulative), the
+/// count and the sum.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencyHistogram {
+    pub buckets: [u64; LATENCY_BUCKETS.len()],
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
 impl Counters {
+    /// One finished request: its operation, server and duration.
+    pub fn observe(&self, op: Op, server: &str, seconds: f64) {
+        if let Ok(mut map) = self.latency.lock() {
+            let h = match map.get_mut(&(op, server.to_string())) {
+                Some(h) => h,
+                None => map.entry((op, server.to_string())).or_default(),
+            };
+            if let Some(i) = LATENCY_BUCKETS.iter().position(|&b| seconds <= b) {
+                h.buckets[i] += 1;
+            }
+            h.count += 1;
+            h.sum_seconds += seconds;
+        }
+    }
+
+    /// Latencies so far by (operation, server).
+    pub fn latencies(&self) -> BTreeMap<(Op, String), LatencyHistogram> {
+        self.latency.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
     /// One request error, by server and kind.
     pub fn error(&self, server: &str, kind: ErrorKind) {
         self.retried_errors.fetch_add(1, Relaxed);

@@ -23,7 +23,7 @@ use super::checkpoint::{
     CHECKPOINT_VERSION,
 };
 use super::control::{Control, StopReason};
-use super::counters::{Counters, Snapshot};
+use super::counters::{Counters, Op, Snapshot};
 use super::events::{
     Action, BlockError, BlockRecord, Emitter, Event, EventSink, Phase, Plan, Pump,
 };
@@ -430,6 +430,9 @@ impl<F: KeepstoresFactory> Engine<F> {
         c.skipped_blocks.fetch_add(diff.present, Relaxed);
         c.skipped_bytes.fetch_add(diff.present_bytes, Relaxed);
         c.index_lines.fetch_add(diff.lines, Relaxed);
+        for (_, server, took) in &diff.timings {
+            c.observe(Op::Index, server, took.as_secs_f64());
+        }
     }
 
     async fn diff(&self, keepstores: &F::Client, prefix: &str) -> Result<SliceDiff, WalkError> {

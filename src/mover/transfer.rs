@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::control::Control;
-use super::counters::Counters;
+use super::counters::{Counters, Op};
 use super::gates::{Gates, Key};
 use super::hash_batch::HashBatcher;
 use super::pool::{BufferLease, BufferPool};
@@ -185,6 +185,13 @@ pub fn source_order(src: &Cluster, block: &SourceBlock, rendezvous: &[usize]) ->
 }
 
 impl<K: Keepstores> Ctx<'_, K> {
+    fn observe(&self, op: Op, cluster: &Cluster, server: usize, began: std::time::Instant) {
+        if let Some(service) = cluster.services.get(server) {
+            self.counters
+                .observe(op, &service.uuid, began.elapsed().as_secs_f64());
+        }
+    }
+
     fn note_error(&self, cluster: &Cluster, key: Key, server: usize, cause: &Cause) {
         if cause.is_overload() {
             self.gates.overloaded(key);
@@ -282,8 +289,10 @@ impl<K: Keepstores> Ctx<'_, K> {
                     let locator = source_locator(src, self.job.signing.as_ref(), short);
                     let permit = self.gates.enter(key).await;
                     outcome.attempts += 1;
+                    let began = std::time::Instant::now();
                     result = self.get_once(server, &locator, block, &mut lease).await;
                     drop(permit);
+                    self.observe(Op::Get, src, server, began);
                     // An expired signature (a clock skew, a very slow queue) is worth exactly
                     // one more try, freshly signed, right away.
                     match &result {
@@ -367,10 +376,12 @@ impl<K: Keepstores> Ctx<'_, K> {
                     in_flight.push(async move {
                         let key = Key::Dst(server);
                         let _permit = self.gates.enter(key).await;
+                        let began = std::time::Instant::now();
                         let result = self
                             .keepstores
                             .put_block(dst, server, short, body, &wants)
                             .await;
+                        self.observe(Op::Put, dst, server, began);
                         (server, result)
                     });
                 }
