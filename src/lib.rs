@@ -24,5 +24,6 @@ pub mod keepstore;
 pub mod mover;
 pub mod net;
 pub mod report;
+pub mod units;
 
 pub use keep_proto::{hash, keep};

@@ -3,7 +3,7 @@
 //!
 //! | rank | modules | why there |
 //! |---|---|---|
-//! | 0 | `gocompat`, `net` | Go's formats; HTTP without Keep (`net` must not know Keep) |
+//! | 0 | `gocompat`, `net`, `units` | Go's formats; HTTP without Keep (`net` must not know Keep); sizes |
 //! | 1 | `cluster` | a discovered cluster, below the walk and the engine |
 //! | 2 | `keepstore` | the trait the walk and the engine use to reach keepstores |
 //! | 3 | `index` | the walk: it must not know the engine |
@@ -20,7 +20,7 @@ use std::path::Path;
 
 fn rank(module: &str) -> Option<u32> {
     Some(match module {
-        "gocompat" | "net" => 0,
+        "gocompat" | "net" | "units" => 0,
         "cluster" => 1,
         "keepstore" => 2,
         "index" => 3,

@@ -6,12 +6,16 @@
 use std::sync::Arc;
 
 use super::{fatal, parse_go_command, usage_error};
+use crate::commands::rsync::SelectionArgs;
 use crate::commands::rsync::{self, RsyncArgs};
 use crate::gocompat::flag::{flag, invalid, FlagKind, FlagSpec, ParsedFlags};
+use crate::index::filter::BlockFilter;
+use crate::index::shard::Shard;
 use crate::index::walk::DstIndexErrors;
 use crate::mover::{Control, Counting, EngineConfig, RetryPolicy};
 use crate::net::{ClientConfig, IoBackend};
 use crate::report::terminal::Display;
+pub use crate::units::parse_byte_size;
 
 /// keep-rsync's eight flags followed by keepmover's extensions.
 pub const RSYNC_FLAGS: &[FlagSpec] = &[
@@ -47,6 +51,13 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("json", FlagKind::String, "", "keepmover: write the run's summary as JSON to this file"),
     flag("max-transfer", FlagKind::String, "", "keepmover: stop cleanly (exit 8) once this many bytes are copied, e.g. 500GiB"),
     flag("max-duration", FlagKind::Duration, "0s", "keepmover: stop cleanly (exit 10) after this long, e.g. 8h (0 = no limit)"),
+    flag("bwlimit", FlagKind::String, "", "keepmover: bandwidth limit in bytes/s, e.g. 100MiB: the rate blocks are read at (so also copied at); UP:DOWN limits bytes sent (all replicas) and received separately; 0 = none"),
+    flag("shard", FlagKind::String, "", "keepmover: I/N: copy only shard I of N contiguous hash ranges (3-hex prefixes, 4 when N > 4096); auto/N takes I from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or AWS_BATCH_JOB_ARRAY_INDEX"),
+    flag("size", FlagKind::String, "", "keepmover: only blocks of sizes A..B (bytes or with units, either end open), e.g. 1MiB.."),
+    flag("mtime", FlagKind::String, "", "keepmover: only blocks whose index mtime is in A..B; each bound an RFC 3339 time or an age (a Go duration meaning now minus that): ..720h = older than 30 days, 24h.. = written in the last day"),
+    flag("locators", FlagKind::String, "", "keepmover: only the blocks listed in this file (hash or hash+size per line; - = stdin); sorted on disk beyond memory, so any length works"),
+    flag("order-by", FlagKind::String, "prefix", "keepmover: order within each slice: prefix, size-asc, size-desc, or mixed (small blocks get their own share of slots and memory)"),
+    flag("watch", FlagKind::Duration, "0s", "keepmover: keep the destination current: after a pass, wait this long and copy what is new, until stopped (0 = one pass)"),
 ];
 
 /// Runs the drop-in form: parse, then hand over to `commands::rsync`.
@@ -131,14 +142,30 @@ pub fn http_config(parsed: &ParsedFlags) -> Result<ClientConfig, String> {
     })
 }
 
-/// Turns validated flag texts into typed arguments; errors are usage errors.
-pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
-    let display = match parsed.text("progress") {
-        "auto" => Display::auto(),
-        "bar" => Display::Bar,
-        "log" => Display::Log,
-        other => return Err(invalid("progress", other, "expected auto, bar or log")),
+/// `-bwlimit RATE` or `UP:DOWN`, as (down, up) bytes per second. A single rate limits the
+/// reading side (the copy's own rate); `UP:DOWN` limits sending and receiving separately.
+pub fn bwlimit(text: &str) -> Result<(u64, u64), String> {
+    let bad = || {
+        invalid(
+            "bwlimit",
+            text,
+            "expected a rate such as 100MiB, or UP:DOWN",
+        )
     };
+    if text.is_empty() {
+        return Ok((0, 0));
+    }
+    match text.split_once(':') {
+        Some((up, down)) => Ok((
+            crate::units::parse_rate(down).ok_or_else(bad)?,
+            crate::units::parse_rate(up).ok_or_else(bad)?,
+        )),
+        None => Ok((crate::units::parse_rate(text).ok_or_else(bad)?, 0)),
+    }
+}
+
+/// What the walk is about: prefix, shard, filters, list, order.
+pub fn selection(parsed: &ParsedFlags) -> Result<SelectionArgs, String> {
     let prefix = parsed.text("prefix").to_string();
     if prefix.len() > 32
         || !prefix
@@ -151,6 +178,40 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
             "expected up to 32 lowercase hex digits",
         ));
     }
+    let shard = match parsed.non_empty("shard") {
+        Some(text) => Some(
+            Shard::parse(text, &|name| std::env::var(name).ok())
+                .map_err(|e| invalid("shard", text, &e.to_string()))?,
+        ),
+        None => None,
+    };
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let filter = BlockFilter::parse(parsed.text("size"), parsed.text("mtime"), now_ns)
+        .map_err(|e| e.to_string())?;
+    let order_text = parsed.text("order-by");
+    let order = order_text
+        .parse()
+        .map_err(|why: String| invalid("order-by", order_text, &why))?;
+    Ok(SelectionArgs {
+        prefix,
+        shard,
+        filter,
+        locators: parsed.non_empty("locators").map(str::to_string),
+        order,
+    })
+}
+
+/// Turns validated flag texts into typed arguments; errors are usage errors.
+pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
+    let display = match parsed.text("progress") {
+        "auto" => Display::auto(),
+        "bar" => Display::Bar,
+        "log" => Display::Log,
+        other => return Err(invalid("progress", other, "expected auto, bar or log")),
+    };
     let storage_classes = parsed.non_empty("storage-classes").map(|text| {
         text.split(',')
             .map(str::trim)
@@ -168,7 +229,7 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
             .non_empty("dst-keep-services-json")
             .map(str::to_string),
         replications: parsed.int_in("replications", 0..=1000)?,
-        prefix,
+        select: selection(parsed)?,
         src_blob_signature_ttl: parsed.duration("src-blob-signature-ttl", false)?,
         storage_classes,
         engine: engine_config(parsed)?,
@@ -176,43 +237,15 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
         display,
         report: parsed.non_empty("report").map(Into::into),
         json: parsed.non_empty("json").map(Into::into),
+        bwlimit: bwlimit(parsed.text("bwlimit"))?,
+        watch: parsed.duration("watch", false)?,
     })
-}
-
-/// Parses sizes such as `1GiB`, `512MiB`, `64M`, `4096`: binary units, optional `B`/`iB`.
-pub fn parse_byte_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits.parse().ok()?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return None,
-    };
-    number.checked_mul(1u64 << shift)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gocompat::flag::parse;
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_byte_size("1GiB"), Some(1 << 30));
-        assert_eq!(parse_byte_size("512MiB"), Some(512 << 20));
-        assert_eq!(parse_byte_size("64m"), Some(64 << 20));
-        assert_eq!(parse_byte_size("4096"), Some(4096));
-        assert_eq!(parse_byte_size("1.5G"), None);
-        assert_eq!(parse_byte_size("G"), None);
-        assert_eq!(parse_byte_size("99999999999T"), None);
-    }
 
     /// The flag table, `EngineConfig::default()` and `ClientConfig::default()` agree: what
     /// `-help` shows is what the code uses.

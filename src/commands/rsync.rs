@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use super::setup::{build_cluster, default_classes, load_settings, ApiClient, SetupError};
 use crate::exit::Outcome;
+use crate::index::filter::BlockFilter;
+use crate::index::locators::{LocatorList, DEFAULT_RUN_ENTRIES};
+use crate::index::shard::Shard;
 use crate::keepstore::http::HttpFactory;
 use crate::mover::checkpoint::JobIdentity;
+use crate::mover::engine::{Order, Selection};
 use crate::mover::events::EventSink;
 use crate::mover::{self, Control, Counters, EngineConfig, Job, Run, RunReport, Signing};
 use crate::net::ClientConfig;
@@ -27,7 +31,7 @@ pub struct RsyncArgs {
     pub dst_keep_services_json: Option<String>,
     /// 0 = the destination's `defaultCollectionReplication`.
     pub replications: u32,
-    pub prefix: String,
+    pub select: SelectionArgs,
     /// Zero = the source discovery document's `blobSignatureTtl`.
     pub src_blob_signature_ttl: Duration,
     /// `None` = the destination's default classes.
@@ -37,10 +41,73 @@ pub struct RsyncArgs {
     pub display: Display,
     pub report: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    /// `-bwlimit` as (down, up) bytes per second; 0 = none.
+    pub bwlimit: (u64, u64),
+    /// `-watch`: time between passes; zero = one pass.
+    pub watch: Duration,
+}
+
+/// What the walk is about, as given on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct SelectionArgs {
+    pub prefix: String,
+    pub shard: Option<Shard>,
+    pub filter: BlockFilter,
+    /// `-locators FILE` (`-` = stdin).
+    pub locators: Option<String>,
+    pub order: Order,
+}
+
+impl SelectionArgs {
+    /// The engine's selection, with the locator list read and sorted.
+    pub fn load(&self) -> Result<Selection, RsyncError> {
+        let locators = match self.locators.as_deref() {
+            None => None,
+            Some(path) => {
+                let spill = std::env::temp_dir();
+                let list = if path == "-" {
+                    LocatorList::load(std::io::stdin().lock(), DEFAULT_RUN_ENTRIES, &spill)
+                } else {
+                    let file = std::fs::File::open(path).map_err(|source| RsyncError::Input {
+                        path: path.into(),
+                        source,
+                    })?;
+                    LocatorList::load(file, DEFAULT_RUN_ENTRIES, &spill)
+                };
+                Some(list.map_err(|e| RsyncError::Locators(e.to_string()))?)
+            }
+        };
+        Ok(Selection {
+            prefix: self.prefix.clone(),
+            shard: self.shard,
+            filter: self.filter.clone(),
+            locators,
+            order: self.order,
+        })
+    }
+
+    /// The filters as the checkpoint records them.
+    pub fn describe_filters(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.filter.text.is_empty() {
+            parts.push(self.filter.text.clone());
+        }
+        if let Some(path) = &self.locators {
+            parts.push(format!("locators={path}"));
+        }
+        parts.join(" ")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RsyncError {
+    #[error("reading {path}: {source}")]
+    Input {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Locators(String),
     #[error(transparent)]
     Setup(#[from] SetupError),
     #[error(transparent)]
@@ -131,9 +198,9 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
         dst: dst.identity,
         replicas,
         classes: classes.clone(),
-        prefix: args.prefix.clone(),
-        shard: String::new(),
-        filters: String::new(),
+        prefix: args.select.prefix.clone(),
+        shard: args.select.shard.map(|s| s.to_string()).unwrap_or_default(),
+        filters: args.select.describe_filters(),
     };
     Ok(Prepared {
         run: Run {
@@ -145,17 +212,22 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
                 classes,
             },
             identity,
-            prefix: args.prefix.clone(),
+            select: args.select.load()?,
             config: args.engine.clone(),
         },
         http: args.http.clone(),
     })
 }
 
+/// The counters of the pass running now (a `-watch` run has one set per pass).
+pub type CurrentCounters = Arc<std::sync::Mutex<Arc<Counters>>>;
+
 /// A status summary on stderr (SIGUSR1).
-pub fn status_printer(counters: Arc<Counters>) -> Box<dyn Fn() + Send> {
+pub fn status_printer(current: CurrentCounters) -> Box<dyn Fn() + Send> {
     Box::new(move || {
-        let c = counters.snapshot();
+        let Some(c) = current.lock().ok().map(|c| c.snapshot()) else {
+            return;
+        };
         log_line(&format!(
             "Status: copied {} of {} blocks ({} of {}), {} in flight, {} failed, {} skipped, slices {}/{}",
             c.copied_blocks,
@@ -171,37 +243,111 @@ pub fn status_printer(counters: Arc<Counters>) -> Box<dyn Fn() + Send> {
     })
 }
 
-/// Runs the copy. `Ok` with the outcome whenever the run itself ran (failed blocks and
-/// stops are in the outcome); `Err` when it could not run.
+/// `path`, or with `-watch` the pass's own file (`path.pass-N`).
+fn per_pass(path: &std::path::Path, pass: Option<u32>) -> PathBuf {
+    match pass {
+        None => path.to_path_buf(),
+        Some(n) => {
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".pass-{n}"));
+            PathBuf::from(name)
+        }
+    }
+}
+
+/// Runs the copy (one pass, or passes until stopped with `-watch`). `Ok` with the outcome
+/// whenever the run itself ran (failed blocks and stops are in the outcome); `Err` when it
+/// could not run.
 pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError> {
-    let prepared = prepare(&args, "copy")?;
-    let counters = Arc::new(Counters::default());
-    let _signals = super::signals::install(control.clone(), status_printer(counters.clone()));
+    control.set_bwlimit(args.bwlimit.0, args.bwlimit.1);
+    let current: CurrentCounters = Arc::new(std::sync::Mutex::new(Arc::new(Counters::default())));
+    let _signals = super::signals::install(control.clone(), status_printer(current.clone()));
+    let watching = !args.watch.is_zero();
+    let mut problems = 0;
+    let mut pass = 1u32;
+    loop {
+        let counters = Arc::new(Counters::default());
+        if let Ok(mut slot) = current.lock() {
+            *slot = counters.clone();
+        }
+        let label = watching.then_some(pass);
+        if watching {
+            log_line(&format!(
+                "Pass {pass} starts (-watch {}).",
+                crate::gocompat::duration::format_go_duration(args.watch)
+            ));
+        }
+        let (report, outcome) = one_pass(&args, &control, &counters, label)?;
+        problems += outcome.problems;
+        if !watching || outcome.stopped.is_some() {
+            return Ok(Outcome {
+                stopped: outcome.stopped,
+                problems,
+            });
+        }
+        if pass > 1 && report.totals.copied_blocks > 0 {
+            log_line(&format!(
+                "Pass {pass}: {} blocks appeared on the source since the first pass (the source is still being written).",
+                report.totals.copied_blocks
+            ));
+        }
+        // A finished pass's checkpoint says "all done": the next pass walks everything.
+        if let Some(path) = &args.engine.checkpoint {
+            if report.totals.failed_blocks == 0 {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        let until = std::time::Instant::now() + args.watch;
+        while std::time::Instant::now() < until {
+            if control.is_stopping() {
+                return Ok(Outcome {
+                    stopped: control.stop_reason(),
+                    problems,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pass += 1;
+    }
+}
+
+/// One walk of both clusters and the copies it calls for, with its report files.
+fn one_pass(
+    args: &RsyncArgs,
+    control: &Arc<Control>,
+    counters: &Arc<Counters>,
+    pass: Option<u32>,
+) -> Result<(RunReport, Outcome), RsyncError> {
+    let prepared = prepare(args, "copy")?;
     let job = &prepared.run.job;
     let factory = HttpFactory::new(prepared.http.clone(), &[&job.src, &job.dst]);
     let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Terminal::new(args.display))];
     if let Some(path) = &args.report {
+        let path = per_pass(path, pass);
         let uuids = |c: &crate::cluster::Cluster| c.uuids().iter().map(|u| u.to_string()).collect();
-        let sink =
-            BlockReport::create(path, uuids(&job.src), uuids(&job.dst)).map_err(|source| {
-                RsyncError::Output {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
+        let sink = BlockReport::create(&path, uuids(&job.src), uuids(&job.dst))
+            .map_err(|source| RsyncError::Output { path, source })?;
         sinks.push(Box::new(sink));
     }
-    let report = mover::run(prepared.run, factory, control, counters.clone(), sinks)?;
+    let report = mover::run(
+        prepared.run,
+        factory,
+        control.clone(),
+        counters.clone(),
+        sinks,
+    )?;
     let outcome = close(&report);
     if let Some(path) = &args.json {
-        JsonSummary::new("copy", &report, &counters, outcome.code())
-            .write(path)
-            .map_err(|source| RsyncError::Output {
-                path: path.clone(),
-                source,
-            })?;
+        let path = per_pass(path, pass);
+        let mut summary = JsonSummary::new("copy", &report, counters, outcome.code());
+        if let Some(n) = pass {
+            summary.extra = serde_json::json!({ "pass": n });
+        }
+        summary
+            .write(&path)
+            .map_err(|source| RsyncError::Output { path, source })?;
     }
-    Ok(outcome)
+    Ok((report, outcome))
 }
 
 /// keep-rsync's closing line and keepmover's summary; the outcome for the exit code.

@@ -83,7 +83,7 @@ impl SliceDiff {
 pub const MAX_SLICE_ENTRIES: usize = 64 << 20;
 
 /// Which index entries a job wants (size and mtime filters); everything by default.
-pub type EntryFilter = dyn Fn(&IndexEntry) -> bool;
+pub type EntryFilter<'a> = dyn Fn(&IndexEntry) -> bool + 'a;
 
 /// Reads one server's index slice, filtered, sorted and deduplicated.
 pub async fn fetch_slice<K: Keepstores>(
@@ -91,7 +91,7 @@ pub async fn fetch_slice<K: Keepstores>(
     cluster: &Cluster,
     server: usize,
     prefix: &str,
-    filter: Option<&EntryFilter>,
+    filter: Option<&EntryFilter<'_>>,
 ) -> Result<(Vec<BlockId>, u64), WalkError> {
     let (ids, lines, _) = fetch_slice_timed(keepstores, cluster, server, prefix, filter).await?;
     Ok((ids, lines))
@@ -103,7 +103,7 @@ async fn fetch_slice_timed<K: Keepstores>(
     cluster: &Cluster,
     server: usize,
     prefix: &str,
-    filter: Option<&EntryFilter>,
+    filter: Option<&EntryFilter<'_>>,
 ) -> Result<(Vec<BlockId>, u64, std::time::Duration), WalkError> {
     let began = std::time::Instant::now();
     let mut entries = Vec::new();
@@ -146,7 +146,7 @@ pub async fn diff_slice<K: Keepstores>(
     dst: &Cluster,
     prefix: &str,
     dst_errors: DstIndexErrors,
-    filter: Option<&EntryFilter>,
+    filter: Option<&EntryFilter<'_>>,
 ) -> Result<SliceDiff, WalkError> {
     let src_fetches =
         (0..src.services.len()).map(|i| fetch_slice_timed(keepstores, src, i, prefix, filter));

@@ -33,7 +33,10 @@ use super::pool::BufferPool;
 use super::retry::RetryPolicy;
 use super::slices::{Settled, SliceTracker};
 use super::transfer::{Ctx, Job, Outcome};
-use crate::index::merge::{choose_extra_digits, prefixes};
+use crate::index::filter::BlockFilter;
+use crate::index::locators::{retain_wanted, LocatorCursor, LocatorList};
+use crate::index::merge::choose_extra_digits;
+use crate::index::shard::{walk_prefixes, Shard};
 use crate::index::walk::{
     diff_slice, estimate_source_blocks, DstIndexErrors, SliceDiff, WalkError,
 };
@@ -108,14 +111,55 @@ impl Default for EngineConfig {
     }
 }
 
+/// The order blocks of one slice are handed out in (`-order-by`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Hash order, as the walk finds them.
+    #[default]
+    Prefix,
+    SizeAsc,
+    SizeDesc,
+    /// Small blocks (up to [`SMALL_BLOCK`]) get their own share of the slots and of the
+    /// buffer budget, so a run of 64 MiB blocks does not starve them (rclone's `mixed`).
+    Mixed,
+}
+
+impl std::str::FromStr for Order {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Order, String> {
+        match s {
+            "prefix" => Ok(Order::Prefix),
+            "size-asc" => Ok(Order::SizeAsc),
+            "size-desc" => Ok(Order::SizeDesc),
+            "mixed" => Ok(Order::Mixed),
+            _ => Err("expected prefix, size-asc, size-desc or mixed".to_string()),
+        }
+    }
+}
+
+/// Blocks this size or smaller are "small" for `-order-by mixed`.
+pub const SMALL_BLOCK: u64 = 1 << 20;
+
+/// Which blocks a run is about: the walk's range and filters.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// Only hashes starting with this (keep-rsync's `-prefix`).
+    pub prefix: String,
+    pub shard: Option<Shard>,
+    /// `-size`, `-mtime`.
+    pub filter: BlockFilter,
+    /// `-locators FILE`.
+    pub locators: Option<LocatorList>,
+    pub order: Order,
+}
+
 /// One whole run: what to move, where, and how.
 #[derive(Debug)]
 pub struct Run {
     pub job: Job,
     /// What the checkpoint records about the job.
     pub identity: JobIdentity,
-    /// Only hashes starting with this (keep-rsync's `-prefix`).
-    pub prefix: String,
+    pub select: Selection,
     pub config: EngineConfig,
 }
 
@@ -162,6 +206,8 @@ pub enum EngineError {
     Thread(std::io::Error),
     #[error("worker thread failed: {0}")]
     Worker(String),
+    #[error("reading the -locators list: {0}")]
+    Locators(std::io::Error),
 }
 
 /// Runs a whole copy (or a dry run) and returns what happened. Blocks that fail are counted
@@ -246,12 +292,44 @@ struct Task {
     /// `hash+size`, made once: the hash's hex is needed for rendezvous, the request paths,
     /// events and reports.
     short: ShortLocator,
+    /// Times the block went back to the queue after failing every retry.
+    requeues: u8,
     slice: u64,
     /// Source servers in rendezvous order, and writable destination servers in rendezvous
     /// order (computed by the walker in SIMD batches).
     read_order: Vec<usize>,
     write_order: Vec<usize>,
 }
+
+/// The channels blocks go out on: one, or (`-order-by mixed`) a second one for small blocks
+/// served by a quarter of the lanes.
+struct Queues {
+    main: async_channel::Sender<Task>,
+    small: Option<async_channel::Sender<Task>>,
+    /// Tasks sent and not yet settled or requeued by a lane.
+    outstanding: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Queues {
+    async fn send(&self, task: Task) -> Result<(), async_channel::SendError<Task>> {
+        self.outstanding.fetch_add(1, Relaxed);
+        match &self.small {
+            Some(small) if task.block.id.size <= SMALL_BLOCK => small.send(task).await,
+            _ => self.main.send(task).await,
+        }
+    }
+
+    fn close(&self) {
+        self.main.close();
+        if let Some(small) = &self.small {
+            small.close();
+        }
+    }
+}
+
+/// With `-order-by mixed`, one lane in this many serves small blocks only, and this share
+/// of the buffer budget is kept for them.
+const MIXED_SMALL_SHARE: usize = 4;
 
 /// Blocks whose orders are computed together (one SIMD batch).
 const ORDER_BATCH: usize = 1024;
@@ -282,8 +360,11 @@ impl<F: KeepstoresFactory> Engine<F> {
             None => None,
         };
         let slicing = self.plan(&keepstores).await?;
-        let total_slices = 16u64.pow(slicing.extra_digits as u32);
-        let pending: Vec<String> = prefixes(&self.run.prefix, slicing.extra_digits)
+        let select = &self.run.select;
+        let all = walk_prefixes(&select.prefix, slicing.extra_digits, select.shard);
+        let total_slices = all.len() as u64;
+        let pending: Vec<String> = all
+            .into_iter()
             .filter(|p| slicing.done_through.as_ref().is_none_or(|done| p > done))
             .collect();
         self.counters
@@ -315,13 +396,29 @@ impl<F: KeepstoresFactory> Engine<F> {
             tracker: Mutex::new(SliceTracker::new()),
             writer,
         });
-        let pool = BufferPool::new(self.run.config.memory_budget);
+        let mixed = self.run.select.order == Order::Mixed;
+        let pool = if mixed {
+            BufferPool::with_small_reserve(
+                self.run.config.memory_budget,
+                self.run.config.memory_budget / MIXED_SMALL_SHARE,
+            )
+        } else {
+            BufferPool::new(self.run.config.memory_budget)
+        };
         let workers = match self.run.config.workers {
             0 => default_workers(),
             n => n,
         };
         let queue = workers * self.run.config.concurrency * 2;
         let (sender, receiver) = async_channel::bounded::<Task>(queue);
+        let (small_sender, small_receiver) = async_channel::bounded::<Task>(queue);
+        let outstanding = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let queues = Queues {
+            main: sender,
+            small: mixed.then_some(small_sender),
+            outstanding: outstanding.clone(),
+        };
+        let requeued = Arc::new(Requeued::default());
         let mut handles = Vec::with_capacity(workers);
         for worker in 0..workers {
             let state = WorkerState {
@@ -332,6 +429,9 @@ impl<F: KeepstoresFactory> Engine<F> {
                 ledger: ledger.clone(),
                 pool: pool.clone(),
                 receiver: receiver.clone(),
+                small_receiver: mixed.then(|| small_receiver.clone()),
+                requeued: requeued.clone(),
+                outstanding: outstanding.clone(),
                 emitter: emitter.fork(),
             };
             let handle = std::thread::Builder::new()
@@ -341,6 +441,7 @@ impl<F: KeepstoresFactory> Engine<F> {
             handles.push(handle);
         }
         drop(receiver);
+        drop(small_receiver);
         let watchdog = self.start_watchdog();
         emitter.emit(Event::Phase(Phase::Copying));
         let walked = self
@@ -349,14 +450,19 @@ impl<F: KeepstoresFactory> Engine<F> {
                 &pending,
                 first,
                 &plan,
-                &sender,
+                &queues,
                 &ledger,
+                &requeued,
                 &mut emitter,
             )
             .await;
+        let walked = match walked {
+            Ok(()) => self.requeue_rounds(&queues, &requeued).await,
+            Err(e) => Err(e),
+        };
         // No more blocks: the workers finish what they hold (or abandon it on a stop).
-        sender.close();
-        drop(sender);
+        queues.close();
+        drop(queues);
         if self.control.is_stopping() {
             emitter.emit(Event::Phase(Phase::Stopping));
         }
@@ -401,7 +507,7 @@ impl<F: KeepstoresFactory> Engine<F> {
             Some(path) => checkpoint::load(path, &self.run.identity)?,
             None => None,
         };
-        let prefix = &self.run.prefix;
+        let prefix = &self.run.select.prefix;
         let extra_digits = match (&resume, config.prefix_length) {
             (Some(state), _) => state.extra_digits,
             (None, 0) => {
@@ -410,6 +516,11 @@ impl<F: KeepstoresFactory> Engine<F> {
                 choose_extra_digits(estimate, prefix.len(), config.slice_target)
             }
             (None, wanted) => wanted.saturating_sub(prefix.len()).min(8),
+        };
+        // A sharded walk slices at least as finely as the shard's ranges.
+        let extra_digits = match self.run.select.shard {
+            Some(shard) => extra_digits.max(shard.digits()),
+            None => extra_digits,
         };
         Ok(Slicing {
             extra_digits,
@@ -435,17 +546,51 @@ impl<F: KeepstoresFactory> Engine<F> {
         }
     }
 
-    async fn diff(&self, keepstores: &F::Client, prefix: &str) -> Result<SliceDiff, WalkError> {
+    /// One slice's diff, narrowed to the run's selection (filters, the locator list read
+    /// alongside through `wanted`) and put in the run's order.
+    async fn diff(
+        &self,
+        keepstores: &F::Client,
+        prefix: &str,
+        wanted: &mut Option<LocatorCursor>,
+    ) -> Result<SliceDiff, EngineError> {
         let job = &self.run.job;
-        diff_slice(
+        let select = &self.run.select;
+        let accepts = |e: &crate::keep::index_format::IndexEntry| select.filter.accepts(e);
+        let filter: Option<&crate::index::walk::EntryFilter<'_>> =
+            (!select.filter.is_empty()).then_some(&accepts);
+        let mut diff = diff_slice(
             keepstores,
             &job.src,
             &job.dst,
             prefix,
             self.run.config.dst_index_errors,
-            None,
+            filter,
         )
-        .await
+        .await?;
+        if let Some(cursor) = wanted {
+            let listed = cursor.take_prefix(prefix).map_err(EngineError::Locators)?;
+            retain_wanted(&mut diff.missing, &listed, |b| b.id);
+        }
+        match select.order {
+            Order::SizeAsc => diff.missing.sort_by_key(|b| b.id.size),
+            Order::SizeDesc => diff.missing.sort_by_key(|b| std::cmp::Reverse(b.id.size)),
+            Order::Prefix | Order::Mixed => {}
+        }
+        Ok(diff)
+    }
+
+    /// A fresh reading of the locator list, when the run has one.
+    fn wanted(&self) -> Result<Option<LocatorCursor>, EngineError> {
+        self.run
+            .select
+            .locators
+            .as_ref()
+            .map(|list| {
+                list.cursor()
+                    .map_err(|e| EngineError::Locators(std::io::Error::other(e.to_string())))
+            })
+            .transpose()
     }
 
     /// Step 2: the totals for keep-rsync's opening line, exact (a counting walk) or
@@ -465,9 +610,10 @@ impl<F: KeepstoresFactory> Engine<F> {
             ..Plan::default()
         };
         let mut first = None;
+        let mut wanted = self.wanted()?;
         if exact {
             for prefix in pending {
-                let diff = self.diff(keepstores, prefix).await?;
+                let diff = self.diff(keepstores, prefix, &mut wanted).await?;
                 plan.src_blocks += diff.src_blocks;
                 plan.dst_blocks += diff.dst_blocks;
                 plan.to_copy_blocks += diff.missing.len() as u64;
@@ -477,7 +623,7 @@ impl<F: KeepstoresFactory> Engine<F> {
                 }
             }
         } else if let Some(prefix) = pending.first() {
-            let diff = self.diff(keepstores, prefix).await?;
+            let diff = self.diff(keepstores, prefix, &mut wanted).await?;
             let scale = pending.len() as u64;
             plan.src_blocks = diff.src_blocks * scale;
             plan.dst_blocks = diff.dst_blocks * scale;
@@ -533,8 +679,9 @@ impl<F: KeepstoresFactory> Engine<F> {
         pending: &[String],
         mut first: Option<SliceDiff>,
         plan: &Plan,
-        sender: &async_channel::Sender<Task>,
+        queues: &Queues,
         ledger: &Ledger,
+        requeued: &Requeued,
         emitter: &mut Emitter,
     ) -> Result<(), EngineError> {
         let job = &self.run.job;
@@ -546,13 +693,27 @@ impl<F: KeepstoresFactory> Engine<F> {
             .iter()
             .map(|&i| job.dst.services[i].uuid.as_str())
             .collect();
+        let mut wanted = self.wanted()?;
+        if first.is_some() {
+            // The first slice was read (and its part of the list taken) while counting.
+            if let (Some(cursor), Some(prefix)) = (&mut wanted, pending.first()) {
+                cursor.take_prefix(prefix).map_err(EngineError::Locators)?;
+            }
+        }
         for (seq, prefix) in pending.iter().enumerate() {
             if !self.wait_while_paused(emitter).await {
                 break;
             }
+            // Blocks of the previous slices that failed every retry go to the end of the
+            // queue now, behind that slice's other blocks.
+            for task in Requeued::take(&requeued.next_slice) {
+                if queues.send(task).await.is_err() {
+                    return Ok(());
+                }
+            }
             let diff = match first.take() {
                 Some(d) => d,
-                None => self.diff(keepstores, prefix).await?,
+                None => self.diff(keepstores, prefix, &mut wanted).await?,
             };
             self.account(&diff, emitter);
             found_blocks += diff.missing.len() as u64;
@@ -587,11 +748,12 @@ impl<F: KeepstoresFactory> Engine<F> {
                     let task = Task {
                         block,
                         short,
+                        requeues: 0,
                         slice: seq as u64,
                         read_order,
                         write_order: write_order.into_iter().map(|i| dst_writable[i]).collect(),
                     };
-                    if sender.send(task).await.is_err() {
+                    if queues.send(task).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -601,6 +763,38 @@ impl<F: KeepstoresFactory> Engine<F> {
         if estimated && !self.control.is_stopping() {
             self.counters.planned_blocks.store(found_blocks, Relaxed);
             self.counters.planned_bytes.store(found_bytes, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// After the walk: the blocks requeued while it went are tried again once every block
+    /// handed out so far has settled, and those failing again get one last round.
+    async fn requeue_rounds(
+        &self,
+        queues: &Queues,
+        requeued: &Requeued,
+    ) -> Result<(), EngineError> {
+        for _ in 0..MAX_REQUEUES {
+            // Wait for the blocks in flight: their failures join the requeue lists.
+            loop {
+                if self.control.is_stopping() {
+                    return Ok(());
+                }
+                if queues.outstanding.load(Relaxed) == 0 {
+                    break;
+                }
+                compio::time::sleep(CONTROL_POLL).await;
+            }
+            let mut round = Requeued::take(&requeued.next_slice);
+            round.extend(Requeued::take(&requeued.end_of_run));
+            if round.is_empty() {
+                return Ok(());
+            }
+            for task in round {
+                if queues.send(task).await.is_err() {
+                    return Ok(());
+                }
+            }
         }
         Ok(())
     }
@@ -670,6 +864,9 @@ struct WorkerState<F: KeepstoresFactory> {
     ledger: Arc<Ledger>,
     pool: BufferPool,
     receiver: async_channel::Receiver<Task>,
+    small_receiver: Option<async_channel::Receiver<Task>>,
+    requeued: Arc<Requeued>,
+    outstanding: Arc<std::sync::atomic::AtomicU64>,
     emitter: Emitter,
 }
 
@@ -687,6 +884,9 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
         ledger,
         pool,
         receiver,
+        small_receiver,
+        requeued,
+        outstanding,
         emitter,
     } = state;
     runtime.block_on(async move {
@@ -717,7 +917,14 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
                     counters: counters.clone(),
                     ledger: ledger.clone(),
                     pool: pool.clone(),
-                    receiver: receiver.clone(),
+                    receiver: match &small_receiver {
+                        Some(small) if lane % MIXED_SMALL_SHARE == MIXED_SMALL_SHARE - 1 => {
+                            small.clone()
+                        }
+                        _ => receiver.clone(),
+                    },
+                    requeued: requeued.clone(),
+                    outstanding: outstanding.clone(),
                     emitter: emitter.clone(),
                     keepstores: keepstores.clone(),
                     hasher: hasher.clone(),
@@ -762,6 +969,8 @@ struct Lane<K: Keepstores> {
     ledger: Arc<Ledger>,
     pool: BufferPool,
     receiver: async_channel::Receiver<Task>,
+    requeued: Arc<Requeued>,
+    outstanding: Arc<std::sync::atomic::AtomicU64>,
     emitter: Rc<RefCell<Emitter>>,
     keepstores: Rc<K>,
     hasher: HashBatcher,
@@ -783,6 +992,7 @@ impl<K: Keepstores> Lane<K> {
             };
             if self.control.is_stopping() {
                 // Not started: abandoned (its slice stays open; a rerun copies it).
+                self.outstanding.fetch_sub(1, Relaxed);
                 continue;
             }
             let ctx = Ctx {
@@ -795,31 +1005,48 @@ impl<K: Keepstores> Lane<K> {
                 control: &self.control,
                 counters: &self.counters,
             };
-            let ok = copy_block(&ctx, &task, &self.counters, &self.emitter).await;
-            let mut emitter = self.emitter.borrow_mut();
-            self.ledger
-                .complete(task.slice, ok, &self.counters, &mut emitter);
+            match copy_block(&ctx, &task, &self.counters, &self.emitter).await {
+                Tried::Settled(ok) => {
+                    let mut emitter = self.emitter.borrow_mut();
+                    self.ledger
+                        .complete(task.slice, ok, &self.counters, &mut emitter);
+                }
+                Tried::Requeue => self.requeued.push(task),
+            }
+            self.outstanding.fetch_sub(1, Relaxed);
         }
     }
 }
 
-/// One block, GET then PUT, with its events. `true` when confirmed.
+/// What became of one try at a block.
+enum Tried {
+    /// Confirmed, or failed for good: its slice can count it.
+    Settled(bool),
+    /// Failed every retry; it goes back to the queue.
+    Requeue,
+}
+
+/// One try at a block, GET then PUT, with its events and counters. A failure before the
+/// last requeue round is not final: the block goes back to the end of the queue (dCache's
+/// requeue), and only its final outcome is reported.
 async fn copy_block<K: Keepstores>(
     ctx: &Ctx<'_, K>,
     task: &Task,
     counters: &Counters,
     emitter: &RefCell<Emitter>,
-) -> bool {
+) -> Tried {
     let block = &task.block;
     let short = task.short;
-    let number = counters.started_blocks.fetch_add(1, Relaxed) + 1;
+    if task.requeues == 0 {
+        let number = counters.started_blocks.fetch_add(1, Relaxed) + 1;
+        emitter.borrow_mut().emit(Event::Started {
+            number,
+            planned: counters.planned_blocks.load(Relaxed),
+            finished: counters.copied_blocks.load(Relaxed) + counters.failed_blocks.load(Relaxed),
+            block: short,
+        });
+    }
     counters.in_flight_blocks.fetch_add(1, Relaxed);
-    emitter.borrow_mut().emit(Event::Started {
-        number,
-        planned: counters.planned_blocks.load(Relaxed),
-        finished: counters.copied_blocks.load(Relaxed) + counters.failed_blocks.load(Relaxed),
-        block: short,
-    });
     let mut outcome = Outcome::default();
     let result = async {
         let lease = ctx
@@ -837,7 +1064,14 @@ async fn copy_block<K: Keepstores>(
         Ok(_) => {
             counters.copied_blocks.fetch_add(1, Relaxed);
             counters.copied_bytes.fetch_add(block.id.size, Relaxed);
+            if task.requeues > 0 {
+                counters.requeue_successes.fetch_add(1, Relaxed);
+            }
             (Action::Copied, None)
+        }
+        Err(_) if task.requeues < MAX_REQUEUES => {
+            counters.requeued_blocks.fetch_add(1, Relaxed);
+            return Tried::Requeue;
         }
         Err(e) => {
             counters.failed_blocks.fetch_add(1, Relaxed);
@@ -860,7 +1094,40 @@ async fn copy_block<K: Keepstores>(
         attempts: outcome.attempts,
         error,
     }));
-    result.is_ok()
+    Tried::Settled(result.is_ok())
+}
+
+/// Requeue rounds: at the end of the block's slice, then at the end of the run.
+const MAX_REQUEUES: u8 = 2;
+
+/// Blocks that failed every retry, waiting to be tried again.
+#[derive(Default)]
+struct Requeued {
+    /// Tried again after the current slice.
+    next_slice: Mutex<Vec<Task>>,
+    /// Tried again once the walk is over.
+    end_of_run: Mutex<Vec<Task>>,
+}
+
+impl Requeued {
+    fn push(&self, mut task: Task) {
+        task.requeues += 1;
+        let queue = if task.requeues == 1 {
+            &self.next_slice
+        } else {
+            &self.end_of_run
+        };
+        if let Ok(mut q) = queue.lock() {
+            q.push(task);
+        }
+    }
+
+    fn take(queue: &Mutex<Vec<Task>>) -> Vec<Task> {
+        queue
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
+    }
 }
 
 /// One worker per two cores. A worker's SIMD MD5 hashes 5–7 GB/s, more than a NIC brings

@@ -31,8 +31,13 @@ struct PoolState {
 #[derive(Debug)]
 struct PoolInner {
     budget: usize,
+    /// Bytes that buffers larger than [`SMALL_CLASS`] may not take (`-order-by mixed`).
+    small_reserve: usize,
     state: Mutex<PoolState>,
 }
+
+/// Buffers of this class or smaller may use the small blocks' reserve.
+pub const SMALL_CLASS: usize = 1 << 20;
 
 /// A memory-budgeted pool of block buffers, shared by all worker threads.
 #[derive(Clone, Debug)]
@@ -43,12 +48,25 @@ pub struct BufferPool {
 impl BufferPool {
     /// `budget` is in bytes; it must hold at least one buffer of the largest class used.
     pub fn new(budget: usize) -> BufferPool {
+        BufferPool::with_small_reserve(budget, 0)
+    }
+
+    /// A pool in which `reserve` bytes of the budget are kept for buffers of at most
+    /// [`SMALL_CLASS`], so large blocks cannot starve small ones of memory.
+    pub fn with_small_reserve(budget: usize, reserve: usize) -> BufferPool {
         BufferPool {
             inner: Arc::new(PoolInner {
                 budget,
+                small_reserve: reserve.min(budget / 2),
                 state: Mutex::new(PoolState::default()),
             }),
         }
+    }
+
+    /// Bytes of buffers leased now (not counting idle ones kept for reuse).
+    pub fn in_use(&self) -> usize {
+        let state = self.lock();
+        state.allocated - state.idle.iter().map(|(c, _)| c).sum::<usize>()
     }
 
     pub fn budget(&self) -> usize {
@@ -73,6 +91,11 @@ impl BufferPool {
     /// Requests larger than the budget are clamped to it (they can still be served alone).
     pub async fn acquire(&self, len: usize) -> BufferLease {
         let class = class_of(len).min(self.inner.budget.max(MIN_CLASS));
+        let limit = if class > SMALL_CLASS {
+            self.inner.budget - self.inner.small_reserve
+        } else {
+            self.inner.budget
+        };
         let buffer = poll_fn(|cx| {
             let mut state = self.lock();
             if let Some(pos) = state.idle.iter().position(|(c, _)| *c == class) {
@@ -80,12 +103,12 @@ impl BufferPool {
                 return Poll::Ready(buf);
             }
             // Evict idle buffers of other classes until the new one fits.
-            while state.allocated + class > self.inner.budget && !state.idle.is_empty() {
+            while state.allocated + class > limit && !state.idle.is_empty() {
                 if let Some((evicted, _buf)) = state.idle.pop() {
                     state.allocated -= evicted;
                 }
             }
-            if state.allocated + class <= self.inner.budget || state.allocated == 0 {
+            if state.allocated + class <= limit || state.allocated == 0 {
                 state.allocated += class;
                 state.peak_allocated = state.peak_allocated.max(state.allocated);
                 return Poll::Ready(Vec::with_capacity(class));
@@ -212,6 +235,20 @@ mod tests {
         let d = block_on(pool.acquire(4 << 20));
         assert_eq!(d.capacity(), 4 << 20);
         assert!(pool.peak_allocated() <= 4 << 20);
+    }
+
+    #[test]
+    fn large_buffers_leave_the_small_reserve_alone() {
+        let pool = BufferPool::with_small_reserve(8 << 20, 2 << 20);
+        let big = block_on(pool.acquire(4 << 20));
+        assert_eq!(pool.in_use(), 4 << 20);
+        // A second 4 MiB buffer would eat into the reserve: it must wait (not polled here);
+        // small ones still fit.
+        let smalls: Vec<_> = (0..4).map(|_| block_on(pool.acquire(500 << 10))).collect();
+        assert_eq!(pool.in_use(), (4 << 20) + 4 * (512 << 10));
+        drop(smalls);
+        drop(big);
+        assert_eq!(pool.in_use(), 0);
     }
 
     #[test]

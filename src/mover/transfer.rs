@@ -358,7 +358,6 @@ impl<K: Keepstores> Ctx<'_, K> {
         let mut need = ClassNeeds::new(wanted, &self.job.classes);
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut rounds = Rounds::new(self.retry, write_order.to_vec());
-        self.throttle(&self.control.bw_out, body.len() as u64).await;
         while let Some(candidates) = rounds.next().await {
             let mut queue = candidates.into_iter();
             let mut in_flight = FuturesUnordered::new();
@@ -375,6 +374,7 @@ impl<K: Keepstores> Ctx<'_, K> {
                     outcome.attempts += 1;
                     in_flight.push(async move {
                         let key = Key::Dst(server);
+                        self.throttle(&self.control.bw_out, body.len() as u64).await;
                         let _permit = self.gates.enter(key).await;
                         let began = std::time::Instant::now();
                         let result = self
