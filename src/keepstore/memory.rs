@@ -43,7 +43,7 @@ pub struct MemBlock {
 #[derive(Clone, Debug)]
 pub struct MemServer {
     pub blocks: BTreeMap<BlockHash, MemBlock>,
-    /// Answers for the next block requests (GET, HEAD, PUT), played in order.
+    /// Answers for the next block requests (GET, HEAD, PUT; not index listings), in order.
     pub script: VecDeque<Scripted>,
     pub read_only: bool,
     /// Replicas one stored copy counts for (a mount's `Replication`).
@@ -54,6 +54,8 @@ pub struct MemServer {
     pub classes: Vec<String>,
     /// Whether PUT replies confirm classes at all (an old keepstore does not).
     pub confirms_classes: bool,
+    /// Every index request fails with this status and body.
+    pub index_fails: Option<(u16, String)>,
     pub gets: u64,
     pub heads: u64,
     pub puts: u64,
@@ -72,6 +74,7 @@ impl Default for MemServer {
             claim_replicas: None,
             classes: vec!["default".to_string()],
             confirms_classes: true,
+            index_fails: None,
             gets: 0,
             heads: 0,
             puts: 0,
@@ -382,14 +385,12 @@ impl Keepstores for MemoryKeepstores {
         entries: &mut Vec<IndexEntry>,
     ) -> Result<(), Cause> {
         let origin = origin_of(cluster, server)?;
-        let scripted = self.take_script(&origin, |s| s.index_reads += 1);
-        if let Some(Scripted::Status(code, text)) = scripted {
-            return Err(status(code, &text));
+        let mut servers = self.lock();
+        let s = servers.entry(origin.clone()).or_default();
+        s.index_reads += 1;
+        if let Some((code, text)) = &s.index_fails {
+            return Err(status(*code, text));
         }
-        let servers = self.lock();
-        let Some(s) = servers.get(&origin) else {
-            return Ok(());
-        };
         let start = entries.len();
         // Listed backwards: callers must not rely on index order (keepstore's is unsorted).
         for (hash, block) in s.blocks.iter().rev() {

@@ -1138,3 +1138,6 @@ impl Requeued {
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2))
 }
+
+#[cfg(test)]
+mod tests;

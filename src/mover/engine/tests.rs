@@ -1,0 +1,283 @@
+//! Whole runs of the engine over the in-memory keepstores: what a run copies, skips,
+//! requeues and records, with shards, filters, lists and stops. (The same engine runs over
+//! HTTP against keepsim in `tests/rsync_e2e.rs`.)
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::index::filter::BlockFilter;
+use crate::index::locators::LocatorList;
+use crate::index::shard::Shard;
+use crate::keep::BlockId;
+use crate::keepstore::memory::{self, MemoryKeepstores, Scripted};
+use crate::mover::events::{Event, EventSink};
+
+struct Collect(Arc<Mutex<Vec<Event>>>);
+
+impl EventSink for Collect {
+    fn events(&mut self, batch: &[Event], _: &Counters) {
+        if let Ok(mut all) = self.0.lock() {
+            all.extend_from_slice(batch);
+        }
+    }
+}
+
+struct World {
+    ks: MemoryKeepstores,
+    job: Job,
+    blocks: Vec<BlockId>,
+}
+
+/// A source of `n` blocks of sizes 1000 + 100 i (each on source server i % 3) and an empty
+/// destination of three servers.
+fn world(n: usize) -> World {
+    let ks = MemoryKeepstores::new();
+    let src = memory::cluster("src", "aaaaa", 3);
+    let dst = memory::cluster("dst", "bbbbb", 3);
+    let blocks = (0..n)
+        .map(|i| {
+            let data: Vec<u8> = (0..1000 + 100 * i)
+                .map(|j| (j * 7 + i * 13) as u8)
+                .collect();
+            ks.put(&src, i % 3, &data, 1_000_000 + i as i64)
+        })
+        .collect();
+    World {
+        ks,
+        job: Job {
+            src,
+            dst,
+            signing: None,
+            replicas: 2,
+            classes: Vec::new(),
+        },
+        blocks,
+    }
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        workers: 1,
+        concurrency: 4,
+        memory_budget: 64 << 20,
+        retry: RetryPolicy {
+            retries: 1,
+            delay: Duration::from_millis(1),
+        },
+        prefix_length: 1,
+        ..EngineConfig::default()
+    }
+}
+
+fn go(
+    w: &World,
+    select: Selection,
+    config: EngineConfig,
+    control: Arc<Control>,
+) -> (RunReport, Vec<Event>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let report = run(
+        Run {
+            job: w.job.clone(),
+            identity: JobIdentity::default(),
+            select,
+            config,
+        },
+        w.ks.clone(),
+        control,
+        Arc::new(Counters::default()),
+        vec![Box::new(Collect(events.clone()))],
+    )
+    .expect("the run runs");
+    let events = events.lock().map(|e| e.clone()).unwrap_or_default();
+    (report, events)
+}
+
+fn on_destination(w: &World, id: &BlockId) -> usize {
+    (0..3).filter(|&s| w.ks.holds(&w.job.dst, s, id)).count()
+}
+
+#[test]
+fn copies_what_is_missing_and_skips_what_is_there() {
+    let w = world(30);
+    let (report, events) = go(&w, Selection::default(), config(), Arc::new(Control::new()));
+    assert_eq!(report.totals.copied_blocks, 30);
+    assert_eq!(report.totals.failed_blocks, 0);
+    for id in &w.blocks {
+        assert_eq!(on_destination(&w, id), 2, "{id:?}");
+    }
+    let done = events
+        .iter()
+        .filter(|e| matches!(e, Event::Done(r) if r.action == Action::Copied))
+        .count();
+    assert_eq!(done, 30);
+    let (again, _) = go(&w, Selection::default(), config(), Arc::new(Control::new()));
+    assert_eq!(again.totals.copied_blocks, 0);
+    assert_eq!(again.totals.skipped_blocks, 30);
+}
+
+#[test]
+fn a_block_that_fails_every_retry_is_requeued_and_then_copied() {
+    let w = world(6);
+    let victim = w.blocks[0];
+    // Its only holder fails every try of the first round (1 + 1 retry), then recovers.
+    w.ks.script(
+        &w.job.src,
+        0,
+        &[
+            Scripted::Status(503, "busy".into()),
+            Scripted::Status(503, "busy".into()),
+        ],
+    );
+    let mut cfg = config();
+    cfg.concurrency = 1;
+    cfg.prefix_length = 0;
+    let (report, events) = go(&w, Selection::default(), cfg, Arc::new(Control::new()));
+    assert_eq!(report.totals.copied_blocks, 6, "{:?}", report.totals);
+    assert_eq!(report.totals.failed_blocks, 0);
+    assert!(report.totals.requeued_blocks >= 1);
+    assert_eq!(
+        report.totals.requeue_successes,
+        report.totals.requeued_blocks
+    );
+    assert_eq!(on_destination(&w, &victim), 2);
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, Event::Started { .. }))
+        .count();
+    assert_eq!(
+        started, 6,
+        "a requeued block is started (and numbered) once"
+    );
+}
+
+#[test]
+fn a_block_that_never_copies_fails_after_its_requeues() {
+    let w = world(2);
+    let mut cfg = config();
+    cfg.prefix_length = 0;
+    let victim = w.blocks[1];
+    let holder = 1;
+    w.ks.script(
+        &w.job.src,
+        holder,
+        &vec![Scripted::Status(500, "broken".into()); 100],
+    );
+    let (report, events) = go(&w, Selection::default(), cfg, Arc::new(Control::new()));
+    assert_eq!(report.totals.failed_blocks, 1);
+    assert_eq!(
+        report.totals.requeued_blocks, 2,
+        "end of slice, then end of run"
+    );
+    // 2 tries per round (1 + 1 retry) × 3 rounds on the only holder.
+    assert_eq!(w.ks.with(&w.job.src, holder, |s| s.gets), 6);
+    let failed: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Done(r) if r.action == Action::Failed))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(on_destination(&w, &victim), 0);
+}
+
+#[test]
+fn shards_together_copy_everything_once() {
+    let w = world(40);
+    let mut copied = 0;
+    for index in 0..3 {
+        let select = Selection {
+            shard: Some(Shard { index, count: 3 }),
+            ..Selection::default()
+        };
+        let (report, _) = go(&w, select, config(), Arc::new(Control::new()));
+        copied += report.totals.copied_blocks;
+    }
+    assert_eq!(copied, 40);
+    for id in &w.blocks {
+        assert_eq!(on_destination(&w, id), 2);
+    }
+}
+
+#[test]
+fn filters_and_lists_select_exactly_their_blocks() {
+    let w = world(20);
+    // Sizes 1000 + 100 i: 2000..=2500 are blocks 10..=15.
+    let select = Selection {
+        filter: BlockFilter::parse("2000..2500", "", 0).expect("valid"),
+        ..Selection::default()
+    };
+    let (report, _) = go(&w, select, config(), Arc::new(Control::new()));
+    assert_eq!(report.totals.copied_blocks, 6);
+    for (i, id) in w.blocks.iter().enumerate() {
+        assert_eq!(
+            on_destination(&w, id) > 0,
+            (10..=15).contains(&i),
+            "block {i}"
+        );
+    }
+    // mtimes are 1_000_000 + i ns: the first five.
+    let w = world(20);
+    let select = Selection {
+        filter: BlockFilter::parse("", "..1970-01-01T00:00:00.001000004Z", 0).expect("valid"),
+        ..Selection::default()
+    };
+    let (report, _) = go(&w, select, config(), Arc::new(Control::new()));
+    assert_eq!(report.totals.copied_blocks, 5);
+    // A list: blocks 3 and 7, one by hash alone.
+    let w = world(20);
+    let text = format!(
+        "{}\n{}\n",
+        w.blocks[3].short().hash_hex(),
+        w.blocks[7].short()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let select = Selection {
+        locators: Some(LocatorList::load(text.as_bytes(), 1, dir.path()).expect("list")),
+        ..Selection::default()
+    };
+    let (report, _) = go(&w, select, config(), Arc::new(Control::new()));
+    assert_eq!(report.totals.copied_blocks, 2);
+    assert!(on_destination(&w, &w.blocks[3]) == 2 && on_destination(&w, &w.blocks[7]) == 2);
+}
+
+#[test]
+fn a_stop_before_the_walk_copies_nothing_and_says_why() {
+    let w = world(10);
+    let control = Arc::new(Control::new());
+    control.stop(StopReason::Terminated);
+    let (report, _) = go(&w, Selection::default(), config(), control);
+    assert_eq!(report.totals.copied_blocks, 0);
+    assert_eq!(report.stopped, Some(StopReason::Terminated));
+}
+
+#[test]
+fn max_transfer_stops_handing_out_blocks() {
+    let w = world(30);
+    let mut cfg = config();
+    cfg.concurrency = 1;
+    cfg.max_transfer = Some(5000);
+    let (report, _) = go(&w, Selection::default(), cfg, Arc::new(Control::new()));
+    assert_eq!(report.stopped, Some(StopReason::MaxTransfer));
+    assert!(report.totals.copied_blocks < 30);
+    assert!(report.totals.copied_bytes >= 5000);
+}
+
+#[test]
+fn the_checkpoint_records_settled_slices_and_a_rerun_skips_them() {
+    let w = world(25);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.checkpoint = Some(dir.path().join("ck"));
+    let (first, _) = go(
+        &w,
+        Selection::default(),
+        cfg.clone(),
+        Arc::new(Control::new()),
+    );
+    assert_eq!(first.totals.copied_blocks, 25);
+    let saved = checkpoint::load(&dir.path().join("ck"), &JobIdentity::default())
+        .expect("readable")
+        .expect("written");
+    assert_eq!(saved.done_through.as_deref(), Some("f"));
+    let (again, _) = go(&w, Selection::default(), cfg, Arc::new(Control::new()));
+    assert_eq!(again.slices, 0, "every slice was done");
+}
