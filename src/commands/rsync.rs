@@ -279,17 +279,17 @@ pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError
         }
         let (report, outcome) = one_pass(&args, &control, &counters, label)?;
         problems += outcome.problems;
-        if !watching || outcome.stopped.is_some() {
-            return Ok(Outcome {
-                stopped: outcome.stopped,
-                problems,
-            });
-        }
         if pass > 1 && report.totals.copied_blocks > 0 {
             log_line(&format!(
                 "Pass {pass}: {} blocks appeared on the source since the first pass (the source is still being written).",
                 report.totals.copied_blocks
             ));
+        }
+        if !watching || outcome.stopped.is_some() {
+            return Ok(Outcome {
+                stopped: outcome.stopped,
+                problems,
+            });
         }
         // A finished pass's checkpoint says "all done": the next pass walks everything.
         if let Some(path) = &args.engine.checkpoint {
@@ -372,7 +372,7 @@ pub fn close(report: &RunReport) -> Outcome {
     };
     if let Some(reason) = report.stopped {
         log_line(&format!(
-            "Stopped ({}): {} blocks copied, {} failed, {} not done; rerun with the same -checkpoint to continue.",
+            "Stopped ({}): {} blocks copied, {} failed, {} not done; a rerun (with the same -checkpoint, if any) continues.",
             serde_json::to_value(reason)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))

@@ -359,7 +359,11 @@ impl<F: KeepstoresFactory> Engine<F> {
             Some(path) => Some(CheckpointLock::acquire(path)?),
             None => None,
         };
-        let slicing = self.plan(&keepstores).await?;
+        // Planning and counting read indexes, not blocks: a stop asked meanwhile ends the
+        // run without waiting for them.
+        let Some(slicing) = self.unless_stopping(self.plan(&keepstores)).await? else {
+            return Ok(self.report(Plan::default(), 0, 0, false));
+        };
         let select = &self.run.select;
         let all = walk_prefixes(&select.prefix, slicing.extra_digits, select.shard);
         let total_slices = all.len() as u64;
@@ -370,9 +374,12 @@ impl<F: KeepstoresFactory> Engine<F> {
         self.counters
             .slices_total
             .store(pending.len() as u64, Relaxed);
-        let (plan, first) = self
-            .count(&keepstores, &pending, total_slices, &mut emitter)
-            .await?;
+        let Some((plan, first)) = self
+            .unless_stopping(self.count(&keepstores, &pending, total_slices, &mut emitter))
+            .await?
+        else {
+            return Ok(self.report(Plan::default(), 0, 0, false));
+        };
         if self.run.config.dry_run {
             emitter.emit(Event::Phase(Phase::Done));
             return Ok(self.report(plan, 0, pending.len() as u64, true));
@@ -497,6 +504,24 @@ impl<F: KeepstoresFactory> Engine<F> {
             slices,
             elapsed: self.started.elapsed(),
             dry_run,
+        }
+    }
+
+    /// Runs `step` unless a stop is asked first (`None` then).
+    async fn unless_stopping<T>(
+        &self,
+        step: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<Option<T>, EngineError> {
+        let stop = async {
+            while !self.control.is_stopping() {
+                compio::time::sleep(CONTROL_POLL).await;
+            }
+        };
+        futures_util::pin_mut!(step);
+        futures_util::pin_mut!(stop);
+        match futures_util::future::select(step, stop).await {
+            futures_util::future::Either::Left((result, _)) => result.map(Some),
+            futures_util::future::Either::Right(_) => Ok(None),
         }
     }
 
@@ -713,7 +738,13 @@ impl<F: KeepstoresFactory> Engine<F> {
             }
             let diff = match first.take() {
                 Some(d) => d,
-                None => self.diff(keepstores, prefix, &mut wanted).await?,
+                None => match self
+                    .unless_stopping(self.diff(keepstores, prefix, &mut wanted))
+                    .await?
+                {
+                    Some(d) => d,
+                    None => break,
+                },
             };
             self.account(&diff, emitter);
             found_blocks += diff.missing.len() as u64;
