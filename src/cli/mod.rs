@@ -7,6 +7,7 @@
 mod bench_flags;
 #[cfg(feature = "demo")]
 mod demo_flags;
+mod move_flags;
 mod rsync_flags;
 
 use std::ffi::OsString;
@@ -24,6 +25,8 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
   demo     copy between two simulated clusters started in this process (the first thing to try)
   rsync    the keep-rsync drop-in form, spelled out (same flags as with no subcommand)
   bench    keepstore throughput benchmark with keep-exercise's flags and CSV
+  move     copy, read back, then trash the blocks on the source (keepstore's trash rules)
+  vacate   empty keepstores (-src-services) into the rest of their cluster, keeping replicas
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -60,6 +63,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         #[cfg(not(feature = "demo"))]
         Some("demo") => fatal("this keepmover was built without the demo (cargo feature \"demo\")"),
         Some("bench") => bench_flags::run_bench(&program, &rest[1..]),
+        Some("move") => move_flags::run_move(&program, &rest[1..], false),
+        Some("vacate") => move_flags::run_move(&program, &rest[1..], true),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS

@@ -57,6 +57,8 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("mtime", FlagKind::String, "", "keepmover: only blocks whose index mtime is in A..B; each bound an RFC 3339 time or an age (a Go duration meaning now minus that): ..720h = older than 30 days, 24h.. = written in the last day"),
     flag("locators", FlagKind::String, "", "keepmover: only the blocks listed in this file (hash or hash+size per line; - = stdin); sorted on disk beyond memory, so any length works"),
     flag("order-by", FlagKind::String, "prefix", "keepmover: order within each slice: prefix, size-asc, size-desc, or mixed (small blocks get their own share of slots and memory)"),
+    flag("src-services", FlagKind::String, "", "keepmover: only these source keep services (comma list of uuids); with -src and -dst the same cluster, a single-cluster job"),
+    flag("dst-services", FlagKind::String, "", "keepmover: only these destination keep services (comma list of uuids)"),
     flag("watch", FlagKind::Duration, "0s", "keepmover: keep the destination current: after a pass, wait this long and copy what is new, until stopped (0 = one pass)"),
 ];
 
@@ -204,6 +206,15 @@ pub fn selection(parsed: &ParsedFlags) -> Result<SelectionArgs, String> {
     })
 }
 
+/// A comma list, items trimmed, empties dropped.
+pub fn comma_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Turns validated flag texts into typed arguments; errors are usage errors.
 pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
     let display = match parsed.text("progress") {
@@ -212,13 +223,7 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
         "log" => Display::Log,
         other => return Err(invalid("progress", other, "expected auto, bar or log")),
     };
-    let storage_classes = parsed.non_empty("storage-classes").map(|text| {
-        text.split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .collect()
-    });
+    let storage_classes = parsed.non_empty("storage-classes").map(comma_list);
     Ok(RsyncArgs {
         src: parsed.text("src").to_string(),
         dst: parsed.text("dst").to_string(),
@@ -228,6 +233,8 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
         dst_keep_services_json: parsed
             .non_empty("dst-keep-services-json")
             .map(str::to_string),
+        src_services: comma_list(parsed.text("src-services")),
+        dst_services: comma_list(parsed.text("dst-services")),
         replications: parsed.int_in("replications", 0..=1000)?,
         select: selection(parsed)?,
         src_blob_signature_ttl: parsed.duration("src-blob-signature-ttl", false)?,

@@ -13,7 +13,7 @@ use crate::index::locators::{LocatorList, DEFAULT_RUN_ENTRIES};
 use crate::index::shard::Shard;
 use crate::keepstore::http::HttpFactory;
 use crate::mover::checkpoint::JobIdentity;
-use crate::mover::engine::{Order, Selection};
+use crate::mover::engine::{Mode, Order, Selection};
 use crate::mover::events::EventSink;
 use crate::mover::{self, Control, Counters, EngineConfig, Job, Run, RunReport, Signing};
 use crate::net::ClientConfig;
@@ -29,6 +29,10 @@ pub struct RsyncArgs {
     pub dst: String,
     pub src_keep_services_json: Option<String>,
     pub dst_keep_services_json: Option<String>,
+    /// Only these source / destination keep services (uuids); empty = all. With the same
+    /// cluster on both sides, this is how a single-cluster job picks its servers.
+    pub src_services: Vec<String>,
+    pub dst_services: Vec<String>,
     /// 0 = the destination's `defaultCollectionReplication`.
     pub replications: u32,
     pub select: SelectionArgs,
@@ -112,8 +116,10 @@ pub enum RsyncError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Engine(#[from] mover::EngineError),
-    #[error("the source and the destination are the same servers ({0}): copying a cluster onto itself is refused")]
+    #[error("the source and the destination share servers ({0}): copying a cluster onto itself is refused (a single-cluster job names disjoint -src-services and -dst-services)")]
     SelfCopy(String),
+    #[error("{cluster} has no keep service {uuid}")]
+    UnknownService { cluster: &'static str, uuid: String },
     #[error("writing {path}: {source}")]
     Output {
         path: PathBuf,
@@ -125,6 +131,32 @@ pub enum RsyncError {
 pub struct Prepared {
     pub run: Run,
     pub http: ClientConfig,
+    pub src_api: ApiClient,
+    pub dst_api: ApiClient,
+    /// The destination's blob signing key, when its settings file has one.
+    pub dst_signing_key: Option<String>,
+    /// Both sides are the same cluster (its servers split by `-src-services`/`-dst-services`).
+    pub single_cluster: bool,
+}
+
+/// Keeps the services named in `uuids` (all when empty); an unknown uuid is an error.
+fn select_services(
+    cluster: &mut crate::cluster::Cluster,
+    uuids: &[String],
+) -> Result<(), RsyncError> {
+    if uuids.is_empty() {
+        return Ok(());
+    }
+    for uuid in uuids {
+        if !cluster.services.iter().any(|s| &s.uuid == uuid) {
+            return Err(RsyncError::UnknownService {
+                cluster: cluster.label,
+                uuid: uuid.clone(),
+            });
+        }
+    }
+    cluster.services.retain(|s| uuids.contains(&s.uuid));
+    Ok(())
 }
 
 /// Reads the settings, discovers both clusters, and builds the job (shared with the other
@@ -135,20 +167,34 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
     let dst_settings = load_settings("dst", &args.dst)?;
     let src_api = ApiClient::new(&src_settings, io, args.http.clone())?;
     let dst_api = ApiClient::new(&dst_settings, io, args.http.clone())?;
-    let src = build_cluster(
+    let mut src = build_cluster(
         "src",
         &src_settings,
         args.src_keep_services_json.as_deref(),
         &src_api,
     )?;
-    let dst = build_cluster(
+    let mut dst = build_cluster(
         "dst",
         &dst_settings,
         args.dst_keep_services_json.as_deref(),
         &dst_api,
     )?;
+    let single_cluster = src.identity == dst.identity;
+    select_services(&mut src.cluster, &args.src_services)?;
+    select_services(&mut dst.cluster, &args.dst_services)?;
     if src.cluster.same_servers_as(&dst.cluster) {
         return Err(RsyncError::SelfCopy(src.identity));
+    }
+    if single_cluster {
+        log_line(&format!(
+            "Single-cluster job on {}: from {} to {}.",
+            src.identity,
+            src.cluster.uuids().join(","),
+            dst.cluster.uuids().join(",")
+        ));
+        // The checkpoint must tell the two sides apart.
+        src.identity = format!("{} [{}]", src.identity, src.cluster.uuids().join(","));
+        dst.identity = format!("{} [{}]", dst.identity, dst.cluster.uuids().join(","));
     }
     // keep-rsync signs with the source key and TTL; the TTL is only needed with a key.
     let signing = match src_settings
@@ -214,8 +260,16 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
             identity,
             select: args.select.load()?,
             config: args.engine.clone(),
+            mode: Mode::Copy,
         },
         http: args.http.clone(),
+        src_api,
+        dst_api,
+        dst_signing_key: dst_settings
+            .blob_signing_key
+            .clone()
+            .filter(|k| !k.is_empty()),
+        single_cluster,
     })
 }
 

@@ -82,6 +82,38 @@ pub fn subtract(source: Vec<SourceBlock>, destination: &[BlockId]) -> (Vec<Sourc
     (missing, present, present_bytes)
 }
 
+/// A block the destination already has, with the source servers and the destination
+/// servers holding it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresentBlock {
+    pub block: SourceBlock,
+    pub dst_holders: Vec<u16>,
+}
+
+/// Like [`subtract`], keeping the present blocks with their destination holders
+/// (`destination` merged with [`merge_sources`]).
+pub fn split(
+    source: Vec<SourceBlock>,
+    destination: &[SourceBlock],
+) -> (Vec<SourceBlock>, Vec<PresentBlock>) {
+    let mut cursor = 0usize;
+    let mut missing = Vec::new();
+    let mut present = Vec::new();
+    for block in source {
+        while cursor < destination.len() && destination[cursor].id < block.id {
+            cursor += 1;
+        }
+        match destination.get(cursor) {
+            Some(d) if d.id == block.id => present.push(PresentBlock {
+                dst_holders: d.holders.clone(),
+                block,
+            }),
+            _ => missing.push(block),
+        }
+    }
+    (missing, present)
+}
+
 /// The hash prefixes to walk, in order: `base` followed by every combination of `extra`
 /// hex digits (`extra == 0` gives just `base`).
 pub fn prefixes(base: &str, extra: usize) -> impl Iterator<Item = String> + '_ {
@@ -149,6 +181,16 @@ mod tests {
         assert_eq!(present, 1);
         let ids: Vec<BlockId> = missing.iter().map(|m| m.id).collect();
         assert_eq!(ids, vec![id(1, 3), id(3, 3)]);
+    }
+
+    #[test]
+    fn split_keeps_destination_holders() {
+        let src = merge_sources(vec![(0, vec![id(1, 3), id(2, 3)])]);
+        let dst = merge_sources(vec![(0, vec![id(2, 3)]), (2, vec![id(2, 3), id(9, 1)])]);
+        let (missing, present) = split(src, &dst);
+        assert_eq!(missing.len(), 1);
+        assert_eq!(present.len(), 1);
+        assert_eq!(present[0].dst_holders, vec![0, 2]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use futures_util::future::join_all;
 
-use super::merge::{self, BlockId, SourceBlock};
+use super::merge::{self, BlockId, PresentBlock, SourceBlock};
 use crate::cluster::Cluster;
 use crate::keep::index_format::IndexEntry;
 use crate::keepstore::{Cause, IndexSource, Keepstores};
@@ -64,6 +64,8 @@ pub struct SliceDiff {
     pub present_bytes: u64,
     /// Blocks to copy, in hash order, with the source servers holding each.
     pub missing: Vec<SourceBlock>,
+    /// With [`DiffWants::present`]: the blocks the destination has, with their holders.
+    pub present_blocks: Vec<PresentBlock>,
     /// Destination servers whose slice could not be read (with `DstIndexErrors::Copy`).
     pub dst_unreadable: Vec<WalkError>,
     /// Index lines read from both clusters.
@@ -139,6 +141,13 @@ async fn fetch_slice_timed<K: Keepstores>(
     Ok((ids, lines, took))
 }
 
+/// What a diff is asked to keep besides the missing blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiffWants {
+    /// The present blocks with their destination holders (move, vacate).
+    pub present: bool,
+}
+
 /// Fetches `prefix` from every server of both clusters concurrently and diffs it.
 pub async fn diff_slice<K: Keepstores>(
     keepstores: &K,
@@ -147,6 +156,28 @@ pub async fn diff_slice<K: Keepstores>(
     prefix: &str,
     dst_errors: DstIndexErrors,
     filter: Option<&EntryFilter<'_>>,
+) -> Result<SliceDiff, WalkError> {
+    diff_slice_with(
+        keepstores,
+        src,
+        dst,
+        prefix,
+        dst_errors,
+        filter,
+        DiffWants::default(),
+    )
+    .await
+}
+
+/// [`diff_slice`], keeping what `wants` asks for.
+pub async fn diff_slice_with<K: Keepstores>(
+    keepstores: &K,
+    src: &Cluster,
+    dst: &Cluster,
+    prefix: &str,
+    dst_errors: DstIndexErrors,
+    filter: Option<&EntryFilter<'_>>,
+    wants: DiffWants,
 ) -> Result<SliceDiff, WalkError> {
     let src_fetches =
         (0..src.services.len()).map(|i| fetch_slice_timed(keepstores, src, i, prefix, filter));
@@ -170,17 +201,26 @@ pub async fn diff_slice<K: Keepstores>(
             Ok((slice, n, took)) => {
                 lines += n;
                 timings.push((dst.label, dst.services[server].uuid.clone(), took));
-                dst_slices.push(slice);
+                dst_slices.push((server as u16, slice));
             }
             Err(e) if dst_errors == DstIndexErrors::Copy => dst_unreadable.push(e),
             Err(e) => return Err(e),
         }
     }
     let merged_src = merge::merge_sources(src_slices);
-    let merged_dst = merge::merge_destination(dst_slices);
     let src_blocks = merged_src.len() as u64;
-    let dst_blocks = merged_dst.len() as u64;
-    let (missing, present, present_bytes) = merge::subtract(merged_src, &merged_dst);
+    let (dst_blocks, missing, present, present_bytes, present_blocks) = if wants.present {
+        let merged_dst = merge::merge_sources(dst_slices);
+        let dst_blocks = merged_dst.len() as u64;
+        let (missing, present) = merge::split(merged_src, &merged_dst);
+        let bytes = present.iter().map(|p| p.block.id.size).sum();
+        (dst_blocks, missing, present.len() as u64, bytes, present)
+    } else {
+        let merged_dst = merge::merge_destination(dst_slices.into_iter().map(|(_, s)| s).collect());
+        let dst_blocks = merged_dst.len() as u64;
+        let (missing, present, bytes) = merge::subtract(merged_src, &merged_dst);
+        (dst_blocks, missing, present, bytes, Vec::new())
+    };
     Ok(SliceDiff {
         prefix: prefix.to_string(),
         src_blocks,
@@ -188,6 +228,7 @@ pub async fn diff_slice<K: Keepstores>(
         present,
         present_bytes,
         missing,
+        present_blocks,
         dst_unreadable,
         lines,
         timings,

@@ -183,14 +183,16 @@ impl Keepstores for HttpKeepstores {
         );
         let request = self.request(cluster, server, wire, Some(body))?;
         let response = self.send_ok(request).await?;
-        let reply = PutReply {
-            replicas: wire::replicas_stored(response.header(header::REPLICAS_STORED)),
-            classes: wire::classes_confirmed(response.header(header::CLASSES_CONFIRMED)),
-        };
-        // The body is the signed locator; keepmover does not need it, but reading it lets
-        // the connection go back to the pool.
-        response.read_to_end(wire::ERROR_BODY_LIMIT).await?;
-        Ok(reply)
+        let replicas = wire::replicas_stored(response.header(header::REPLICAS_STORED));
+        let classes = wire::classes_confirmed(response.header(header::CLASSES_CONFIRMED));
+        // The body is the locator, signed by the server for our token: what a read-back
+        // (HEAD) of this replica needs.
+        let body = response.read_to_end(wire::ERROR_BODY_LIMIT).await?;
+        Ok(PutReply {
+            replicas,
+            classes,
+            locator: String::from_utf8_lossy(&body).trim().to_string(),
+        })
     }
 
     async fn index(

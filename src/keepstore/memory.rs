@@ -372,7 +372,11 @@ impl Keepstores for MemoryKeepstores {
                 .map(|c| (c.clone(), s.replication))
                 .collect()
         });
-        Ok(PutReply { replicas, classes })
+        Ok(PutReply {
+            replicas,
+            classes,
+            locator: block.as_str().to_string(),
+        })
     }
 
     async fn index(

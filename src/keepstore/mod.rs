@@ -164,6 +164,9 @@ pub struct PutReply {
     pub replicas: u32,
     /// `X-Keep-Storage-Classes-Confirmed`, when the server sent a usable one.
     pub classes: Option<Vec<(String, u32)>>,
+    /// The locator the server answered with (signed by it when it has a key): what a
+    /// read-back of this replica can use.
+    pub locator: String,
 }
 
 /// What a PUT asks for.

@@ -61,6 +61,12 @@ counters! {
     requeued_blocks,
     /// Requeued blocks that then succeeded.
     requeue_successes,
+    /// Blocks whose destination replica was read back and verified (move, vacate).
+    verified_blocks,
+    /// Blocks removed from the source (confirmed by its index), and blocks that could not be.
+    trashed_blocks,
+    trashed_bytes,
+    not_removed_blocks,
     /// Bytes received in block bodies and sent in block bodies.
     bytes_in,
     bytes_out,

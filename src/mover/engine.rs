@@ -12,6 +12,7 @@
 //! without blocking the thread that also drives their I/O, and crossbeam's `recv` blocks.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,17 +29,19 @@ use super::events::{
     Action, BlockError, BlockRecord, Emitter, Event, EventSink, Phase, Plan, Pump,
 };
 use super::gates::Gates;
+use super::gates::Key;
 use super::hash_batch::HashBatcher;
 use super::pool::BufferPool;
 use super::retry::RetryPolicy;
 use super::slices::{Settled, SliceTracker};
-use super::transfer::{Ctx, Job, Outcome};
+use super::transfer::{source_locator, Ctx, Job, Outcome, Signing};
+use super::trash::{MovedBlock, MovedSlice};
 use crate::index::filter::BlockFilter;
 use crate::index::locators::{retain_wanted, LocatorCursor, LocatorList};
 use crate::index::merge::choose_extra_digits;
 use crate::index::shard::{walk_prefixes, Shard};
 use crate::index::walk::{
-    diff_slice, estimate_source_blocks, DstIndexErrors, SliceDiff, WalkError,
+    diff_slice_with, estimate_source_blocks, DiffWants, DstIndexErrors, SliceDiff, WalkError,
 };
 use crate::index::SourceBlock;
 use crate::keep::rendezvous::probe_orders_go;
@@ -153,6 +156,37 @@ pub struct Selection {
     pub order: Order,
 }
 
+/// What a run does with the blocks it walks.
+#[derive(Debug, Default)]
+pub enum Mode {
+    /// Copy what the destination lacks.
+    #[default]
+    Copy,
+    /// Copy, read one destination replica back, and hand each settled slice's verified
+    /// blocks to the trasher (`trash`) for removal from the source. Blocks the destination
+    /// already has are read back with `read_back` (the destination's signing key) when
+    /// given, else copied again (the PUT confirms them).
+    Move {
+        read_back: Option<Signing>,
+        trash: crossbeam_channel::Sender<MovedSlice>,
+    },
+    /// One cluster: move every block off the source services onto the destination services
+    /// (the rest of the cluster), keeping each block's replica count. The source's signing
+    /// key reads replicas back.
+    Vacate {
+        trash: crossbeam_channel::Sender<MovedSlice>,
+    },
+}
+
+impl Mode {
+    fn trash(&self) -> Option<&crossbeam_channel::Sender<MovedSlice>> {
+        match self {
+            Mode::Copy => None,
+            Mode::Move { trash, .. } | Mode::Vacate { trash } => Some(trash),
+        }
+    }
+}
+
 /// One whole run: what to move, where, and how.
 #[derive(Debug)]
 pub struct Run {
@@ -161,6 +195,7 @@ pub struct Run {
     pub identity: JobIdentity,
     pub select: Selection,
     pub config: EngineConfig,
+    pub mode: Mode,
 }
 
 /// What a finished run reports; the counters hold the rest.
@@ -220,7 +255,22 @@ pub fn run<F: KeepstoresFactory>(
     counters: Arc<Counters>,
     sinks: Vec<Box<dyn EventSink>>,
 ) -> Result<RunReport, EngineError> {
+    run_with(run, factory, control, counters, sinks, |_| {})
+}
+
+/// [`run`], with `companion` given an emitter on the same sinks before the engine starts
+/// (the trasher of `move` and `vacate` reports through it). The sinks finish only once the
+/// companion has dropped its emitter, so this returns after the companion's last event.
+pub fn run_with<F: KeepstoresFactory>(
+    run: Run,
+    factory: F,
+    control: Arc<Control>,
+    counters: Arc<Counters>,
+    sinks: Vec<Box<dyn EventSink>>,
+    companion: impl FnOnce(Emitter),
+) -> Result<RunReport, EngineError> {
     let (pump, emitter) = Pump::start(sinks, counters.clone()).map_err(EngineError::Thread)?;
+    companion(emitter.fork());
     let result = (|| {
         let (runtime, backend) =
             build_runtime(run.config.io).map_err(|source| EngineError::Runtime {
@@ -245,12 +295,32 @@ pub fn run<F: KeepstoresFactory>(
 struct Ledger {
     tracker: Mutex<SliceTracker>,
     writer: Option<CheckpointWriter>,
+    /// Move and vacate: each open slice's blocks ready to leave the source, sent to the
+    /// trasher when the slice settles.
+    movable: Mutex<BTreeMap<String, Vec<MovedBlock>>>,
+    trash: Option<crossbeam_channel::Sender<MovedSlice>>,
 }
 
 impl Ledger {
     fn apply(&self, settled: Settled, counters: &Counters, emitter: &mut Emitter) {
         if settled.slices.is_empty() {
             return;
+        }
+        if let Some(trash) = &self.trash {
+            for prefix in &settled.slices {
+                let blocks = self
+                    .movable
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.remove(prefix))
+                    .unwrap_or_default();
+                if !blocks.is_empty() {
+                    let _ = trash.send(MovedSlice {
+                        prefix: prefix.clone(),
+                        blocks,
+                    });
+                }
+            }
         }
         if let (Some(writer), Some(mark)) = (&self.writer, &settled.watermark) {
             writer.set(mark.clone());
@@ -276,7 +346,19 @@ impl Ledger {
         self.apply(settled, counters, e);
     }
 
-    fn complete(&self, seq: u64, ok: bool, counters: &Counters, e: &mut Emitter) {
+    /// A block of slice `seq` (`prefix`) is settled; `moved` when it may leave the source.
+    fn complete(
+        &self,
+        seq: u64,
+        prefix: &str,
+        ok: bool,
+        moved: Option<MovedBlock>,
+        counters: &Counters,
+        e: &mut Emitter,
+    ) {
+        if let (Some(block), Ok(mut movable)) = (moved, self.movable.lock()) {
+            movable.entry(prefix.to_string()).or_default().push(block);
+        }
         let settled = self
             .tracker
             .lock()
@@ -295,6 +377,12 @@ struct Task {
     /// Times the block went back to the queue after failing every retry.
     requeues: u8,
     slice: u64,
+    /// The slice's prefix (move and vacate hand settled slices on by prefix).
+    prefix: Arc<str>,
+    /// Replicas wanted (the job's; vacate: the block's own count).
+    replicas: u32,
+    /// The destination already lists it (move, vacate): read it back before copying.
+    present_on: Vec<u16>,
     /// Source servers in rendezvous order, and writable destination servers in rendezvous
     /// order (computed by the walker in SIMD batches).
     read_order: Vec<usize>,
@@ -402,6 +490,8 @@ impl<F: KeepstoresFactory> Engine<F> {
         let ledger = Arc::new(Ledger {
             tracker: Mutex::new(SliceTracker::new()),
             writer,
+            movable: Mutex::new(BTreeMap::new()),
+            trash: self.run.mode.trash().cloned(),
         });
         let mixed = self.run.select.order == Order::Mixed;
         let pool = if mixed {
@@ -584,18 +674,23 @@ impl<F: KeepstoresFactory> Engine<F> {
         let accepts = |e: &crate::keep::index_format::IndexEntry| select.filter.accepts(e);
         let filter: Option<&crate::index::walk::EntryFilter<'_>> =
             (!select.filter.is_empty()).then_some(&accepts);
-        let mut diff = diff_slice(
+        let wants = DiffWants {
+            present: !matches!(self.run.mode, Mode::Copy),
+        };
+        let mut diff = diff_slice_with(
             keepstores,
             &job.src,
             &job.dst,
             prefix,
             self.run.config.dst_index_errors,
             filter,
+            wants,
         )
         .await?;
         if let Some(cursor) = wanted {
             let listed = cursor.take_prefix(prefix).map_err(EngineError::Locators)?;
             retain_wanted(&mut diff.missing, &listed, |b| b.id);
+            retain_wanted(&mut diff.present_blocks, &listed, |p| p.block.id);
         }
         match select.order {
             Order::SizeAsc => diff.missing.sort_by_key(|b| b.id.size),
@@ -643,6 +738,8 @@ impl<F: KeepstoresFactory> Engine<F> {
                 plan.dst_blocks += diff.dst_blocks;
                 plan.to_copy_blocks += diff.missing.len() as u64;
                 plan.to_copy_bytes += diff.missing_bytes();
+                plan.present_blocks += diff.present;
+                plan.present_bytes += diff.present_bytes;
                 if pending.len() == 1 {
                     first = Some(diff);
                 }
@@ -654,15 +751,21 @@ impl<F: KeepstoresFactory> Engine<F> {
             plan.dst_blocks = diff.dst_blocks * scale;
             plan.to_copy_blocks = diff.missing.len() as u64 * scale;
             plan.to_copy_bytes = diff.missing_bytes() * scale;
+            plan.present_blocks = diff.present * scale;
+            plan.present_bytes = diff.present_bytes * scale;
             plan.estimated_from_slices = Some(1);
             first = Some(diff);
         }
-        self.counters
-            .planned_blocks
-            .store(plan.to_copy_blocks, Relaxed);
-        self.counters
-            .planned_bytes
-            .store(plan.to_copy_bytes, Relaxed);
+        // Move and vacate handle the blocks already there too (they are read back).
+        let (blocks, bytes) = match self.run.mode {
+            Mode::Copy => (plan.to_copy_blocks, plan.to_copy_bytes),
+            _ => (
+                plan.to_copy_blocks + plan.present_blocks,
+                plan.to_copy_bytes + plan.present_bytes,
+            ),
+        };
+        self.counters.planned_blocks.store(blocks, Relaxed);
+        self.counters.planned_bytes.store(bytes, Relaxed);
         emitter.emit(Event::Planned(plan.clone()));
         Ok((plan, first))
     }
@@ -747,8 +850,20 @@ impl<F: KeepstoresFactory> Engine<F> {
                 },
             };
             self.account(&diff, emitter);
-            found_blocks += diff.missing.len() as u64;
-            found_bytes += diff.missing_bytes();
+            // Move and vacate also handle what the destination already has: it is read
+            // back, then leaves the source.
+            let mut work: Vec<(SourceBlock, Vec<u16>)> =
+                diff.missing.into_iter().map(|b| (b, Vec::new())).collect();
+            if !diff.present_blocks.is_empty() {
+                work.extend(
+                    diff.present_blocks
+                        .into_iter()
+                        .map(|p| (p.block, p.dst_holders)),
+                );
+                work.sort_by_key(|(b, _)| b.id);
+            }
+            found_blocks += work.len() as u64;
+            found_bytes += work.iter().map(|(b, _)| b.id.size).sum::<u64>();
             if estimated {
                 self.refine_estimate(
                     found_blocks,
@@ -760,27 +875,39 @@ impl<F: KeepstoresFactory> Engine<F> {
             ledger.register(
                 seq as u64,
                 prefix,
-                diff.missing.len() as u64,
+                work.len() as u64,
                 &self.counters,
                 emitter,
             );
-            let mut blocks = diff.missing.into_iter().peekable();
+            let slice_prefix: Arc<str> = Arc::from(prefix.as_str());
+            let mut blocks = work.into_iter().peekable();
             while blocks.peek().is_some() {
-                let batch: Vec<SourceBlock> = blocks.by_ref().take(ORDER_BATCH).collect();
-                let shorts: Vec<ShortLocator> = batch.iter().map(|b| b.id.short()).collect();
+                let batch: Vec<(SourceBlock, Vec<u16>)> =
+                    blocks.by_ref().take(ORDER_BATCH).collect();
+                let shorts: Vec<ShortLocator> = batch.iter().map(|(b, _)| b.id.short()).collect();
                 let refs: Vec<&str> = shorts.iter().map(ShortLocator::hash_hex).collect();
                 let reads = probe_orders_go(&refs, &src_uuids);
                 let writes = probe_orders_go(&refs, &dst_uuids);
                 let batch = batch.into_iter().zip(shorts);
-                for (((block, short), read_order), write_order) in batch.zip(reads).zip(writes) {
+                for ((((block, present_on), short), read_order), write_order) in
+                    batch.zip(reads).zip(writes)
+                {
                     if self.over_limits() || !self.wait_while_paused(emitter).await {
                         return Ok(());
                     }
+                    let replicas = match self.run.mode {
+                        // Keep the block's own count: its copies on both sides.
+                        Mode::Vacate { .. } => (block.holders.len() + present_on.len()) as u32,
+                        _ => job.replicas,
+                    };
                     let task = Task {
                         block,
                         short,
                         requeues: 0,
                         slice: seq as u64,
+                        prefix: slice_prefix.clone(),
+                        replicas,
+                        present_on,
                         read_order,
                         write_order: write_order.into_iter().map(|i| dst_writable[i]).collect(),
                     };
@@ -1036,11 +1163,28 @@ impl<K: Keepstores> Lane<K> {
                 control: &self.control,
                 counters: &self.counters,
             };
-            match copy_block(&ctx, &task, &self.counters, &self.emitter).await {
-                Tried::Settled(ok) => {
+            if task.requeues == 0 {
+                announce(&task, &self.counters, &self.emitter);
+            }
+            let tried = match &self.run.mode {
+                Mode::Copy => copy_block(&ctx, &task, false, &self.counters, &self.emitter).await,
+                mode => move_block(&ctx, &task, mode, &self.counters, &self.emitter).await,
+            };
+            match tried {
+                Tried::Settled { ok, movable } => {
+                    let moved = movable.then(|| MovedBlock {
+                        id: task.block.id,
+                        holders: task.block.holders.clone(),
+                    });
                     let mut emitter = self.emitter.borrow_mut();
-                    self.ledger
-                        .complete(task.slice, ok, &self.counters, &mut emitter);
+                    self.ledger.complete(
+                        task.slice,
+                        &task.prefix,
+                        ok,
+                        moved,
+                        &self.counters,
+                        &mut emitter,
+                    );
                 }
                 Tried::Requeue => self.requeued.push(task),
             }
@@ -1051,42 +1195,123 @@ impl<K: Keepstores> Lane<K> {
 
 /// What became of one try at a block.
 enum Tried {
-    /// Confirmed, or failed for good: its slice can count it.
-    Settled(bool),
+    /// Confirmed (`ok`), or failed for good: its slice can count it. `movable`: its
+    /// destination replicas are confirmed and one was read back, so it may leave the source.
+    Settled { ok: bool, movable: bool },
     /// Failed every retry; it goes back to the queue.
     Requeue,
 }
 
-/// One try at a block, GET then PUT, with its events and counters. A failure before the
-/// last requeue round is not final: the block goes back to the end of the queue (dCache's
-/// requeue), and only its final outcome is reported.
+/// keep-rsync's "Copying data block N of M" moment, once per block.
+fn announce(task: &Task, counters: &Counters, emitter: &RefCell<Emitter>) {
+    let number = counters.started_blocks.fetch_add(1, Relaxed) + 1;
+    emitter.borrow_mut().emit(Event::Started {
+        number,
+        planned: counters.planned_blocks.load(Relaxed),
+        finished: counters.copied_blocks.load(Relaxed) + counters.failed_blocks.load(Relaxed),
+        block: task.short,
+    });
+}
+
+/// Move and vacate: a block the destination already lists is read back where it is (as
+/// many replicas as wanted), signed with the destination's key when there is one (bare is
+/// enough where signatures are not enforced); otherwise, or when that fails, it is copied
+/// and one stored replica read back.
+async fn move_block<K: Keepstores>(
+    ctx: &Ctx<'_, K>,
+    task: &Task,
+    mode: &Mode,
+    counters: &Counters,
+    emitter: &RefCell<Emitter>,
+) -> Tried {
+    if !task.present_on.is_empty() && task.present_on.len() as u32 >= task.replicas {
+        let key = match mode {
+            Mode::Move { read_back, .. } => read_back.as_ref(),
+            _ => ctx.job.signing.as_ref(),
+        };
+        let locator = source_locator(&ctx.job.dst, key, &task.short);
+        let mut verified = Vec::new();
+        for &server in &task.present_on {
+            if ctx
+                .read_back(Key::Dst(server as usize), &locator)
+                .await
+                .is_ok()
+            {
+                verified.push(server);
+                if verified.len() as u32 >= task.replicas {
+                    break;
+                }
+            }
+        }
+        if verified.len() as u32 >= task.replicas {
+            counters.verified_blocks.fetch_add(1, Relaxed);
+            emitter.borrow_mut().emit(Event::Done(BlockRecord {
+                block: task.short,
+                action: Action::Verified,
+                bytes: task.block.id.size,
+                source: None,
+                stored_on: verified,
+                attempts: task.replicas,
+                error: None,
+            }));
+            return Tried::Settled {
+                ok: true,
+                movable: true,
+            };
+        }
+    }
+    copy_block(ctx, task, true, counters, emitter).await
+}
+
+/// One try at a block, GET then PUT, with its events and counters; with `read_back`, one
+/// stored replica is then read back (move, vacate). A failure before the last requeue round
+/// is not final: the block goes back to the end of the queue (dCache's requeue), and only
+/// its final outcome is reported.
 async fn copy_block<K: Keepstores>(
     ctx: &Ctx<'_, K>,
     task: &Task,
+    read_back: bool,
     counters: &Counters,
     emitter: &RefCell<Emitter>,
 ) -> Tried {
     let block = &task.block;
     let short = task.short;
-    if task.requeues == 0 {
-        let number = counters.started_blocks.fetch_add(1, Relaxed) + 1;
-        emitter.borrow_mut().emit(Event::Started {
-            number,
-            planned: counters.planned_blocks.load(Relaxed),
-            finished: counters.copied_blocks.load(Relaxed) + counters.failed_blocks.load(Relaxed),
-            block: short,
-        });
-    }
     counters.in_flight_blocks.fetch_add(1, Relaxed);
     let mut outcome = Outcome::default();
     let result = async {
         let lease = ctx
             .fetch(block, &short, &task.read_order, &mut outcome)
             .await?;
-        ctx.store(&short, lease.freeze(), &task.write_order, &mut outcome)
-            .await
+        ctx.store_replicas(
+            &short,
+            lease.freeze(),
+            &task.write_order,
+            task.replicas,
+            &mut outcome,
+        )
+        .await
     }
     .await;
+    // Read one stored replica back before the block may leave the source.
+    let mut read_back_error = None;
+    let movable = if read_back && result.is_ok() {
+        let mut verified = false;
+        for (server, locator) in outcome.stored_on.iter().zip(&outcome.stored_locators) {
+            match ctx.read_back(Key::Dst(*server), locator).await {
+                Ok(()) => {
+                    verified = true;
+                    break;
+                }
+                Err(e) => read_back_error = Some(e),
+            }
+        }
+        if verified {
+            counters.verified_blocks.fetch_add(1, Relaxed);
+        }
+        verified
+    } else {
+        false
+    };
     counters.in_flight_blocks.fetch_sub(1, Relaxed);
     counters
         .refetched_blocks
@@ -1123,9 +1348,17 @@ async fn copy_block<K: Keepstores>(
         source: outcome.read_from.map(|s| s as u16),
         stored_on: outcome.stored_on.iter().map(|&s| s as u16).collect(),
         attempts: outcome.attempts,
-        error,
+        error: error.or_else(|| {
+            read_back_error.map(|e| BlockError {
+                kind: e.kind(),
+                text: format!("copied, but the read-back failed, so it stays on the source: {e}"),
+            })
+        }),
     }));
-    Tried::Settled(result.is_ok())
+    Tried::Settled {
+        ok: result.is_ok(),
+        movable,
+    }
 }
 
 /// Requeue rounds: at the end of the block's slice, then at the end of the run.

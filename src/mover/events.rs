@@ -23,6 +23,9 @@ pub struct Plan {
     pub dst_blocks: u64,
     pub to_copy_blocks: u64,
     pub to_copy_bytes: u64,
+    /// Source blocks the destination already has (move and vacate read them back).
+    pub present_blocks: u64,
+    pub present_bytes: u64,
     /// `Some(slices read)` when the totals are extrapolated from the first slices.
     pub estimated_from_slices: Option<u64>,
     pub slices_total: u64,

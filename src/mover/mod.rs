@@ -15,10 +15,13 @@ pub mod pool;
 pub mod retry;
 pub mod slices;
 pub mod transfer;
+pub mod trash;
 
 pub use control::{Control, StopReason};
 pub use counters::{Counters, Snapshot};
-pub use engine::{default_workers, run, Counting, EngineConfig, EngineError, Run, RunReport};
+pub use engine::{
+    default_workers, run, run_with, Counting, EngineConfig, EngineError, Run, RunReport,
+};
 pub use events::{Event, EventSink};
 pub use retry::RetryPolicy;
 pub use transfer::{Job, Signing};

@@ -129,6 +129,8 @@ pub struct Outcome {
     pub read_from: Option<usize>,
     /// The destination servers that confirmed a copy (indexes into `dst.services`).
     pub stored_on: Vec<usize>,
+    /// The locator each of them answered with (signed by it), for a read-back.
+    pub stored_locators: Vec<String>,
 }
 
 /// Everything a transfer uses that lives as long as a worker.
@@ -352,8 +354,40 @@ impl<K: Keepstores> Ctx<'_, K> {
         write_order: &[usize],
         outcome: &mut Outcome,
     ) -> Result<u32, TransferError> {
+        self.store_replicas(short, body, write_order, self.job.replicas, outcome)
+            .await
+    }
+
+    /// A signed `HEAD` of one replica: keepstore reads the block and checks its MD5 before
+    /// answering 200, so this confirms the bytes without moving them.
+    pub async fn read_back(&self, key: Key, locator: &str) -> Result<(), Cause> {
+        let (cluster, server) = match key {
+            Key::Src(i) => (&self.job.src, i),
+            Key::Dst(i) => (&self.job.dst, i),
+        };
+        let permit = self.gates.enter(key).await;
+        let began = std::time::Instant::now();
+        let result = self.keepstores.head_block(cluster, server, locator).await;
+        drop(permit);
+        self.observe(Op::Head, cluster, server, began);
+        if let Err(cause) = &result {
+            self.note_error(cluster, key, server, cause);
+        }
+        result
+    }
+
+    /// [`Ctx::store`] with `wanted` replicas instead of the job's (vacate keeps each
+    /// block's own count).
+    pub async fn store_replicas(
+        &self,
+        short: &ShortLocator,
+        body: Bytes,
+        write_order: &[usize],
+        wanted: u32,
+        outcome: &mut Outcome,
+    ) -> Result<u32, TransferError> {
         let dst = &self.job.dst;
-        let wanted = self.job.replicas.max(1);
+        let wanted = wanted.max(1);
         let per_upload = if dst.all_writable_disk() { 1 } else { wanted };
         let mut need = ClassNeeds::new(wanted, &self.job.classes);
         let mut attempts: Vec<Attempt> = Vec::new();
@@ -393,6 +427,7 @@ impl<K: Keepstores> Ctx<'_, K> {
                         self.gates.success(Key::Dst(server));
                         need.confirmed(reply.replicas, reply.classes.as_deref());
                         outcome.stored_on.push(server);
+                        outcome.stored_locators.push(reply.locator);
                         self.counters
                             .bytes_out
                             .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -10,7 +10,8 @@ use crate::index::locators::LocatorList;
 use crate::index::shard::Shard;
 use crate::keep::BlockId;
 use crate::keepstore::memory::{self, MemoryKeepstores, Scripted};
-use crate::mover::events::{Event, EventSink};
+use crate::mover::events::{Event, EventSink, Pump};
+use crate::net::IoBackend;
 
 struct Collect(Arc<Mutex<Vec<Event>>>);
 
@@ -82,6 +83,7 @@ fn go(
             identity: JobIdentity::default(),
             select,
             config,
+            mode: Mode::Copy,
         },
         w.ks.clone(),
         control,
@@ -280,4 +282,129 @@ fn the_checkpoint_records_settled_slices_and_a_rerun_skips_them() {
     assert_eq!(saved.done_through.as_deref(), Some("f"));
     let (again, _) = go(&w, Selection::default(), cfg, Arc::new(Control::new()));
     assert_eq!(again.slices, 0, "every slice was done");
+}
+
+/// Runs a move (or vacate) with the trasher attached, as the `move` command does.
+fn go_move(w: &World, vacate: bool) -> (RunReport, Arc<Counters>) {
+    let (sender, receiver) = crossbeam_channel::unbounded();
+    let counters = Arc::new(Counters::default());
+    let (pump, emitter) = Pump::start(Vec::new(), counters.clone()).expect("pump");
+    let trasher = crate::mover::trash::Trasher::start(
+        Arc::new(w.ks.clone()),
+        w.job.src.clone(),
+        crate::mover::trash::TrashPolicy {
+            blob_signing_ttl: Duration::ZERO,
+            patience: Duration::from_secs(2),
+            io: IoBackend::Auto,
+        },
+        receiver,
+        counters.clone(),
+        emitter,
+    )
+    .expect("trasher");
+    let mode = if vacate {
+        Mode::Vacate { trash: sender }
+    } else {
+        Mode::Move {
+            read_back: None,
+            trash: sender,
+        }
+    };
+    let report = run(
+        Run {
+            job: w.job.clone(),
+            identity: JobIdentity::default(),
+            select: Selection::default(),
+            config: config(),
+            mode,
+        },
+        w.ks.clone(),
+        Arc::new(Control::new()),
+        counters.clone(),
+        Vec::new(),
+    )
+    .expect("the run runs");
+    trasher.finish();
+    pump.join();
+    (report, counters)
+}
+
+fn on_source(w: &World, id: &BlockId) -> usize {
+    (0..3).filter(|&s| w.ks.holds(&w.job.src, s, id)).count()
+}
+
+#[test]
+fn move_copies_verifies_then_trashes_the_source() {
+    let w = world(20);
+    // Two blocks are on the destination already: read back, then trashed too.
+    for id in &w.blocks[..2] {
+        let data = w.ks.with(
+            &w.job.src,
+            w.blocks.iter().position(|b| b == id).unwrap_or(0) % 3,
+            |s| s.blocks.get(&id.hash).map(|b| b.data.clone()),
+        );
+        let data = data.expect("on its source server");
+        w.ks.put(&w.job.dst, 0, &data, 5);
+        w.ks.put(&w.job.dst, 1, &data, 5);
+    }
+    let (report, counters) = go_move(&w, false);
+    let totals = counters.snapshot();
+    assert_eq!(report.totals.failed_blocks, 0);
+    assert_eq!(totals.trashed_blocks, 20, "{totals:?}");
+    assert_eq!(totals.verified_blocks, 20);
+    for id in &w.blocks {
+        assert_eq!(on_source(&w, id), 0, "{id:?} left the source");
+        assert!(on_destination(&w, id) >= 2, "{id:?} on the destination");
+    }
+}
+
+#[test]
+fn a_move_whose_destination_refuses_trashes_nothing() {
+    let w = world(10);
+    for server in 0..3 {
+        w.ks.with(&w.job.dst, server, |s| s.read_only = true);
+    }
+    let (report, counters) = go_move(&w, false);
+    assert_eq!(report.totals.failed_blocks, 10);
+    assert_eq!(counters.snapshot().trashed_blocks, 0);
+    for id in &w.blocks {
+        assert_eq!(on_source(&w, id), 1, "still on the source");
+    }
+}
+
+#[test]
+fn vacate_keeps_each_blocks_replica_count_without_the_vacated_server() {
+    // One cluster of four servers: vacate server 0 into servers 1..3.
+    let ks = MemoryKeepstores::new();
+    let cluster = memory::cluster("one", "ccccc", 4);
+    let mut blocks = Vec::new();
+    for i in 0..12usize {
+        let data: Vec<u8> = (0..2000 + i).map(|j| (j * 3 + i) as u8).collect();
+        // Two replicas: server 0 and one other.
+        blocks.push(ks.put(&cluster, 0, &data, 9));
+        ks.put(&cluster, 1 + i % 3, &data, 9);
+    }
+    let mut src = cluster.clone();
+    src.services.truncate(1);
+    let mut dst = cluster.clone();
+    dst.services.remove(0);
+    let w = World {
+        ks,
+        job: Job {
+            src,
+            dst,
+            signing: None,
+            replicas: 0,
+            classes: Vec::new(),
+        },
+        blocks: blocks.clone(),
+    };
+    let (report, counters) = go_move(&w, true);
+    assert_eq!(report.totals.failed_blocks, 0);
+    assert_eq!(counters.snapshot().trashed_blocks, 12);
+    for id in &blocks {
+        assert!(!w.ks.holds(&cluster, 0, id), "vacated");
+        let count = (1..4).filter(|&s| w.ks.holds(&cluster, s, id)).count();
+        assert!(count >= 2, "{id:?} keeps two replicas, has {count}");
+    }
 }

@@ -1,0 +1,284 @@
+//! Removing moved blocks from the source, keepstore's way, and proving it (`move`,
+//! `vacate`). A slice's blocks reach the trasher only once every one of them has settled and
+//! each movable one has its wanted replicas confirmed on the destination and one replica
+//! read back (dCache's rule: the source is touched only after the target is confirmed).
+//!
+//! Removal goes through keepstore's own trash API, so keepstore's rules apply: `PUT /trash`
+//! with `block_mtime` equal to the index mtime (a copy rewritten since is left alone);
+//! nothing happens unless `Collections.BlobTrash` is on; copies younger than
+//! `BlobSigningTTL` are skipped; trashed copies can be untrashed for `BlobTrashLifetime`.
+//! `PUT /trash` answers at once and *replaces* the server's queue (and a running keep-balance
+//! replaces it again), so the trasher sends one list per server at a time, at most
+//! keep-balance's 100 000 entries, and confirms each by reading the source index again,
+//! with growing patience. Every block it could not remove is reported with the reason when
+//! it can tell.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::counters::Counters;
+use super::events::{Action, BlockError, BlockRecord, Emitter, Event};
+use crate::cluster::Cluster;
+use crate::index::walk::MAX_SLICE_ENTRIES;
+use crate::keep::index_format::IndexEntry;
+use crate::keep::wire::{TrashItem, LIST_LIMIT};
+use crate::keep::BlockId;
+use crate::keepstore::{ErrorKind, IndexSource, Keepstores, KeepstoresFactory};
+use crate::net::{build_runtime, IoBackend};
+
+/// A block whose destination replicas are confirmed and verified: it may leave the source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MovedBlock {
+    pub id: BlockId,
+    /// The source servers (indexes into the source cluster) whose index listed it.
+    pub holders: Vec<u16>,
+}
+
+/// A settled slice's movable blocks.
+#[derive(Clone, Debug)]
+pub struct MovedSlice {
+    pub prefix: String,
+    pub blocks: Vec<MovedBlock>,
+}
+
+/// How the trasher works.
+#[derive(Clone, Debug)]
+pub struct TrashPolicy {
+    /// The source's `BlobSigningTTL`: keepstore skips copies younger than this.
+    pub blob_signing_ttl: Duration,
+    /// How long to keep re-reading the index for one list before giving up on what is
+    /// still listed.
+    pub patience: Duration,
+    pub io: IoBackend,
+}
+
+/// The trasher thread: removes each slice's moved blocks from the source servers.
+pub struct Trasher {
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Trasher {
+    /// Starts the thread; it works until `slices` is closed (the engine's run ended).
+    pub fn start<F: KeepstoresFactory>(
+        factory: Arc<F>,
+        src: Cluster,
+        policy: TrashPolicy,
+        slices: crossbeam_channel::Receiver<MovedSlice>,
+        counters: Arc<Counters>,
+        emitter: Emitter,
+    ) -> std::io::Result<Trasher> {
+        let handle = std::thread::Builder::new()
+            .name("keepmover-trash".into())
+            .spawn(move || {
+                let Ok((runtime, _)) = build_runtime(policy.io) else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let keepstores = factory.client();
+                    let mut emitter = emitter;
+                    while let Ok(slice) = slices.recv() {
+                        trash_slice(&keepstores, &src, &policy, &slice, &counters, &mut emitter)
+                            .await;
+                        emitter.flush();
+                    }
+                });
+            })?;
+        Ok(Trasher {
+            handle: Some(handle),
+        })
+    }
+
+    /// Waits until every slice sent has been dealt with.
+    pub fn finish(mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// One server's listing of `prefix`, or why not.
+async fn listing<K: Keepstores>(
+    keepstores: &K,
+    src: &Cluster,
+    server: usize,
+    prefix: &str,
+) -> Result<Vec<IndexEntry>, String> {
+    let mut entries = Vec::new();
+    keepstores
+        .index(
+            src,
+            server,
+            IndexSource::Server,
+            prefix,
+            MAX_SLICE_ENTRIES,
+            &mut entries,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(entries)
+}
+
+/// Why a block stayed on the source.
+fn report_kept(emitter: &mut Emitter, counters: &Counters, block: &BlockId, reason: &str) {
+    counters.not_removed_blocks.fetch_add(1, Relaxed);
+    emitter.emit(Event::Done(BlockRecord {
+        block: block.short(),
+        action: Action::Failed,
+        bytes: block.size,
+        source: None,
+        stored_on: Vec::new(),
+        attempts: 0,
+        error: Some(BlockError {
+            kind: ErrorKind::Protocol,
+            text: format!("not removed from the source: {reason}"),
+        }),
+    }));
+}
+
+async fn trash_slice<K: Keepstores>(
+    keepstores: &K,
+    src: &Cluster,
+    policy: &TrashPolicy,
+    slice: &MovedSlice,
+    counters: &Counters,
+    emitter: &mut Emitter,
+) {
+    if slice.blocks.is_empty() {
+        return;
+    }
+    let wanted: HashSet<BlockId> = slice.blocks.iter().map(|b| b.id).collect();
+    let servers: std::collections::BTreeSet<usize> = slice
+        .blocks
+        .iter()
+        .flat_map(|b| b.holders.iter().map(|&h| h as usize))
+        .collect();
+    let cutoff = now_ns().saturating_sub(policy.blob_signing_ttl.as_nanos() as i64);
+    // Per block: still listed somewhere (after the lists), and why if known.
+    let mut kept: BTreeMap<BlockId, String> = BTreeMap::new();
+    for server in servers {
+        let origin = src.services[server].origin.to_string();
+        let entries = match listing(keepstores, src, server, &slice.prefix).await {
+            Ok(e) => e,
+            Err(why) => {
+                for b in slice
+                    .blocks
+                    .iter()
+                    .filter(|b| b.holders.contains(&(server as u16)))
+                {
+                    kept.insert(b.id, format!("{origin}: index unreadable: {why}"));
+                }
+                continue;
+            }
+        };
+        let mut items: Vec<TrashItem> = Vec::new();
+        for e in entries {
+            let id = BlockId::new(e.hash, e.size);
+            if !wanted.contains(&id) {
+                continue;
+            }
+            if e.mtime_ns > cutoff {
+                kept.insert(
+                    id,
+                    format!(
+                        "{origin}: younger than the source's BlobSigningTTL ({}s); keepstore will not trash it yet",
+                        policy.blob_signing_ttl.as_secs()
+                    ),
+                );
+                continue;
+            }
+            items.push(TrashItem {
+                locator: id.short().to_string(),
+                block_mtime: e.mtime_ns,
+                mount_uuid: String::new(),
+            });
+        }
+        for chunk in items.chunks(LIST_LIMIT) {
+            let left =
+                send_and_confirm(keepstores, src, server, &slice.prefix, chunk, policy).await;
+            match left {
+                Ok(still) => {
+                    for id in still {
+                        kept.entry(id).or_insert_with(|| {
+                            format!("{origin}: still listed after {}s (is Collections.BlobTrash on? a running keep-balance replaces trash lists: pause it)", policy.patience.as_secs())
+                        });
+                    }
+                }
+                Err(why) => {
+                    for item in chunk {
+                        if let Some(id) = short_to_id(&item.locator) {
+                            kept.insert(id, format!("{origin}: {why}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for block in &slice.blocks {
+        match kept.get(&block.id) {
+            Some(reason) => report_kept(emitter, counters, &block.id, reason),
+            None => {
+                counters.trashed_blocks.fetch_add(1, Relaxed);
+                counters.trashed_bytes.fetch_add(block.id.size, Relaxed);
+                emitter.emit(Event::Done(BlockRecord {
+                    block: block.id.short(),
+                    action: Action::Trashed,
+                    bytes: block.id.size,
+                    source: block.holders.first().copied(),
+                    stored_on: Vec::new(),
+                    attempts: 0,
+                    error: None,
+                }));
+            }
+        }
+    }
+}
+
+fn short_to_id(locator: &str) -> Option<BlockId> {
+    let loc = crate::keep::locator::parse_keepstore(locator).ok()?;
+    Some(BlockId::new(loc.hash, loc.size?))
+}
+
+/// Sends one trash list and re-reads the index until its blocks are gone or patience runs
+/// out; returns the blocks still listed.
+async fn send_and_confirm<K: Keepstores>(
+    keepstores: &K,
+    src: &Cluster,
+    server: usize,
+    prefix: &str,
+    items: &[TrashItem],
+    policy: &TrashPolicy,
+) -> Result<Vec<BlockId>, String> {
+    keepstores
+        .send_trash(src, server, items)
+        .await
+        .map_err(|e| format!("PUT /trash failed: {e}"))?;
+    let targets: HashSet<(BlockId, i64)> = items
+        .iter()
+        .filter_map(|i| short_to_id(&i.locator).map(|id| (id, i.block_mtime)))
+        .collect();
+    let began = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        compio::time::sleep(wait).await;
+        let entries = listing(keepstores, src, server, prefix).await?;
+        let still: Vec<BlockId> = entries
+            .iter()
+            .map(|e| (BlockId::new(e.hash, e.size), e.mtime_ns))
+            .filter(|t| targets.contains(t))
+            .map(|(id, _)| id)
+            .collect();
+        if still.is_empty() || began.elapsed() >= policy.patience {
+            return Ok(still);
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
