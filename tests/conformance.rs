@@ -56,6 +56,10 @@ impl Harness for KeepsimHarness {
                 key: self.src_sim.config.blob_signing_key.as_bytes().to_vec(),
                 ttl_secs: self.src_sim.config.blob_signing_ttl,
             }),
+            dst_signing: Some(Signing {
+                key: self.dst_sim.config.blob_signing_key.as_bytes().to_vec(),
+                ttl_secs: self.dst_sim.config.blob_signing_ttl,
+            }),
             replicas,
             classes: Vec::new(),
         }

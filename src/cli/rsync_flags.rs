@@ -59,6 +59,8 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("order-by", FlagKind::String, "prefix", "keepmover: order within each slice: prefix, size-asc, size-desc, or mixed (small blocks get their own share of slots and memory)"),
     flag("src-services", FlagKind::String, "", "keepmover: only these source keep services (comma list of uuids); with -src and -dst the same cluster, a single-cluster job"),
     flag("dst-services", FlagKind::String, "", "keepmover: only these destination keep services (comma list of uuids)"),
+    flag("verify-existing", FlagKind::Bool, "false", "keepmover: re-read every block the destination already lists and check its MD5; write good replicas elsewhere for bad ones and report them"),
+    flag("trash-bad", FlagKind::Bool, "false", "keepmover: with -verify-existing, ask keepstores to trash the bad replicas found (keepstore's trash rules apply)"),
     flag("watch", FlagKind::Duration, "0s", "keepmover: keep the destination current: after a pass, wait this long and copy what is new, until stopped (0 = one pass)"),
 ];
 
@@ -130,6 +132,7 @@ pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
         per_server_requests: parsed.int_in("per-server-requests", 1..=65_536)?,
         max_transfer,
         max_duration: (!max_duration.is_zero()).then_some(max_duration),
+        verify_existing: parsed.is_true("verify-existing"),
         ..EngineConfig::default()
     })
 }
@@ -246,6 +249,7 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
         json: parsed.non_empty("json").map(Into::into),
         bwlimit: bwlimit(parsed.text("bwlimit"))?,
         watch: parsed.duration("watch", false)?,
+        trash_bad: parsed.is_true("trash-bad"),
     })
 }
 
@@ -275,6 +279,7 @@ mod tests {
         assert_eq!(engine.per_server_requests, want.per_server_requests);
         assert_eq!(engine.max_transfer, want.max_transfer);
         assert_eq!(engine.max_duration, want.max_duration);
+        assert_eq!(engine.verify_existing, want.verify_existing);
         let http = http_config(&parsed).expect("defaults are valid");
         let want = ClientConfig::default();
         assert_eq!(http.connect_timeout, want.connect_timeout);

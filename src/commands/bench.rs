@@ -256,6 +256,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         src: cluster.clone(),
         dst: cluster,
         signing,
+        dst_signing: None,
         replicas: args.replicas.max(1),
         classes: Vec::new(),
     });

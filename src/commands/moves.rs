@@ -17,7 +17,7 @@ use crate::keepstore::http::HttpFactory;
 use crate::mover::engine::Mode;
 use crate::mover::events::EventSink;
 use crate::mover::trash::{TrashPolicy, Trasher};
-use crate::mover::{self, Control, Counters, Signing};
+use crate::mover::{self, Control, Counters};
 use crate::report::blocks::BlockReport;
 use crate::report::summary::JsonSummary;
 use crate::report::terminal::Terminal;
@@ -98,22 +98,7 @@ pub fn run(args: MoveArgs, control: Arc<Control>) -> Result<Outcome, MoveError> 
     prepared.run.mode = if args.vacate {
         Mode::Vacate { trash: sender }
     } else {
-        let read_back = match &prepared.dst_signing_key {
-            Some(key) => Some(Signing {
-                key: key.as_bytes().to_vec(),
-                ttl_secs: prepared
-                    .dst_api
-                    .discovery()
-                    .ok()
-                    .and_then(|d| d.blob_signature_ttl)
-                    .unwrap_or(1_209_600),
-            }),
-            None => None,
-        };
-        Mode::Move {
-            read_back,
-            trash: sender,
-        }
+        Mode::Move { trash: sender }
     };
     let counters = Arc::new(Counters::default());
     let current: CurrentCounters = Arc::new(std::sync::Mutex::new(counters.clone()));

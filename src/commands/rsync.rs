@@ -13,7 +13,7 @@ use crate::index::locators::{LocatorList, DEFAULT_RUN_ENTRIES};
 use crate::index::shard::Shard;
 use crate::keepstore::http::HttpFactory;
 use crate::mover::checkpoint::JobIdentity;
-use crate::mover::engine::{Mode, Order, Selection};
+use crate::mover::engine::{BadCopy, Mode, Order, Selection};
 use crate::mover::events::EventSink;
 use crate::mover::{self, Control, Counters, EngineConfig, Job, Run, RunReport, Signing};
 use crate::net::ClientConfig;
@@ -49,6 +49,8 @@ pub struct RsyncArgs {
     pub bwlimit: (u64, u64),
     /// `-watch`: time between passes; zero = one pass.
     pub watch: Duration,
+    /// `-trash-bad`: trash the bad replicas `-verify-existing` finds.
+    pub trash_bad: bool,
 }
 
 /// What the walk is about, as given on the command line.
@@ -222,6 +224,19 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
         }
         None => None,
     };
+    // The destination's key, when its settings file has one, reads its replicas back.
+    let dst_signing = dst_settings
+        .blob_signing_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(|key| Signing {
+            key: key.as_bytes().to_vec(),
+            ttl_secs: dst_api
+                .discovery()
+                .ok()
+                .and_then(|d| d.blob_signature_ttl)
+                .unwrap_or(1_209_600),
+        });
     let replicas = if args.replications == 0 {
         dst_api
             .discovery()?
@@ -254,6 +269,7 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
                 src: src.cluster,
                 dst: dst.cluster,
                 signing,
+                dst_signing,
                 replicas,
                 classes,
             },
@@ -261,6 +277,7 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
             select: args.select.load()?,
             config: args.engine.clone(),
             mode: Mode::Copy,
+            bad_copies: Default::default(),
         },
         http: args.http.clone(),
         src_api,
@@ -374,6 +391,8 @@ fn one_pass(
 ) -> Result<(RunReport, Outcome), RsyncError> {
     let prepared = prepare(args, "copy")?;
     let job = &prepared.run.job;
+    let dst = job.dst.clone();
+    let bad_copies = prepared.run.bad_copies.clone();
     let factory = HttpFactory::new(prepared.http.clone(), &[&job.src, &job.dst]);
     let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Terminal::new(args.display))];
     if let Some(path) = &args.report {
@@ -385,12 +404,24 @@ fn one_pass(
     }
     let report = mover::run(
         prepared.run,
-        factory,
+        factory.clone(),
         control.clone(),
         counters.clone(),
         sinks,
     )?;
-    let outcome = close(&report);
+    let mut outcome = close(&report);
+    let bad: Vec<BadCopy> = bad_copies.lock().map(|b| b.clone()).unwrap_or_default();
+    if !bad.is_empty() {
+        log_line(&format!(
+            "-verify-existing found {} bad destination replicas (listed above); good replicas were written elsewhere where they could be.",
+            bad.len()
+        ));
+        if args.trash_bad {
+            outcome.problems += trash_bad_copies(&factory, &dst, &bad, args.engine.io);
+        } else {
+            log_line("The bad replicas stay where they are; -trash-bad asks their keepstores to trash them (keepstore's trash rules apply).");
+        }
+    }
     if let Some(path) = &args.json {
         let path = per_pass(path, pass);
         let mut summary = JsonSummary::new("copy", &report, counters, outcome.code());
@@ -402,6 +433,79 @@ fn one_pass(
             .map_err(|source| RsyncError::Output { path, source })?;
     }
     Ok((report, outcome))
+}
+
+/// `-trash-bad`: asks each keepstore holding a bad replica to trash exactly that copy
+/// (`PUT /trash` with its mount and index mtime), then checks the mount's index. Returns
+/// how many are still there.
+fn trash_bad_copies(
+    factory: &HttpFactory,
+    dst: &crate::cluster::Cluster,
+    bad: &[BadCopy],
+    io: crate::net::IoBackend,
+) -> u64 {
+    use crate::keep::wire::TrashItem;
+    use crate::keepstore::{IndexSource, Keepstores, KeepstoresFactory};
+    let Ok((runtime, _)) = crate::net::build_runtime(io) else {
+        log_line("-trash-bad: could not start the I/O runtime; nothing trashed");
+        return bad.len() as u64;
+    };
+    runtime.block_on(async {
+        let keepstores = factory.client();
+        let mut by_server: std::collections::BTreeMap<usize, Vec<&BadCopy>> = Default::default();
+        let mut left = 0u64;
+        for copy in bad {
+            if copy.mount.is_none() {
+                log_line(&format!(
+                    "-trash-bad: {} on server {}: its mount is unknown, not trashed",
+                    copy.block.short(),
+                    copy.server
+                ));
+                left += 1;
+                continue;
+            }
+            by_server.entry(copy.server).or_default().push(copy);
+        }
+        for (server, copies) in by_server {
+            let items: Vec<TrashItem> = copies
+                .iter()
+                .filter_map(|c| {
+                    let (mount, mtime) = c.mount.as_ref()?;
+                    Some(TrashItem {
+                        locator: c.block.short().to_string(),
+                        block_mtime: *mtime,
+                        mount_uuid: mount.clone(),
+                    })
+                })
+                .collect();
+            let uuid = dst.services.get(server).map_or("?", |s| s.uuid.as_str());
+            if let Err(e) = keepstores.send_trash(dst, server, &items).await {
+                log_line(&format!("-trash-bad: PUT /trash to {uuid} failed: {e}"));
+                left += items.len() as u64;
+                continue;
+            }
+            compio::time::sleep(Duration::from_secs(1)).await;
+            for copy in copies {
+                let Some((mount, _)) = &copy.mount else { continue };
+                let short = copy.block.short();
+                let mut entries = Vec::new();
+                let still = keepstores
+                    .index(dst, server, IndexSource::Mount(mount), short.hash_hex(), 16, &mut entries)
+                    .await
+                    .map(|()| entries.iter().any(|e| e.hash == copy.block.hash))
+                    .unwrap_or(true);
+                if still {
+                    left += 1;
+                    log_line(&format!(
+                        "-trash-bad: {short} is still on {uuid} mount {mount} (younger than BlobSigningTTL, or BlobTrash off there)"
+                    ));
+                } else {
+                    log_line(&format!("-trash-bad: trashed the bad replica of {short} on {uuid} mount {mount}"));
+                }
+            }
+        }
+        left
+    })
 }
 
 /// keep-rsync's closing line and keepmover's summary; the outcome for the exit code.

@@ -237,6 +237,7 @@ mod tests {
                 src: self.src.clone(),
                 dst: self.dst.clone(),
                 signing: None,
+                dst_signing: None,
                 replicas,
                 classes: Vec::new(),
             }

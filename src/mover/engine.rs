@@ -34,7 +34,7 @@ use super::hash_batch::HashBatcher;
 use super::pool::BufferPool;
 use super::retry::RetryPolicy;
 use super::slices::{Settled, SliceTracker};
-use super::transfer::{source_locator, Ctx, Job, Outcome, Signing};
+use super::transfer::{source_locator, Ctx, Job, Outcome};
 use super::trash::{MovedBlock, MovedSlice};
 use crate::index::filter::BlockFilter;
 use crate::index::locators::{retain_wanted, LocatorCursor, LocatorList};
@@ -45,7 +45,8 @@ use crate::index::walk::{
 };
 use crate::index::SourceBlock;
 use crate::keep::rendezvous::probe_orders_go;
-use crate::keep::ShortLocator;
+use crate::keep::{BlockId, ShortLocator};
+use crate::keepstore::Cause;
 use crate::keepstore::{Keepstores, KeepstoresFactory};
 use crate::net::{build_runtime, IoBackend};
 
@@ -87,6 +88,9 @@ pub struct EngineConfig {
     pub max_transfer: Option<u64>,
     /// Stop cleanly after this long (`-max-duration`).
     pub max_duration: Option<Duration>,
+    /// Re-read the blocks the destination already lists, and replace bad replicas
+    /// (`-verify-existing`).
+    pub verify_existing: bool,
 }
 
 impl Default for EngineConfig {
@@ -110,6 +114,7 @@ impl Default for EngineConfig {
             per_server_requests: 32,
             max_transfer: None,
             max_duration: None,
+            verify_existing: false,
         }
     }
 }
@@ -164,10 +169,9 @@ pub enum Mode {
     Copy,
     /// Copy, read one destination replica back, and hand each settled slice's verified
     /// blocks to the trasher (`trash`) for removal from the source. Blocks the destination
-    /// already has are read back with `read_back` (the destination's signing key) when
-    /// given, else copied again (the PUT confirms them).
+    /// already has are read back in place (signed with the job's `dst_signing` when known),
+    /// else copied again (the PUT confirms them).
     Move {
-        read_back: Option<Signing>,
         trash: crossbeam_channel::Sender<MovedSlice>,
     },
     /// One cluster: move every block off the source services onto the destination services
@@ -182,7 +186,7 @@ impl Mode {
     fn trash(&self) -> Option<&crossbeam_channel::Sender<MovedSlice>> {
         match self {
             Mode::Copy => None,
-            Mode::Move { trash, .. } | Mode::Vacate { trash } => Some(trash),
+            Mode::Move { trash } | Mode::Vacate { trash } => Some(trash),
         }
     }
 }
@@ -196,6 +200,20 @@ pub struct Run {
     pub select: Selection,
     pub config: EngineConfig,
     pub mode: Mode,
+    /// Bad destination replicas found by `-verify-existing`, for the command to report (and
+    /// trash with `-trash-bad`).
+    pub bad_copies: Arc<Mutex<Vec<BadCopy>>>,
+}
+
+/// A destination replica whose bytes are wrong (found by `-verify-existing`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadCopy {
+    pub block: BlockId,
+    /// Index into the destination's services.
+    pub server: usize,
+    /// The mount holding it and its index mtime, when the server's mounts could be listed.
+    pub mount: Option<(String, i64)>,
+    pub reason: String,
 }
 
 /// What a finished run reports; the counters hold the rest.
@@ -675,7 +693,7 @@ impl<F: KeepstoresFactory> Engine<F> {
         let filter: Option<&crate::index::walk::EntryFilter<'_>> =
             (!select.filter.is_empty()).then_some(&accepts);
         let wants = DiffWants {
-            present: !matches!(self.run.mode, Mode::Copy),
+            present: !matches!(self.run.mode, Mode::Copy) || self.run.config.verify_existing,
         };
         let mut diff = diff_slice_with(
             keepstores,
@@ -756,9 +774,11 @@ impl<F: KeepstoresFactory> Engine<F> {
             plan.estimated_from_slices = Some(1);
             first = Some(diff);
         }
-        // Move and vacate handle the blocks already there too (they are read back).
+        // Move, vacate and -verify-existing handle the blocks already there too.
         let (blocks, bytes) = match self.run.mode {
-            Mode::Copy => (plan.to_copy_blocks, plan.to_copy_bytes),
+            Mode::Copy if !self.run.config.verify_existing => {
+                (plan.to_copy_blocks, plan.to_copy_bytes)
+            }
             _ => (
                 plan.to_copy_blocks + plan.present_blocks,
                 plan.to_copy_bytes + plan.present_bytes,
@@ -1167,6 +1187,16 @@ impl<K: Keepstores> Lane<K> {
                 announce(&task, &self.counters, &self.emitter);
             }
             let tried = match &self.run.mode {
+                Mode::Copy if !task.present_on.is_empty() => {
+                    verify_existing(
+                        &ctx,
+                        &task,
+                        &self.run.bad_copies,
+                        &self.counters,
+                        &self.emitter,
+                    )
+                    .await
+                }
                 Mode::Copy => copy_block(&ctx, &task, false, &self.counters, &self.emitter).await,
                 mode => move_block(&ctx, &task, mode, &self.counters, &self.emitter).await,
             };
@@ -1226,8 +1256,8 @@ async fn move_block<K: Keepstores>(
 ) -> Tried {
     if !task.present_on.is_empty() && task.present_on.len() as u32 >= task.replicas {
         let key = match mode {
-            Mode::Move { read_back, .. } => read_back.as_ref(),
-            _ => ctx.job.signing.as_ref(),
+            Mode::Vacate { .. } => ctx.job.signing.as_ref(),
+            _ => ctx.job.dst_signing.as_ref(),
         };
         let locator = source_locator(&ctx.job.dst, key, &task.short);
         let mut verified = Vec::new();
@@ -1261,6 +1291,145 @@ async fn move_block<K: Keepstores>(
         }
     }
     copy_block(ctx, task, true, counters, emitter).await
+}
+
+/// `-verify-existing`: a block the destination lists is re-read from every destination
+/// server that lists it and hashed. A keepstore holding different bytes under a hash
+/// answers a PUT of the right bytes with 500 "hash collision", so a bad replica cannot be
+/// overwritten in place: good replicas are written to the next writable servers in
+/// rendezvous order instead (read from the source, read back), and each bad one is
+/// reported with its server and mount (and trashed afterwards with `-trash-bad`).
+async fn verify_existing<K: Keepstores>(
+    ctx: &Ctx<'_, K>,
+    task: &Task,
+    bad_copies: &Mutex<Vec<BadCopy>>,
+    counters: &Counters,
+    emitter: &RefCell<Emitter>,
+) -> Tried {
+    let dst = &ctx.job.dst;
+    let id = task.block.id;
+    let locator = source_locator(dst, ctx.job.dst_signing.as_ref(), &task.short);
+    let mut good: Vec<usize> = Vec::new();
+    let mut bad: Vec<usize> = Vec::new();
+    for &server in &task.present_on {
+        let server = server as usize;
+        match ctx.check_replica(Key::Dst(server), &locator, &id).await {
+            Ok(()) => good.push(server),
+            Err(Cause::BadReplica(why)) => {
+                bad.push(server);
+                let mount = find_mount(ctx.keepstores, dst, server, &id).await;
+                let uuid = dst.services.get(server).map_or("", |s| s.uuid.as_str());
+                emitter.borrow_mut().emit(Event::Warning(format!(
+                    "Bad replica of {} on {uuid}{}: {why}",
+                    task.short,
+                    mount
+                        .as_ref()
+                        .map(|(m, _)| format!(" (mount {m})"))
+                        .unwrap_or_default()
+                )));
+                if let Ok(mut list) = bad_copies.lock() {
+                    list.push(BadCopy {
+                        block: id,
+                        server,
+                        mount,
+                        reason: why.to_string(),
+                    });
+                }
+            }
+            // Unreadable (not found after all, a network error): not counted as good.
+            Err(_) => {}
+        }
+    }
+    if bad.is_empty() && good.len() as u32 >= task.replicas.max(1) {
+        counters.verified_blocks.fetch_add(1, Relaxed);
+        emitter.borrow_mut().emit(Event::Done(BlockRecord {
+            block: task.short,
+            action: Action::Verified,
+            bytes: id.size,
+            source: None,
+            stored_on: good.iter().map(|&g| g as u16).collect(),
+            attempts: task.present_on.len() as u32,
+            error: None,
+        }));
+        return Tried::Settled {
+            ok: true,
+            movable: false,
+        };
+    }
+    // Write the missing good replicas elsewhere, in rendezvous order.
+    let need = task.replicas.max(1).saturating_sub(good.len() as u32);
+    let order: Vec<usize> = task
+        .write_order
+        .iter()
+        .copied()
+        .filter(|s| !good.contains(s) && !bad.contains(s))
+        .collect();
+    let replacement = Task {
+        block: task.block.clone(),
+        short: task.short,
+        requeues: task.requeues,
+        slice: task.slice,
+        prefix: task.prefix.clone(),
+        replicas: need,
+        present_on: Vec::new(),
+        read_order: task.read_order.clone(),
+        write_order: order,
+    };
+    let tried = if need == 0 {
+        Tried::Settled {
+            ok: true,
+            movable: false,
+        }
+    } else {
+        copy_block(ctx, &replacement, true, counters, emitter).await
+    };
+    if let Tried::Settled { ok: true, .. } = tried {
+        emitter.borrow_mut().emit(Event::Done(BlockRecord {
+            block: task.short,
+            action: Action::Replaced,
+            bytes: id.size,
+            source: None,
+            stored_on: bad.iter().map(|&b| b as u16).collect(),
+            attempts: 0,
+            error: (!bad.is_empty()).then(|| BlockError {
+                kind: crate::keepstore::ErrorKind::Checksum,
+                text: format!(
+                    "{} bad replica(s) found; good replicas written elsewhere",
+                    bad.len()
+                ),
+            }),
+        }));
+    }
+    tried
+}
+
+/// The mount of `server` that lists `id`, with its index mtime (for naming a bad replica
+/// and trashing exactly that copy).
+async fn find_mount<K: Keepstores>(
+    keepstores: &K,
+    cluster: &crate::cluster::Cluster,
+    server: usize,
+    id: &BlockId,
+) -> Option<(String, i64)> {
+    let mounts = keepstores.mounts(cluster, server).await.ok()?;
+    let short = id.short();
+    for mount in mounts {
+        let mut entries = Vec::new();
+        let source = crate::keepstore::IndexSource::Mount(&mount.uuid);
+        if keepstores
+            .index(cluster, server, source, short.hash_hex(), 16, &mut entries)
+            .await
+            .is_ok()
+        {
+            if let Some(e) = entries
+                .iter()
+                .find(|e| e.hash == id.hash && e.size == id.size)
+            {
+                return Some((mount.uuid.clone(), e.mtime_ns));
+            }
+        }
+    }
+    None
 }
 
 /// One try at a block, GET then PUT, with its events and counters; with `read_back`, one

@@ -24,7 +24,7 @@ use crate::cluster::Cluster;
 use crate::hash::Md5State;
 use crate::index::SourceBlock;
 use crate::keep::signature::sign_locator;
-use crate::keep::{BlockHash, ShortLocator};
+use crate::keep::{BlockHash, BlockId, ShortLocator};
 use crate::keepstore::{Attempt, BadReplica, BlockBody, Cause, ErrorKind, Keepstores, PutWants};
 
 /// How source locators are signed (keep-rsync signs each one itself, §2).
@@ -49,6 +49,9 @@ pub struct Job {
     pub src: Cluster,
     pub dst: Cluster,
     pub signing: Option<Signing>,
+    /// The destination's signing key, when known: reading destination replicas back where
+    /// signatures are enforced (`-verify-existing`, `move`).
+    pub dst_signing: Option<Signing>,
     /// Replicas wanted on the destination.
     pub replicas: u32,
     /// Storage classes wanted on the destination (each with `replicas` copies).
@@ -216,14 +219,14 @@ impl<K: Keepstores> Ctx<'_, K> {
     /// One GET into `lease`, hashing as bytes land. Leaves the verified block in the lease.
     async fn get_once(
         &self,
+        cluster: &Cluster,
         server: usize,
         locator: &str,
-        block: &SourceBlock,
+        block: &BlockId,
         lease: &mut BufferLease,
     ) -> Result<(), Cause> {
-        let src = &self.job.src;
-        let mut body = self.keepstores.get_block(src, server, locator).await?;
-        let size = block.id.size;
+        let mut body = self.keepstores.get_block(cluster, server, locator).await?;
+        let size = block.size;
         if body.content_length() != Some(size) {
             return Err(Cause::BadReplica(BadReplica::ContentLength {
                 got: body.content_length(),
@@ -262,10 +265,38 @@ impl<K: Keepstores> Ctx<'_, K> {
             }));
         }
         let digest = BlockHash(md5.finalize());
-        if digest != block.id.hash {
+        if digest != block.hash {
             return Err(Cause::BadReplica(BadReplica::Checksum { got: digest }));
         }
         Ok(())
+    }
+
+    /// Reads one replica of `block` from one server and checks its length and MD5 (the
+    /// same pooled buffers and SIMD lanes as the copy): `-verify-existing`, `validate -deep`.
+    pub async fn check_replica(
+        &self,
+        key: Key,
+        locator: &str,
+        block: &BlockId,
+    ) -> Result<(), Cause> {
+        let (cluster, server) = match key {
+            Key::Src(i) => (&self.job.src, i),
+            Key::Dst(i) => (&self.job.dst, i),
+        };
+        let mut lease = self.pool.acquire(block.size as usize).await;
+        let permit = self.gates.enter(key).await;
+        let began = std::time::Instant::now();
+        let result = self
+            .get_once(cluster, server, locator, block, &mut lease)
+            .await;
+        drop(permit);
+        self.observe(Op::Get, cluster, server, began);
+        if let Err(cause) = &result {
+            if !matches!(cause, Cause::BadReplica(_)) {
+                self.note_error(cluster, key, server, cause);
+            }
+        }
+        result
     }
 
     /// Fetches `block` into a fresh lease, verified, trying holders then other servers, in
@@ -292,7 +323,9 @@ impl<K: Keepstores> Ctx<'_, K> {
                     let permit = self.gates.enter(key).await;
                     outcome.attempts += 1;
                     let began = std::time::Instant::now();
-                    result = self.get_once(server, &locator, block, &mut lease).await;
+                    result = self
+                        .get_once(src, server, &locator, &block.id, &mut lease)
+                        .await;
                     drop(permit);
                     self.observe(Op::Get, src, server, began);
                     // An expired signature (a clock skew, a very slow queue) is worth exactly

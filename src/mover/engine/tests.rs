@@ -49,6 +49,7 @@ fn world(n: usize) -> World {
             src,
             dst,
             signing: None,
+            dst_signing: None,
             replicas: 2,
             classes: Vec::new(),
         },
@@ -84,6 +85,7 @@ fn go(
             select,
             config,
             mode: Mode::Copy,
+            bad_copies: Default::default(),
         },
         w.ks.clone(),
         control,
@@ -305,10 +307,7 @@ fn go_move(w: &World, vacate: bool) -> (RunReport, Arc<Counters>) {
     let mode = if vacate {
         Mode::Vacate { trash: sender }
     } else {
-        Mode::Move {
-            read_back: None,
-            trash: sender,
-        }
+        Mode::Move { trash: sender }
     };
     let report = run(
         Run {
@@ -317,6 +316,7 @@ fn go_move(w: &World, vacate: bool) -> (RunReport, Arc<Counters>) {
             select: Selection::default(),
             config: config(),
             mode,
+            bad_copies: Default::default(),
         },
         w.ks.clone(),
         Arc::new(Control::new()),
@@ -394,6 +394,7 @@ fn vacate_keeps_each_blocks_replica_count_without_the_vacated_server() {
             src,
             dst,
             signing: None,
+            dst_signing: None,
             replicas: 0,
             classes: Vec::new(),
         },

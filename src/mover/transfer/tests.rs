@@ -31,6 +31,7 @@ impl Fixture {
             src: memory::cluster("src", "aaaaa", src),
             dst: memory::cluster("dst", "bbbbb", dst),
             signing: None,
+            dst_signing: None,
             replicas,
             classes: classes.iter().map(|c| c.to_string()).collect(),
         };
