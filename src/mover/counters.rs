@@ -17,7 +17,6 @@ macro_rules! counters {
         pub struct Counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
             errors_by: Mutex<BTreeMap<(String, ErrorKind), u64>>,
-            hashed_by_kernel: Mutex<BTreeMap<&'static str, (u64, u64)>>,
             latency: Mutex<BTreeMap<(Op, String), LatencyHistogram>>,
         }
 
@@ -146,20 +145,11 @@ impl Counters {
         self.errors_by.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
-    /// Bytes hashed by an MD5 kernel, and the kernel calls (for lane occupancy).
-    pub fn hashed(&self, kernel: &'static str, bytes: u64, calls: u64) {
-        if let Ok(mut map) = self.hashed_by_kernel.lock() {
-            let entry = map.entry(kernel).or_default();
-            entry.0 += bytes;
-            entry.1 += calls;
-        }
-    }
-
-    /// Bytes and kernel calls per MD5 kernel.
+    /// Bytes hashed and kernel calls per MD5 kernel (process-wide: `hash::kernel_use`).
     pub fn hashed_by_kernel(&self) -> BTreeMap<&'static str, (u64, u64)> {
-        self.hashed_by_kernel
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default()
+        crate::hash::kernel_use()
+            .into_iter()
+            .map(|k| (k.backend.name(), (k.bytes, k.calls)))
+            .collect()
     }
 }

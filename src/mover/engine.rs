@@ -407,30 +407,108 @@ struct Task {
     write_order: Vec<usize>,
 }
 
+/// Blocks cross from the walker to a worker thread in batches, so a small block costs no
+/// cross-thread hand-off of its own: at most this many blocks per batch ...
+const TASK_BATCH: usize = 64;
+/// ... and at most this many bytes of blocks (a batch of big blocks would tie them all to
+/// one worker).
+const TASK_BATCH_BYTES: u64 = 16 << 20;
+
+/// The walker gave up sending: the run is ending.
+#[derive(Debug)]
+struct Closed;
+
+/// One channel of batches and the batch being filled for it.
+struct Lane2Worker {
+    sender: async_channel::Sender<Vec<Task>>,
+    filling: RefCell<(Vec<Task>, u64)>,
+}
+
+impl Lane2Worker {
+    fn new(sender: async_channel::Sender<Vec<Task>>) -> Lane2Worker {
+        Lane2Worker {
+            sender,
+            filling: RefCell::new((Vec::new(), 0)),
+        }
+    }
+
+    async fn push(&self, task: Task) -> Result<(), Closed> {
+        let full = {
+            let mut filling = self.filling.borrow_mut();
+            filling.1 += task.block.id.size;
+            filling.0.push(task);
+            filling.0.len() >= TASK_BATCH || filling.1 >= TASK_BATCH_BYTES
+        };
+        if full {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), Closed> {
+        let batch = std::mem::take(&mut *self.filling.borrow_mut()).0;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.sender.send(batch).await.map_err(|_| Closed)
+    }
+}
+
 /// The channels blocks go out on: one, or (`-order-by mixed`) a second one for small blocks
-/// served by a quarter of the lanes.
+/// served by a quarter of the lanes. Used by the walker's task only.
 struct Queues {
-    main: async_channel::Sender<Task>,
-    small: Option<async_channel::Sender<Task>>,
+    main: Lane2Worker,
+    small: Option<Lane2Worker>,
     /// Tasks sent and not yet settled or requeued by a lane.
     outstanding: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Queues {
-    async fn send(&self, task: Task) -> Result<(), async_channel::SendError<Task>> {
+    async fn send(&self, task: Task) -> Result<(), Closed> {
         self.outstanding.fetch_add(1, Relaxed);
         match &self.small {
-            Some(small) if task.block.id.size <= SMALL_BLOCK => small.send(task).await,
-            _ => self.main.send(task).await,
+            Some(small) if task.block.id.size <= SMALL_BLOCK => small.push(task).await,
+            _ => self.main.push(task).await,
         }
     }
 
-    fn close(&self) {
-        self.main.close();
+    /// Sends the batches being filled (before the walker waits for anything).
+    async fn flush(&self) -> Result<(), Closed> {
+        self.main.flush().await?;
         if let Some(small) = &self.small {
-            small.close();
+            small.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.main.sender.close();
+        if let Some(small) = &self.small {
+            small.sender.close();
         }
     }
+}
+
+/// Moves batches from the walker's channel into a worker-local channel the lanes share
+/// (a hand-off within the thread costs no wake-up of another thread).
+fn spawn_feeder(
+    remote: async_channel::Receiver<Vec<Task>>,
+    capacity: usize,
+) -> (
+    compio::runtime::JoinHandle<()>,
+    async_channel::Receiver<Task>,
+) {
+    let (local_sender, local_receiver) = async_channel::bounded(capacity.max(1));
+    let handle = compio::runtime::spawn(async move {
+        while let Ok(batch) = remote.recv().await {
+            for task in batch {
+                if local_sender.send(task).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (handle, local_receiver)
 }
 
 /// With `-order-by mixed`, one lane in this many serves small blocks only, and this share
@@ -525,12 +603,13 @@ impl<F: KeepstoresFactory> Engine<F> {
             n => n,
         };
         let queue = workers * self.run.config.concurrency * 2;
-        let (sender, receiver) = async_channel::bounded::<Task>(queue);
-        let (small_sender, small_receiver) = async_channel::bounded::<Task>(queue);
+        let batches = (queue / TASK_BATCH).max(4);
+        let (sender, receiver) = async_channel::bounded::<Vec<Task>>(batches);
+        let (small_sender, small_receiver) = async_channel::bounded::<Vec<Task>>(batches);
         let outstanding = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let queues = Queues {
-            main: sender,
-            small: mixed.then_some(small_sender),
+            main: Lane2Worker::new(sender),
+            small: mixed.then(|| Lane2Worker::new(small_sender)),
             outstanding: outstanding.clone(),
         };
         let requeued = Arc::new(Requeued::default());
@@ -936,6 +1015,10 @@ impl<F: KeepstoresFactory> Engine<F> {
                     }
                 }
             }
+            // The next slice's index read may take a while: the filled batches go now.
+            if queues.flush().await.is_err() {
+                return Ok(());
+            }
         }
         // Exact totals at the end, whatever was estimated on the way.
         if estimated && !self.control.is_stopping() {
@@ -953,6 +1036,9 @@ impl<F: KeepstoresFactory> Engine<F> {
         requeued: &Requeued,
     ) -> Result<(), EngineError> {
         for _ in 0..MAX_REQUEUES {
+            if queues.flush().await.is_err() {
+                return Ok(());
+            }
             // Wait for the blocks in flight: their failures join the requeue lists.
             loop {
                 if self.control.is_stopping() {
@@ -974,6 +1060,7 @@ impl<F: KeepstoresFactory> Engine<F> {
                 }
             }
         }
+        let _ = queues.flush().await;
         Ok(())
     }
 
@@ -1041,8 +1128,8 @@ struct WorkerState<F: KeepstoresFactory> {
     counters: Arc<Counters>,
     ledger: Arc<Ledger>,
     pool: BufferPool,
-    receiver: async_channel::Receiver<Task>,
-    small_receiver: Option<async_channel::Receiver<Task>>,
+    receiver: async_channel::Receiver<Vec<Task>>,
+    small_receiver: Option<async_channel::Receiver<Vec<Task>>>,
     requeued: Arc<Requeued>,
     outstanding: Arc<std::sync::atomic::AtomicU64>,
     emitter: Emitter,
@@ -1086,6 +1173,12 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
                 }
             })
         };
+        let (main_feeder, receiver) = spawn_feeder(receiver, run.config.concurrency);
+        let small = small_receiver.map(|remote| spawn_feeder(remote, run.config.concurrency));
+        let (small_feeder, small_receiver) = match small {
+            Some((feeder, local)) => (Some(feeder), Some(local)),
+            None => (None, None),
+        };
         let lanes: Vec<_> = (0..run.config.concurrency)
             .map(|lane| {
                 let lane_state = Lane {
@@ -1121,6 +1214,8 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
         futures_util::pin_mut!(hard_stop);
         let outcome = futures_util::future::select(all_lanes, hard_stop).await;
         drop(flusher);
+        drop(main_feeder);
+        drop(small_feeder);
         emitter.borrow_mut().flush();
         match outcome {
             futures_util::future::Either::Left((results, _)) => {

@@ -62,6 +62,15 @@ impl HashBatcher {
                     }
                     YieldOnce(false).await;
                 }
+                // Still far from full lanes: wait a little longer, on the timer (no spinning),
+                // for other blocks' chunks. Readers wait too, but with many blocks in flight
+                // the wire stays busy, and a half-empty 16-lane step costs nearly as much as
+                // a full one.
+                let mut waited = std::time::Duration::ZERO;
+                while waited < FLUSH_WAIT && queue.borrow().len() * 2 < lanes {
+                    compio::time::sleep(FLUSH_WAIT_STEP).await;
+                    waited += FLUSH_WAIT_STEP;
+                }
                 flush(&queue)
             })
             .detach();
@@ -71,6 +80,10 @@ impl HashBatcher {
         answer.await.unwrap_or_default()
     }
 }
+
+/// Longest time a flush waits, beyond the event-loop turns, for lanes to fill up.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_micros(1000);
+const FLUSH_WAIT_STEP: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// Event-loop turns a flush waits for more chunks before hashing a partial batch.
 const FLUSH_WAIT_TURNS: usize = 2;

@@ -27,6 +27,9 @@ use crate::keep::signature::sign_locator;
 use crate::keep::{BlockHash, BlockId, ShortLocator};
 use crate::keepstore::{Attempt, BadReplica, BlockBody, Cause, ErrorKind, Keepstores, PutWants};
 
+/// Received bytes are handed to the hash batcher in segments of at least this much.
+pub const HASH_SEGMENT: usize = 256 << 10;
+
 /// How source locators are signed (keep-rsync signs each one itself, §2).
 #[derive(Clone)]
 pub struct Signing {
@@ -236,18 +239,23 @@ impl<K: Keepstores> Ctx<'_, K> {
         let mut buffer = lease.take();
         buffer.clear();
         let mut md5 = Md5State::new();
+        // Bytes are hashed in segments of at least HASH_SEGMENT (and the rest at the end):
+        // fewer, longer jobs for the lanes than one per network read.
+        let mut hashed = 0;
         loop {
-            let before = buffer.len();
             let (read, returned) = body.read_chunk(buffer).await;
             buffer = returned;
             match read {
                 Ok(0) => break,
                 Ok(n) => {
-                    let after = buffer.len();
-                    (md5, buffer) = self.hasher.update(md5, buffer, before..after).await;
                     self.counters
                         .bytes_in
                         .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    if buffer.len() - hashed >= HASH_SEGMENT {
+                        let end = buffer.len();
+                        (md5, buffer) = self.hasher.update(md5, buffer, hashed..end).await;
+                        hashed = end;
+                    }
                     self.throttle(&self.control.bw_in, n as u64).await;
                 }
                 Err(cause) => {
@@ -255,6 +263,10 @@ impl<K: Keepstores> Ctx<'_, K> {
                     return Err(cause);
                 }
             }
+        }
+        if hashed < buffer.len() {
+            let end = buffer.len();
+            (md5, buffer) = self.hasher.update(md5, buffer, hashed..end).await;
         }
         let length = buffer.len() as u64;
         lease.put(buffer);

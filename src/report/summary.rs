@@ -41,6 +41,8 @@ struct KernelBytes {
     kernel: &'static str,
     bytes: u64,
     calls: u64,
+    /// Mean share of the kernel's SIMD lanes that were busy.
+    lane_occupancy: f64,
 }
 
 /// The `-json` document.
@@ -103,13 +105,13 @@ impl<'a> JsonSummary<'a> {
                     count,
                 })
                 .collect(),
-            md5_kernels: counters
-                .hashed_by_kernel()
+            md5_kernels: crate::hash::kernel_use()
                 .into_iter()
-                .map(|(kernel, (bytes, calls))| KernelBytes {
-                    kernel,
-                    bytes,
-                    calls,
+                .map(|k| KernelBytes {
+                    kernel: k.backend.name(),
+                    bytes: k.bytes,
+                    calls: k.calls,
+                    lane_occupancy: k.occupancy,
                 })
                 .collect(),
             extra: serde_json::Value::Null,

@@ -173,6 +173,12 @@ pub(super) fn run_lanes_until<const N: usize>(
                 .min()
                 .unwrap_or(0);
             kernel(&mut lane_words, &inputs, blocks);
+            super::usage::record(
+                super::usage::backend_of_width(N),
+                blocks,
+                lane_job.iter().flatten().count(),
+                N,
+            );
             blocks
         };
 

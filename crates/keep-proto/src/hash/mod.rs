@@ -45,6 +45,7 @@ mod rounds;
 mod scalar;
 #[cfg(test)]
 mod tests;
+mod usage;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -59,6 +60,7 @@ pub use self::rendezvous_batch::{
     rendezvous_weights_with,
 };
 pub use self::scalar::{md5, Md5State};
+pub use self::usage::{kernel_use, KernelUse};
 
 /// Name of the environment variable that forces a backend.
 pub const BACKEND_ENV_VAR: &str = "KEEPMOVER_MD5";

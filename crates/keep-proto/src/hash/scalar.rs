@@ -22,6 +22,9 @@ pub(super) const BLOCK_LEN: usize = 64;
 /// of 64; a shorter remainder is ignored (callers only pass whole blocks).
 #[inline]
 pub(super) fn compress_blocks(words: &mut [u32; 4], blocks: &[u8]) {
+    if !blocks.is_empty() {
+        super::usage::record(super::Backend::Scalar, blocks.len() / BLOCK_LEN, 1, 1);
+    }
     for block in blocks.chunks_exact(BLOCK_LEN) {
         let mut m = [0u32; 16];
         for (word, bytes) in m.iter_mut().zip(block.chunks_exact(4)) {
