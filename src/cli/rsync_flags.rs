@@ -38,6 +38,7 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("idle-timeout", FlagKind::Duration, "1m0s", "keepmover: longest time a transfer may go without moving a byte (replaces keep-rsync's 20s whole-request cap)"),
     flag("retries", FlagKind::Int, "2", "keepmover: retries per block after the first attempt, as keepclient's Retries"),
     flag("retry-delay", FlagKind::Duration, "2s", "keepmover: first retry delay; doubles each time, capped at 10x"),
+    flag("index-by", FlagKind::String, "mount", "keepmover: list each distinct mount once (mount: /mounts/<uuid>/blocks, as keep-balance; a volume shared by several keepstores is read once), or each server (server: /index/, as keep-rsync)"),
     flag("prefix-length", FlagKind::Int, "0", "keepmover: hex digits per index slice (0 = chosen from the block count so a slice holds about a million locators)"),
     flag("progress", FlagKind::String, "auto", "keepmover: auto (a live bar on a terminal, keep-rsync's log lines otherwise), bar, log"),
     flag("count-first", FlagKind::Bool, "false", "keepmover: walk every index once to count before copying, for exact totals in the first log line (by default they are estimated from the first slice, saving a full index read)"),
@@ -133,6 +134,11 @@ pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
         max_transfer,
         max_duration: (!max_duration.is_zero()).then_some(max_duration),
         verify_existing: parsed.is_true("verify-existing"),
+        index_by_mount: match parsed.text("index-by") {
+            "mount" => true,
+            "server" => false,
+            other => return Err(invalid("index-by", other, "expected mount or server")),
+        },
         ..EngineConfig::default()
     })
 }
@@ -280,6 +286,7 @@ mod tests {
         assert_eq!(engine.max_transfer, want.max_transfer);
         assert_eq!(engine.max_duration, want.max_duration);
         assert_eq!(engine.verify_existing, want.verify_existing);
+        assert_eq!(engine.index_by_mount, want.index_by_mount);
         let http = http_config(&parsed).expect("defaults are valid");
         let want = ClientConfig::default();
         assert_eq!(http.connect_timeout, want.connect_timeout);

@@ -4,6 +4,7 @@
 //! [`filter`] and [`locators`] narrow it to the blocks a job is about.
 
 pub mod filter;
+pub mod layout;
 pub mod locators;
 pub mod merge;
 pub mod shard;

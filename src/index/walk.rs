@@ -6,6 +6,7 @@
 
 use futures_util::future::join_all;
 
+use super::layout::{ClusterLayout, IndexUnit};
 use super::merge::{self, BlockId, PresentBlock, SourceBlock};
 use crate::cluster::Cluster;
 use crate::keep::index_format::IndexEntry;
@@ -107,13 +108,33 @@ async fn fetch_slice_timed<K: Keepstores>(
     prefix: &str,
     filter: Option<&EntryFilter<'_>>,
 ) -> Result<(Vec<BlockId>, u64, std::time::Duration), WalkError> {
+    fetch_source_timed(
+        keepstores,
+        cluster,
+        server,
+        IndexSource::Server,
+        prefix,
+        filter,
+    )
+    .await
+}
+
+/// One listing (a server's `/index/` or one mount's), filtered, sorted, deduplicated, timed.
+async fn fetch_source_timed<K: Keepstores>(
+    keepstores: &K,
+    cluster: &Cluster,
+    server: usize,
+    source: IndexSource<'_>,
+    prefix: &str,
+    filter: Option<&EntryFilter<'_>>,
+) -> Result<(Vec<BlockId>, u64, std::time::Duration), WalkError> {
     let began = std::time::Instant::now();
     let mut entries = Vec::new();
     keepstores
         .index(
             cluster,
             server,
-            IndexSource::Server,
+            source,
             prefix,
             MAX_SLICE_ENTRIES,
             &mut entries,
@@ -141,11 +162,72 @@ async fn fetch_slice_timed<K: Keepstores>(
     Ok((ids, lines, took))
 }
 
+/// One index unit's listing: from the first of its servers that answers.
+async fn fetch_unit<K: Keepstores>(
+    keepstores: &K,
+    cluster: &Cluster,
+    unit: &IndexUnit,
+    prefix: &str,
+    filter: Option<&EntryFilter<'_>>,
+) -> Result<(Vec<BlockId>, u64, std::time::Duration, usize), WalkError> {
+    let mut last = None;
+    for &server in &unit.listed_by {
+        let source = match &unit.mount {
+            Some(uuid) => IndexSource::Mount(uuid),
+            None => IndexSource::Server,
+        };
+        match fetch_source_timed(keepstores, cluster, server, source, prefix, filter).await {
+            Ok((ids, lines, took)) => return Ok((ids, lines, took, server)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| WalkError {
+        cluster: cluster.label,
+        origin: String::new(),
+        prefix: prefix.to_string(),
+        cause: Cause::BadAnswer("an index unit without a server".into()),
+    }))
+}
+
+/// Replaces unit numbers by the servers that hold each unit's blocks.
+fn units_to_servers(blocks: &mut [SourceBlock], layout: &ClusterLayout) {
+    if !layout.by_mount {
+        return; // one unit per server, numbered as the servers
+    }
+    for block in blocks {
+        let mut servers: Vec<u16> = block
+            .holders
+            .iter()
+            .flat_map(|&u| layout.units[u as usize].holders.iter().copied())
+            .collect();
+        servers.sort_unstable();
+        servers.dedup();
+        block.holders = servers;
+    }
+}
+
 /// What a diff is asked to keep besides the missing blocks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DiffWants {
     /// The present blocks with their destination holders (move, vacate).
     pub present: bool,
+}
+
+/// The index units of both clusters.
+#[derive(Clone, Debug)]
+pub struct Layouts {
+    pub src: ClusterLayout,
+    pub dst: ClusterLayout,
+}
+
+impl Layouts {
+    /// One listing per server on both sides (keep-rsync's way).
+    pub fn per_server(src: &Cluster, dst: &Cluster) -> Layouts {
+        Layouts {
+            src: ClusterLayout::per_server(src),
+            dst: ClusterLayout::per_server(dst),
+        }
+    }
 }
 
 /// Fetches `prefix` from every server of both clusters concurrently and diffs it.
@@ -157,10 +239,12 @@ pub async fn diff_slice<K: Keepstores>(
     dst_errors: DstIndexErrors,
     filter: Option<&EntryFilter<'_>>,
 ) -> Result<SliceDiff, WalkError> {
+    let layouts = Layouts::per_server(src, dst);
     diff_slice_with(
         keepstores,
         src,
         dst,
+        &layouts,
         prefix,
         dst_errors,
         filter,
@@ -169,48 +253,58 @@ pub async fn diff_slice<K: Keepstores>(
     .await
 }
 
-/// [`diff_slice`], keeping what `wants` asks for.
+/// [`diff_slice`] over the given index units, keeping what `wants` asks for.
+#[allow(clippy::too_many_arguments)]
 pub async fn diff_slice_with<K: Keepstores>(
     keepstores: &K,
     src: &Cluster,
     dst: &Cluster,
+    layouts: &Layouts,
     prefix: &str,
     dst_errors: DstIndexErrors,
     filter: Option<&EntryFilter<'_>>,
     wants: DiffWants,
 ) -> Result<SliceDiff, WalkError> {
-    let src_fetches =
-        (0..src.services.len()).map(|i| fetch_slice_timed(keepstores, src, i, prefix, filter));
-    let dst_fetches =
-        (0..dst.services.len()).map(|i| fetch_slice_timed(keepstores, dst, i, prefix, None));
+    let src_fetches = layouts
+        .src
+        .units
+        .iter()
+        .map(|u| fetch_unit(keepstores, src, u, prefix, filter));
+    let dst_fetches = layouts
+        .dst
+        .units
+        .iter()
+        .map(|u| fetch_unit(keepstores, dst, u, prefix, None));
     let (src_results, dst_results) =
         futures_util::join!(join_all(src_fetches), join_all(dst_fetches));
     let mut lines = 0;
     let mut timings = Vec::new();
     let mut src_slices = Vec::with_capacity(src_results.len());
-    for (server, result) in src_results.into_iter().enumerate() {
-        let (slice, n, took) = result?;
+    for (unit, result) in src_results.into_iter().enumerate() {
+        let (slice, n, took, server) = result?;
         lines += n;
         timings.push((src.label, src.services[server].uuid.clone(), took));
-        src_slices.push((server as u16, slice));
+        src_slices.push((unit as u16, slice));
     }
     let mut dst_slices = Vec::with_capacity(dst_results.len());
     let mut dst_unreadable = Vec::new();
-    for (server, result) in dst_results.into_iter().enumerate() {
+    for (unit, result) in dst_results.into_iter().enumerate() {
         match result {
-            Ok((slice, n, took)) => {
+            Ok((slice, n, took, server)) => {
                 lines += n;
                 timings.push((dst.label, dst.services[server].uuid.clone(), took));
-                dst_slices.push((server as u16, slice));
+                dst_slices.push((unit as u16, slice));
             }
             Err(e) if dst_errors == DstIndexErrors::Copy => dst_unreadable.push(e),
             Err(e) => return Err(e),
         }
     }
-    let merged_src = merge::merge_sources(src_slices);
+    let mut merged_src = merge::merge_sources(src_slices);
+    units_to_servers(&mut merged_src, &layouts.src);
     let src_blocks = merged_src.len() as u64;
     let (dst_blocks, missing, present, present_bytes, present_blocks) = if wants.present {
-        let merged_dst = merge::merge_sources(dst_slices);
+        let mut merged_dst = merge::merge_sources(dst_slices);
+        units_to_servers(&mut merged_dst, &layouts.dst);
         let dst_blocks = merged_dst.len() as u64;
         let (missing, present) = merge::split(merged_src, &merged_dst);
         let bytes = present.iter().map(|p| p.block.id.size).sum();

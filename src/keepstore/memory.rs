@@ -56,6 +56,9 @@ pub struct MemServer {
     pub confirms_classes: bool,
     /// Every index request fails with this status and body.
     pub index_fails: Option<(u16, String)>,
+    /// The uuid of this server's one mount (default: derived from the server's uuid); give
+    /// two servers the same one to model a volume they share.
+    pub mount_uuid: Option<String>,
     pub gets: u64,
     pub heads: u64,
     pub puts: u64,
@@ -75,6 +78,7 @@ impl Default for MemServer {
             classes: vec!["default".to_string()],
             confirms_classes: true,
             index_fails: None,
+            mount_uuid: None,
             gets: 0,
             heads: 0,
             puts: 0,
@@ -413,10 +417,10 @@ impl Keepstores for MemoryKeepstores {
     }
 
     async fn mounts(&self, cluster: &Cluster, server: usize) -> Result<Vec<MountInfo>, Cause> {
-        let uuid = cluster.services[server].uuid.replace("-bi6l4-", "-nyw5e-");
+        let derived = cluster.services[server].uuid.replace("-bi6l4-", "-nyw5e-");
         self.with(cluster, server, |s| {
             Ok(vec![MountInfo {
-                uuid,
+                uuid: s.mount_uuid.clone().unwrap_or(derived),
                 device_id: "memory".into(),
                 allow_write: !s.read_only,
                 allow_trash: true,

@@ -37,11 +37,13 @@ use super::slices::{Settled, SliceTracker};
 use super::transfer::{source_locator, Ctx, Job, Outcome};
 use super::trash::{MovedBlock, MovedSlice};
 use crate::index::filter::BlockFilter;
+use crate::index::layout::ClusterLayout;
 use crate::index::locators::{retain_wanted, LocatorCursor, LocatorList};
 use crate::index::merge::choose_extra_digits;
 use crate::index::shard::{walk_prefixes, Shard};
 use crate::index::walk::{
-    diff_slice_with, estimate_source_blocks, DiffWants, DstIndexErrors, SliceDiff, WalkError,
+    diff_slice_with, estimate_source_blocks, DiffWants, DstIndexErrors, Layouts, SliceDiff,
+    WalkError,
 };
 use crate::index::SourceBlock;
 use crate::keep::rendezvous::probe_orders_go;
@@ -91,6 +93,8 @@ pub struct EngineConfig {
     /// Re-read the blocks the destination already lists, and replace bad replicas
     /// (`-verify-existing`).
     pub verify_existing: bool,
+    /// List each distinct mount once (`/mounts/<uuid>/blocks`), or each server (`/index/`).
+    pub index_by_mount: bool,
 }
 
 impl Default for EngineConfig {
@@ -115,6 +119,7 @@ impl Default for EngineConfig {
             max_transfer: None,
             max_duration: None,
             verify_existing: false,
+            index_by_mount: true,
         }
     }
 }
@@ -302,6 +307,7 @@ pub fn run_with<F: KeepstoresFactory>(
             counters,
             backend,
             started: Instant::now(),
+            layouts: std::cell::OnceCell::new(),
         };
         runtime.block_on(engine.go(emitter))
     })();
@@ -527,6 +533,8 @@ struct Engine<F: KeepstoresFactory> {
     counters: Arc<Counters>,
     backend: IoBackend,
     started: Instant,
+    /// What the walk lists per slice (set once, when planning).
+    layouts: std::cell::OnceCell<Layouts>,
 }
 
 /// Where the walk starts: its slicing and the prefixes still to do.
@@ -712,9 +720,20 @@ impl<F: KeepstoresFactory> Engine<F> {
         }
     }
 
-    /// Step 1: the checkpoint (if any) and the slicing of the hash space.
+    /// Step 1: the checkpoint (if any), the index units to list, and the slicing of the
+    /// hash space.
     async fn plan(&self, keepstores: &F::Client) -> Result<Slicing, EngineError> {
         let config = &self.run.config;
+        let job = &self.run.job;
+        let layouts = if config.index_by_mount {
+            Layouts {
+                src: ClusterLayout::discover(keepstores, &job.src).await,
+                dst: ClusterLayout::discover(keepstores, &job.dst).await,
+            }
+        } else {
+            Layouts::per_server(&job.src, &job.dst)
+        };
+        let _ = self.layouts.set(layouts);
         let resume = match &config.checkpoint {
             Some(path) => checkpoint::load(path, &self.run.identity)?,
             None => None,
@@ -774,10 +793,19 @@ impl<F: KeepstoresFactory> Engine<F> {
         let wants = DiffWants {
             present: !matches!(self.run.mode, Mode::Copy) || self.run.config.verify_existing,
         };
+        let per_server;
+        let layouts = match self.layouts.get() {
+            Some(l) => l,
+            None => {
+                per_server = Layouts::per_server(&job.src, &job.dst);
+                &per_server
+            }
+        };
         let mut diff = diff_slice_with(
             keepstores,
             &job.src,
             &job.dst,
+            layouts,
             prefix,
             self.run.config.dst_index_errors,
             filter,
