@@ -902,13 +902,12 @@ impl<F: KeepstoresFactory> Engine<F> {
         if walked == 0 {
             return;
         }
-        let scale = |v: u64| v.saturating_mul(pending) / walked;
         self.counters
             .planned_blocks
-            .store(scale(found_blocks), Relaxed);
+            .store(extrapolate(found_blocks, walked, pending), Relaxed);
         self.counters
             .planned_bytes
-            .store(scale(found_bytes), Relaxed);
+            .store(extrapolate(found_bytes, walked, pending), Relaxed);
     }
 
     /// Waits while paused; `false` when a stop was asked.
@@ -1684,6 +1683,15 @@ impl Requeued {
             .map(|mut q| std::mem::take(&mut *q))
             .unwrap_or_default()
     }
+}
+
+/// The whole walk's total from what `walked` of its `slices` slices held: the hash space
+/// is uniform (MD5), so every slice of a walk holds about the same share.
+pub fn extrapolate(found: u64, walked: u64, slices: u64) -> u64 {
+    if walked == 0 {
+        return 0;
+    }
+    (u128::from(found) * u128::from(slices) / u128::from(walked)) as u64
 }
 
 /// One worker per two cores. A worker's SIMD MD5 hashes 5–7 GB/s, more than a NIC brings

@@ -409,3 +409,33 @@ fn vacate_keeps_each_blocks_replica_count_without_the_vacated_server() {
         assert!(count >= 2, "{id:?} keeps two replicas, has {count}");
     }
 }
+
+#[test]
+fn after_one_percent_of_the_walk_the_estimate_is_within_five_percent() {
+    // A million real MD5 hashes (blocks of sizes 1..=64 KiB) walked in 4096 slices of three
+    // hex digits, as a large run walks them.
+    let n = 1_000_000u32;
+    let messages: Vec<[u8; 4]> = (0..n).map(|i| i.to_le_bytes()).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(|m| &m[..]).collect();
+    let digests = crate::hash::digest_many(&refs);
+    let mut per_slice_blocks = vec![0u64; 4096];
+    let mut per_slice_bytes = vec![0u64; 4096];
+    for (i, d) in digests.iter().enumerate() {
+        let slice = (usize::from(d[0]) << 4) | usize::from(d[1] >> 4);
+        per_slice_blocks[slice] += 1;
+        per_slice_bytes[slice] += 1 + (i as u64 * 7919) % 65_536;
+    }
+    let walked = 41; // 1% of 4096
+    let found: u64 = per_slice_blocks[..walked].iter().sum();
+    let found_bytes: u64 = per_slice_bytes[..walked].iter().sum();
+    let exact: u64 = per_slice_blocks.iter().sum();
+    let exact_bytes: u64 = per_slice_bytes.iter().sum();
+    let estimate = extrapolate(found, walked as u64, 4096);
+    let estimate_bytes = extrapolate(found_bytes, walked as u64, 4096);
+    let off = |e: u64, x: u64| (e as f64 - x as f64).abs() / x as f64;
+    assert!(off(estimate, exact) < 0.05, "{estimate} vs {exact}");
+    assert!(
+        off(estimate_bytes, exact_bytes) < 0.05,
+        "{estimate_bytes} vs {exact_bytes}"
+    );
+}
