@@ -11,35 +11,19 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::body::SimBody;
+use crate::body::{End, SimBody};
+use crate::conn::{Abort, ConnControl};
+pub use crate::faults::Faults;
+use crate::faults::LieReplicas;
 use crate::keep::index_format::format_index_line;
 use crate::keep::locator::{parse_keepstore, BlockHash, EMPTY_BLOCK_HASH, MAX_BLOCK_SIZE};
 use crate::keep::rendezvous::mount_order_keepstore;
 use crate::keep::signature::{sign_locator, verify_locator};
+use crate::keep::wire::header;
 use crate::store::{now_ns, Mount, Synthetic};
-
-/// Faults to inject, switchable at run time.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Faults {
-    /// Probability (0..1) of answering 500 to a block request.
-    pub error_500: f64,
-    /// Probability of answering 503.
-    pub error_503: f64,
-    /// Added before every response, in milliseconds.
-    pub delay_ms: u64,
-    /// GET bodies stop halfway and the connection is dropped.
-    pub close_mid_body: bool,
-    /// GET bodies have one byte flipped (status and length stay right, as keepstore does).
-    pub corrupt_body: bool,
-    /// Index bodies stop before their completion blank line.
-    pub truncate_index: bool,
-    /// Refuse every request with a connection reset (server "down").
-    pub down: bool,
-}
 
 /// Settings shared by all keepstores of a cluster.
 #[derive(Clone, Debug)]
@@ -58,12 +42,18 @@ pub struct Keepstore {
     pub synthetic: Option<Synthetic>,
     pub policy: KeepstorePolicy,
     pub faults: Mutex<Faults>,
-    limiter: Semaphore,
-    waiting_or_running: AtomicUsize,
+    limiter: Arc<Semaphore>,
+    waiting_or_running: Arc<AtomicUsize>,
     /// Requests answered (for tests).
     pub requests: AtomicUsize,
     pub url: Mutex<String>,
+    /// Set by the cluster: restarts this keepstore (for `PUT /_keepsim/restart`).
+    pub(crate) restarter: std::sync::OnceLock<Restarter>,
+    /// How many times this keepstore was restarted.
+    pub restarts: AtomicUsize,
 }
+
+pub(crate) type Restarter = Arc<dyn Fn(Duration) + Send + Sync>;
 
 type Reply = Response<SimBody>;
 
@@ -142,13 +132,20 @@ impl Keepstore {
             uuid,
             mounts,
             synthetic,
-            limiter: Semaphore::new(policy.max_concurrent.max(1)),
+            limiter: Arc::new(Semaphore::new(policy.max_concurrent.max(1))),
             policy,
             faults: Mutex::new(Faults::default()),
-            waiting_or_running: AtomicUsize::new(0),
+            waiting_or_running: Arc::new(AtomicUsize::new(0)),
             requests: AtomicUsize::new(0),
             url: Mutex::new(String::new()),
+            restarter: std::sync::OnceLock::new(),
+            restarts: AtomicUsize::new(0),
         }
+    }
+
+    /// What a restart does to the keepstore's state (its storage is kept).
+    pub(crate) fn on_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn faults(&self) -> Faults {
@@ -209,23 +206,36 @@ impl Keepstore {
         Err(if saw_other_error { 503 } else { 507 })
     }
 
-    /// Handles one request (the limiter and faults included).
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Reply {
+    /// Handles one request (the limiter and faults included). `Err(Abort)` closes the
+    /// connection without an answer (the `down` fault).
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        control: Arc<ConnControl>,
+    ) -> Result<Reply, Abort> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let waiting = self.waiting_or_running.fetch_add(1, Ordering::AcqRel) + 1;
-        let reply = if waiting > self.policy.max_concurrent + self.policy.max_queued {
+        if self.faults().down {
+            control.reset.store(true, Ordering::SeqCst);
+            return Err(Abort);
+        }
+        let waiting = WaitingGuard::enter(&self.waiting_or_running);
+        let reply = if waiting.count > self.policy.max_concurrent + self.policy.max_queued {
             text(503, "Service Unavailable")
         } else {
-            match self.limiter.acquire().await {
-                Ok(_permit) => self.clone().route(req).await,
+            match self.limiter.clone().acquire_owned().await {
+                // The slot is held until the response body is finished, as keepstore's
+                // handler holds it until it has written the response.
+                Ok(permit) => {
+                    let reply = self.clone().route(req, &control).await;
+                    reply.map(|b| b.guard(Box::new(permit)).guard(Box::new(waiting)))
+                }
                 Err(_) => text(503, "Service Unavailable"),
             }
         };
-        self.waiting_or_running.fetch_sub(1, Ordering::AcqRel);
-        decorate(reply)
+        Ok(decorate(reply))
     }
 
-    async fn route(self: Arc<Self>, req: Request<Incoming>) -> Reply {
+    async fn route(self: Arc<Self>, req: Request<Incoming>, control: &Arc<ConnControl>) -> Reply {
         let faults = self.faults();
         if faults.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
@@ -242,7 +252,7 @@ impl Keepstore {
             || path == "/pull"
             || path == "/trash"
             || path.starts_with("/untrash/")
-            || path == "/_keepsim/faults";
+            || path.starts_with("/_keepsim/");
         let admin_method = method == Method::DELETE || method.as_str() == "TOUCH";
         if admin_path || admin_method {
             match request_token(&req) {
@@ -258,27 +268,15 @@ impl Keepstore {
                 _ => {}
             }
         }
-        if path == "/_keepsim/faults" && method == Method::PUT {
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return text(500, "reading body"),
-            };
-            return match serde_json::from_slice::<Faults>(&body) {
-                Ok(f) => {
-                    if let Ok(mut slot) = self.faults.lock() {
-                        *slot = f;
-                    }
-                    bare(200)
-                }
-                Err(e) => text(400, &format!("bad faults JSON: {e}")),
-            };
+        if let Some(what) = path.strip_prefix("/_keepsim/") {
+            return self.control_endpoint(what, req).await;
         }
         if method == Method::GET {
             if let Some(prefix) = path.strip_prefix("/index") {
                 let prefix = query_param(&req, "prefix")
                     .filter(|p| !p.is_empty())
                     .unwrap_or_else(|| prefix.trim_start_matches('/').to_string());
-                return self.index(None, &prefix, &faults);
+                return self.index(None, &prefix, &faults, control);
             }
             if path == "/mounts" {
                 return self.mounts_json();
@@ -290,7 +288,7 @@ impl Keepstore {
                 let prefix = query_param(&req, "prefix")
                     .filter(|p| !p.is_empty())
                     .unwrap_or_else(|| tail.trim_start_matches('/').to_string());
-                return self.index(Some(mount), &prefix, &faults);
+                return self.index(Some(mount), &prefix, &faults, control);
             }
         }
         if method == Method::PUT && path == "/pull" {
@@ -325,8 +323,10 @@ impl Keepstore {
             return text(503, "injected fault");
         }
         match method {
-            Method::GET | Method::HEAD => self.get(&req, locator, method == Method::HEAD, &faults),
-            Method::PUT => self.put(req, locator.to_string()).await,
+            Method::GET | Method::HEAD => {
+                self.get(&req, locator, method == Method::HEAD, &faults, control)
+            }
+            Method::PUT => self.put(req, locator.to_string(), &faults).await,
             Method::DELETE => text(405, "method not allowed"),
             m if m.as_str() == "TOUCH" => match parse_keepstore(locator) {
                 Ok(loc) => {
@@ -346,7 +346,54 @@ impl Keepstore {
         }
     }
 
-    fn get<B>(&self, req: &Request<B>, locator: &str, head: bool, faults: &Faults) -> Reply {
+    /// keepsim's own admin endpoints under `/_keepsim/` (SystemRootToken):
+    /// `GET|PUT /_keepsim/faults` (the [`Faults`] JSON), `PUT /_keepsim/restart?pause_ms=N`
+    /// (answers 200, then restarts this keepstore as [`crate::Cluster::restart_keepstore`]).
+    async fn control_endpoint(&self, what: &str, req: Request<Incoming>) -> Reply {
+        let method = req.method().clone();
+        match (what, method) {
+            ("faults", Method::GET) => json_reply(&self.faults()),
+            ("faults", Method::PUT) => {
+                let body = match req.into_body().collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(_) => return text(500, "reading body"),
+                };
+                match serde_json::from_slice::<Faults>(&body) {
+                    Ok(f) => {
+                        if let Ok(mut slot) = self.faults.lock() {
+                            *slot = f;
+                        }
+                        bare(200)
+                    }
+                    Err(e) => text(400, &format!("bad faults JSON: {e}")),
+                }
+            }
+            ("restart", Method::PUT) => {
+                let pause_ms = query_param(&req, "pause_ms")
+                    .and_then(|p| p.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let Some(restart) = self.restarter.get().cloned() else {
+                    return text(500, "restart not available");
+                };
+                // Answer first; the restart cuts this connection too.
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    restart(Duration::from_millis(pause_ms));
+                });
+                bare(200)
+            }
+            _ => text(400, "Bad Request"),
+        }
+    }
+
+    fn get<B>(
+        &self,
+        req: &Request<B>,
+        locator: &str,
+        head: bool,
+        faults: &Faults,
+        control: &Arc<ConnControl>,
+    ) -> Reply {
         let loc = match parse_keepstore(locator) {
             Ok(l) => l,
             Err(_) => return text(400, "invalid locator"),
@@ -354,6 +401,9 @@ impl Keepstore {
         let hash_hex = loc.hash.to_string();
         if !head && loc.size.unwrap_or(0) == 0 && hash_hex != EMPTY_BLOCK_HASH {
             return text(405, "method not allowed");
+        }
+        if !head && Faults::roll(faults.expired_401) {
+            return text(401, "expired signature");
         }
         if self.policy.blob_signing {
             let Some(token) = request_token(req) else {
@@ -380,17 +430,11 @@ impl Keepstore {
             return r;
         }
         let len = data.len();
-        let body = if faults.close_mid_body {
-            SimBody::pieces(vec![data.slice(..len / 2)], true)
-        } else if faults.corrupt_body && len > 0 {
-            let mut bad = data.to_vec();
-            bad[len / 2] ^= 0xff;
-            SimBody::full(bad)
-        } else {
-            SimBody::full(data)
-        };
+        let body = fault_body(SimBody::full(data), len as u64, faults, control);
         let mut r = Response::new(body);
-        r.headers_mut().insert("content-length", len.into());
+        if !faults.endless_trailers {
+            r.headers_mut().insert("content-length", len.into());
+        }
         r.headers_mut().insert(
             "vary",
             hyper::header::HeaderValue::from_static("X-Keep-Signature"),
@@ -398,7 +442,7 @@ impl Keepstore {
         r
     }
 
-    async fn put(&self, req: Request<Incoming>, locator: String) -> Reply {
+    async fn put(&self, req: Request<Incoming>, locator: String, faults: &Faults) -> Reply {
         let token = request_token(&req);
         let declared = req
             .headers()
@@ -423,7 +467,22 @@ impl Keepstore {
                 &format!("content hash {actual} did not match specified locator {locator}"),
             );
         }
-        match self.store(actual, body.clone(), None) {
+        let outcome = match faults.lie_replicas {
+            LieReplicas::StoreNothing => {
+                // What a write to the first eligible mount would have reported.
+                let first = self
+                    .mount_order(&actual)
+                    .into_iter()
+                    .find(|m| m.is_writable());
+                match first {
+                    Some(m) => Ok(m.replication),
+                    None => Err(507),
+                }
+            }
+            LieReplicas::Extra => self.store(actual, body.clone(), None).map(|r| r + 1),
+            LieReplicas::Off => self.store(actual, body.clone(), None),
+        };
+        match outcome {
             Ok(replication) => {
                 let short = format!("{hash_hex}+{}", body.len());
                 let signed = match token {
@@ -442,12 +501,11 @@ impl Keepstore {
                 };
                 let mut r = text(200, &signed);
                 r.headers_mut()
-                    .insert("x-keep-replicas-stored", replication.into());
+                    .insert(header::REPLICAS_STORED, replication.into());
                 if let Ok(v) =
                     hyper::header::HeaderValue::from_str(&format!("default={replication}"))
                 {
-                    r.headers_mut()
-                        .insert("x-keep-storage-classes-confirmed", v);
+                    r.headers_mut().insert(header::CLASSES_CONFIRMED, v);
                 }
                 r
             }
@@ -457,7 +515,13 @@ impl Keepstore {
         }
     }
 
-    fn index(&self, mount: Option<&str>, prefix: &str, faults: &Faults) -> Reply {
+    fn index(
+        &self,
+        mount: Option<&str>,
+        prefix: &str,
+        faults: &Faults,
+        control: &Arc<ConnControl>,
+    ) -> Reply {
         if prefix.len() > 32
             || !prefix
                 .bytes()
@@ -513,7 +577,15 @@ impl Keepstore {
             current.push('\n');
         }
         pieces.push(Bytes::from(current));
-        Response::new(SimBody::pieces(pieces, faults.truncate_index))
+        let body = SimBody::pieces(pieces);
+        let body = if faults.truncate_index {
+            body.ending(End::Close)
+        } else if faults.endless_trailers {
+            body.ending(End::EndlessTrailers(control.clone()))
+        } else {
+            body
+        };
+        Response::new(body)
     }
 
     fn mounts_json(&self) -> Reply {
@@ -615,6 +687,42 @@ impl Keepstore {
     }
 }
 
+/// A block GET body with the configured faults applied: trickled, corrupted, and cut short
+/// (stalled, reset or closed) halfway, or chunked with endless trailers.
+pub(crate) fn fault_body(
+    body: SimBody,
+    len: u64,
+    faults: &Faults,
+    control: &Arc<ConnControl>,
+) -> SimBody {
+    let mut body = body.trickle(faults.trickle_bytes_per_sec);
+    if faults.corrupt_body && len > 0 {
+        body = body.corrupt_at(len / 2);
+    }
+    if faults.stall_mid_body {
+        body.cut_after(len / 2, End::Stall)
+    } else if faults.reset {
+        body.cut_after(len / 2, End::Reset(control.clone()))
+    } else if faults.close_mid_body {
+        body.cut_after(len / 2, End::Close)
+    } else if faults.endless_trailers {
+        body.chunked().ending(End::EndlessTrailers(control.clone()))
+    } else {
+        body
+    }
+}
+
+fn json_reply<T: serde::Serialize>(value: &T) -> Reply {
+    let mut r = Response::new(SimBody::full(
+        serde_json::to_vec_pretty(value).unwrap_or_default(),
+    ));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 /// Headers every keepstore response carries.
 pub fn decorate(mut reply: Reply) -> Reply {
     let headers = reply.headers_mut();
@@ -639,4 +747,26 @@ pub fn decorate(mut reply: Reply) -> Reply {
         headers.insert("x-request-id", v);
     }
     reply
+}
+
+/// Counts a request as waiting or running until dropped (with the response body).
+struct WaitingGuard {
+    counter: Arc<AtomicUsize>,
+    count: usize,
+}
+
+impl WaitingGuard {
+    fn enter(counter: &Arc<AtomicUsize>) -> WaitingGuard {
+        let count = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        WaitingGuard {
+            counter: counter.clone(),
+            count,
+        }
+    }
+}
+
+impl Drop for WaitingGuard {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
 }

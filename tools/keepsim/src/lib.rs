@@ -8,6 +8,8 @@
 pub use keep_proto::{hash, keep};
 
 mod body;
+mod conn;
+pub mod faults;
 mod fetch;
 pub mod keepstore;
 pub mod store;
@@ -17,13 +19,13 @@ mod verify;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 
-pub use keepstore::{Faults, Keepstore, KeepstorePolicy};
+pub use faults::{Faults, LieReplicas};
+pub use keepstore::{Keepstore, KeepstorePolicy};
 pub use store::{pseudo_random_bytes, Mount, Storage, Synthetic};
 
 use keep::locator::BlockHash;
@@ -84,6 +86,8 @@ pub struct Cluster {
     pub keepstores: Vec<Arc<Keepstore>>,
     pub keepstore_ports: Vec<u16>,
     pub api_port: u16,
+    listeners: Vec<Arc<conn::Listener>>,
+    acceptors: Vec<conn::Acceptor>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -104,31 +108,26 @@ impl Drop for Cluster {
     }
 }
 
-type Acceptor = Option<tokio_rustls::TlsAcceptor>;
-
-async fn serve_connection<F, Fut>(stream: tokio::net::TcpStream, acceptor: Acceptor, handler: F)
-where
-    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = hyper::Response<body::SimBody>> + Send + 'static,
-{
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| {
-        let handler = handler.clone();
-        async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
-    });
-    let builder = hyper::server::conn::http1::Builder::new();
-    match acceptor {
-        Some(acceptor) => {
-            if let Ok(tls) = acceptor.accept(stream).await {
-                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-            }
+/// What a keepstore's listener does with each connection: the `down` fault resets it at
+/// once, otherwise it is served until it ends or the keepstore restarts.
+fn keepstore_acceptor(
+    ks: Arc<Keepstore>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> conn::Acceptor {
+    Arc::new(move |stream, shutdown| {
+        if ks.faults().down {
+            conn::set_reset_on_close(&stream);
+            drop(stream);
+            return;
         }
-        None => {
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        }
-    }
+        let ks = ks.clone();
+        tokio::spawn(conn::serve(
+            stream,
+            tls.clone(),
+            shutdown,
+            move |req, control| ks.clone().handle(req, control),
+        ));
+    })
 }
 
 impl Cluster {
@@ -158,6 +157,8 @@ impl Cluster {
         };
         let mut keepstores = Vec::new();
         let mut keepstore_ports = Vec::new();
+        let mut listeners = Vec::new();
+        let mut acceptors = Vec::new();
         for k in 0..config.keepstores {
             let mut mounts = Vec::new();
             for m in 0..config.mounts_per_keepstore {
@@ -176,44 +177,46 @@ impl Cluster {
                 .map(|(n, size, seed)| Synthetic::new(n, size, seed ^ k as u64));
             let uuid = format!("{}-bi6l4-{:015}", config.id, k);
             let keepstore = Arc::new(Keepstore::new(uuid, mounts, synthetic, policy.clone()));
-            let listener = runtime
-                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            let (listener, socket) = runtime
+                .block_on(conn::Listener::bind(0))
                 .map_err(|e| format!("binding keepstore port: {e}"))?;
-            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
             let scheme = if config.tls { "https" } else { "http" };
             if let Ok(mut url) = keepstore.url.lock() {
-                *url = format!("{scheme}://127.0.0.1:{port}");
+                *url = format!("{scheme}://127.0.0.1:{}", listener.port);
             }
-            let ks = keepstore.clone();
-            let acceptor = acceptor.clone();
-            runtime.spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    if ks.faults().down {
-                        drop(stream);
-                        continue;
-                    }
-                    let ks = ks.clone();
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(serve_connection(stream, acceptor, move |req| {
-                        ks.clone().handle(req)
-                    }));
-                }
-            });
+            let on_accept = keepstore_acceptor(keepstore.clone(), acceptor.clone());
+            {
+                let _guard = runtime.enter();
+                listener.accept_on(socket, on_accept.clone());
+            }
+            let restart = {
+                let listener = listener.clone();
+                let handle = runtime.handle().clone();
+                let on_accept = on_accept.clone();
+                let ks = keepstore.clone();
+                Arc::new(move |pause: Duration| {
+                    listener.stop();
+                    ks.on_restart();
+                    listener.restart_after(&handle, pause, on_accept.clone());
+                })
+            };
+            let _ = keepstore.restarter.set(restart);
+            keepstore_ports.push(listener.port);
             keepstores.push(keepstore);
-            keepstore_ports.push(port);
+            listeners.push(listener);
+            acceptors.push(on_accept);
         }
-        let api_listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        let (api_listener, api_socket) = runtime
+            .block_on(conn::Listener::bind(0))
             .map_err(|e| format!("binding API port: {e}"))?;
-        let api_port = api_listener.local_addr().map_err(|e| e.to_string())?.port();
+        let api_port = api_listener.port;
         let mut cluster = Cluster {
             config,
             keepstores,
             keepstore_ports,
             api_port,
+            listeners,
+            acceptors,
             runtime: None,
         };
         let api = Arc::new(ApiDocuments {
@@ -226,21 +229,57 @@ impl Cluster {
             .to_string(),
             config: serde_json::json!({"ClusterID": cluster.config.id, "StorageClasses": {"default": {"Default": true}}}).to_string(),
         });
-        runtime.spawn(async move {
-            loop {
-                let Ok((stream, _)) = api_listener.accept().await else {
-                    continue;
-                };
-                let api = api.clone();
-                let acceptor = api_acceptor.clone();
-                tokio::spawn(serve_connection(stream, acceptor, move |req| {
+        let api_accept: conn::Acceptor = Arc::new(move |stream, shutdown| {
+            let api = api.clone();
+            tokio::spawn(conn::serve(
+                stream,
+                api_acceptor.clone(),
+                shutdown,
+                move |req, _control| {
                     let api = api.clone();
-                    async move { api.answer(&req) }
-                }));
-            }
+                    async move { Ok(api.answer(&req)) }
+                },
+            ));
         });
+        {
+            let _guard = runtime.enter();
+            api_listener.accept_on(api_socket, api_accept);
+        }
         cluster.runtime = Some(runtime);
         Ok(cluster)
+    }
+
+    /// Restarts keepstore `i` as a crashed and restarted keepstore process would: its
+    /// listening socket is closed and every open connection to it is cut (FIN) before this
+    /// returns; its pull and trash queues are emptied; after `pause` it listens again on
+    /// the same port. Storage, faults and counters are kept. Returns at once (the comeback
+    /// happens in the background; see [`Cluster::keepstore_is_up`]). Also reachable as
+    /// `PUT /_keepsim/restart?pause_ms=N` on the keepstore.
+    pub fn restart_keepstore(&self, i: usize, pause: Duration) {
+        let Some(runtime) = self.runtime.as_ref() else {
+            return;
+        };
+        let listener = &self.listeners[i];
+        listener.stop();
+        self.keepstores[i].on_restart();
+        listener.restart_after(runtime.handle(), pause, self.acceptors[i].clone());
+    }
+
+    /// True while keepstore `i` accepts connections (false during a restart's pause).
+    pub fn keepstore_is_up(&self, i: usize) -> bool {
+        self.listeners[i].is_up()
+    }
+
+    /// Waits until keepstore `i` accepts connections again; false after `timeout`.
+    pub fn wait_keepstore_up(&self, i: usize, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.keepstore_is_up(i) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.keepstore_is_up(i)
     }
 
     fn scheme(&self) -> &'static str {
