@@ -154,6 +154,12 @@ impl SimBody {
         self
     }
 
+    /// The length the body is framed with (its Content-Length).
+    pub fn sized(mut self, len: u64) -> SimBody {
+        self.exact_len = Some(len);
+        self
+    }
+
     /// Keep `guard` alive until the body is done.
     pub fn guard(mut self, guard: Guard) -> SimBody {
         self.guards.push(guard);
@@ -229,19 +235,25 @@ impl Body for SimBody {
                 "keepsim: injected fault: body cut short",
             ))));
         }
-        if this.limit == Some(0) {
-            return this.finish(cx);
-        }
-        let mut piece = match this.pending.take().or_else(|| this.source.next()) {
+        let mut piece = match this.pending.take() {
+            // The rest of a trickled piece: already counted against the limit.
             Some(p) => p,
-            None => return this.finish(cx),
-        };
-        if let Some(limit) = this.limit.as_mut() {
-            if piece.len() as u64 > *limit {
-                piece.truncate(*limit as usize);
+            None => {
+                if this.limit == Some(0) {
+                    return this.finish(cx);
+                }
+                let Some(mut piece) = this.source.next() else {
+                    return this.finish(cx);
+                };
+                if let Some(limit) = this.limit.as_mut() {
+                    if piece.len() as u64 > *limit {
+                        piece.truncate(*limit as usize);
+                    }
+                    *limit -= piece.len() as u64;
+                }
+                piece
             }
-            *limit -= piece.len() as u64;
-        }
+        };
         if let Some(rate) = this.trickle {
             let slice = (rate / 20).max(1) as usize;
             if piece.len() > slice {
