@@ -64,11 +64,23 @@ fn block_set_is_placed_in_rendezvous_order_and_streamed() {
         if size == 0 {
             continue; // GET with +0 is 405 for any hash but the empty block's.
         }
-        let r = request(c.keepstore_ports[server], "GET", &format!("/{signed}"), Some(&token), b"");
+        let r = request(
+            c.keepstore_ports[server],
+            "GET",
+            &format!("/{signed}"),
+            Some(&token),
+            b"",
+        );
         assert_eq!(r.status, 200, "{hex}");
         assert_eq!(r.header("content-length"), Some(size.to_string()));
         assert_eq!(md5_hex(&r.body), hex);
-        let head = request(c.keepstore_ports[server], "HEAD", &format!("/{signed}"), Some(&token), b"");
+        let head = request(
+            c.keepstore_ports[server],
+            "HEAD",
+            &format!("/{signed}"),
+            Some(&token),
+            b"",
+        );
         assert_eq!(head.status, 200);
     }
     // Every keepstore's index lists exactly its copies.
@@ -95,15 +107,23 @@ fn digest_only_destination_checks_puts_and_answers_placement() {
     let r = request(port, "PUT", &format!("/{hash}"), Some(&token), &data);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-keep-replicas-stored").as_deref(), Some("1"));
-    assert_eq!(r.header("x-keep-storage-classes-confirmed").as_deref(), Some("default=1"));
+    assert_eq!(
+        r.header("x-keep-storage-classes-confirmed").as_deref(),
+        Some("default=1")
+    );
     assert!(r.text().starts_with(&format!("{hash}+{}+A", data.len())));
     let holders = c.locate(&hash);
     assert_eq!(holders.len(), 1);
-    assert_eq!((holders[0].keepstore, holders[0].size), (0, data.len() as u64));
+    assert_eq!(
+        (holders[0].keepstore, holders[0].size),
+        (0, data.len() as u64)
+    );
     // Wrong body: refused by the streaming MD5.
     let r = request(port, "PUT", &format!("/{}", md5_hex(b"other")), None, &data);
     assert_eq!(r.status, 400);
-    assert!(r.text().starts_with(&format!("content hash {hash} did not match")));
+    assert!(r
+        .text()
+        .starts_with(&format!("content hash {hash} did not match")));
     // Existence and listing work; data does not.
     let head = request(port, "HEAD", &format!("/{hash}+{}", data.len()), None, b"");
     assert_eq!(head.status, 200);
@@ -112,7 +132,10 @@ fn digest_only_destination_checks_puts_and_answers_placement() {
     assert_eq!(get.status, 422);
     assert!(get.text().contains("only the digest"), "{}", get.text());
     let index = request(port, "GET", "/index", Some(&token), b"").text();
-    assert_eq!(index, format!("{hash}+{} {}\n\n", data.len(), holders[0].mtime_ns));
+    assert_eq!(
+        index,
+        format!("{hash}+{} {}\n\n", data.len(), holders[0].mtime_ns)
+    );
     assert!(c.get_block(0, &hash).is_none(), "no bytes kept");
     // A second PUT of the same block touches it (no new copy).
     let r = request(port, "PUT", &format!("/{hash}"), None, &data);
@@ -127,9 +150,13 @@ fn stalled_synthetic_get_holds_no_whole_block() {
     let set = c.block_set.clone().expect("set");
     let (hash, size) = set.blocks().find(|&(_, s)| s > 2 << 20).expect("big block");
     let server = c.locate(&hash.to_string())[0].keepstore;
-    let mut config_faults = keepsim::Faults::default();
-    config_faults.stall_mid_body = true;
-    c.set_faults(server, config_faults);
+    c.set_faults(
+        server,
+        keepsim::Faults {
+            stall_mid_body: true,
+            ..keepsim::Faults::default()
+        },
+    );
     let token = c.config.system_root_token.clone();
     let signed = sign_locator(
         &format!("{hash}+{size}"),
@@ -138,7 +165,13 @@ fn stalled_synthetic_get_holds_no_whole_block() {
         u64::MAX >> 33,
         c.config.blob_signing_ttl,
     );
-    let mut stream = send(c.keepstore_ports[server], "GET", &format!("/{signed}"), Some(&token), b"");
+    let mut stream = send(
+        c.keepstore_ports[server],
+        "GET",
+        &format!("/{signed}"),
+        Some(&token),
+        b"",
+    );
     let (raw, ending) = read_until(&mut stream, Duration::from_millis(500), usize::MAX);
     assert_eq!(ending, Ending::Silent);
     let reply = common::parse(&raw);

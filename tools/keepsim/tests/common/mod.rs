@@ -34,12 +34,26 @@ impl Reply {
 
 /// The request bytes (`Connection: close`, `Content-Length` always sent).
 pub fn request_bytes(method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Vec<u8> {
+    request_bytes_with(method, path, token, &[], body)
+}
+
+/// [`request_bytes`] with extra headers.
+pub fn request_bytes_with(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
     req.push_str("\r\n");
     let mut out = req.into_bytes();
@@ -49,12 +63,24 @@ pub fn request_bytes(method: &str, path: &str, token: Option<&str>, body: &[u8])
 
 /// Sends one request and reads the whole response until the server closes.
 pub fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Reply {
+    request_with(port, method, path, token, &[], body)
+}
+
+/// [`request`] with extra headers.
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     stream
-        .write_all(&request_bytes(method, path, token, body))
+        .write_all(&request_bytes_with(method, path, token, headers, body))
         .expect("send request");
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
