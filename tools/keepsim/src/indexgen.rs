@@ -129,21 +129,45 @@ pub struct ExpectedDiff {
     pub destination_only: u64,
 }
 
-fn wyrand(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0xa076_1d64_78bd_642f);
-    let t = u128::from(*state) * u128::from(*state ^ 0xe703_7ed1_a0b4_28db);
+const WY_STEP: u64 = 0xa076_1d64_78bd_642f;
+
+fn wymix(state: u64) -> u64 {
+    let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
     ((t >> 64) as u64) ^ (t as u64)
 }
 
-/// One generated locator.
+fn wyrand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(WY_STEP);
+    wymix(*state)
+}
+
+/// One generated locator. Size and mtime come from a third random draw that is only mixed
+/// when the line is written ([`Element::size_mtime`]).
 #[derive(Clone, Copy, Debug)]
 struct Element {
     hash: u128,
     class: usize,
-    size: u64,
-    mtime_ns: u64,
-    /// Extra random bits for placement.
-    spread: u64,
+    /// Random bits for the keepstore placement.
+    placement: u64,
+    /// Random bits for the mount.
+    mount: u64,
+    /// The PRNG state of the third draw.
+    third: u64,
+}
+
+impl Element {
+    fn size_mtime(&self) -> (u64, u64) {
+        let r3 = wymix(self.third);
+        let size = match r3 % 100 {
+            0..=69 => 4096 + (r3 >> 8) % 61_440,
+            70..=89 => 1 << 20,
+            _ => 64 << 20,
+        };
+        (
+            size,
+            1_600_000_000_000_000_000 + (r3 >> 20) % 100_000_000_000_000_000,
+        )
+    }
 }
 
 /// Resumable generator of one bucket's locators, in ascending order.
@@ -185,7 +209,8 @@ impl BucketGen {
         self.left -= 1;
         let r1 = wyrand(&mut self.rng);
         let r2 = wyrand(&mut self.rng);
-        let r3 = wyrand(&mut self.rng);
+        self.rng = self.rng.wrapping_add(WY_STEP);
+        let third = self.rng;
         // gap in [1, step_hi << 52]: never 0, and total gaps ≤ 2^116.
         let hi = (u128::from(r1) * self.step_hi) >> 64;
         let gap = (hi << 52) + u128::from(r2 & ((1 << 52) - 1)) + 1;
@@ -199,18 +224,12 @@ impl BucketGen {
             }
         }
         self.current[best] -= i128::from(self.total);
-        let size = match r3 % 100 {
-            0..=69 => 4096 + (r3 >> 8) % 61_440,
-            70..=89 => 1 << 20,
-            _ => 64 << 20,
-        };
-        let mtime_ns = 1_600_000_000_000_000_000 + (r3 >> 20) % 100_000_000_000_000_000;
         Some(Element {
             hash: (u128::from(self.bucket) << 116) | (self.value - 1),
             class: best,
-            size,
-            mtime_ns,
-            spread: r2 >> 52 | (r1 << 12),
+            placement: r1.rotate_left(17) ^ r2,
+            mount: r2.rotate_left(29) ^ r1.rotate_left(3),
+            third,
         })
     }
 }
@@ -269,7 +288,7 @@ impl IndexUniverse {
             let mut generator = BucketGen::new(self, b);
             std::iter::from_fn(move || generator.next())
                 .filter(move |e| side.lists(e.class))
-                .map(|e| (e.hash.to_be_bytes(), e.size))
+                .map(|e| (e.hash.to_be_bytes(), e.size_mtime().0))
         })
     }
 }
@@ -320,9 +339,9 @@ static DEC2: [[u8; 2]; 100] = {
     table
 };
 
-fn push_u64(out: &mut BytesMut, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = 20;
+/// Writes `n` in decimal ending just before `end` in `buf`; returns where it starts.
+fn write_u64(buf: &mut [u8], end: usize, mut n: u64) -> usize {
+    let mut i = end;
     while n >= 100 {
         let d = (n % 100) as usize;
         n /= 100;
@@ -336,20 +355,31 @@ fn push_u64(out: &mut BytesMut, mut n: u64) {
         i -= 1;
         buf[i] = b'0' + n as u8;
     }
-    out.put_slice(&buf[i..]);
+    i
 }
 
+/// `hash+size mtime\n`, built on the stack and appended at once.
 fn push_line(out: &mut BytesMut, e: &Element) {
-    let mut line = [0u8; 32];
+    let mut line = [0u8; 96];
     for (i, byte) in e.hash.to_be_bytes().iter().enumerate() {
         line[2 * i..2 * i + 2].copy_from_slice(&HEX[*byte as usize]);
     }
-    out.put_slice(&line);
-    out.put_u8(b'+');
-    push_u64(out, e.size);
-    out.put_u8(b' ');
-    push_u64(out, e.mtime_ns);
-    out.put_u8(b'\n');
+    line[32] = b'+';
+    // Size digits go right after the '+': format them at the end of a scratch area.
+    let (size, mtime_ns) = e.size_mtime();
+    let mut digits = [0u8; 20];
+    let start = write_u64(&mut digits, 20, size);
+    let len = 20 - start;
+    line[33..33 + len].copy_from_slice(&digits[start..]);
+    let mut pos = 33 + len;
+    line[pos] = b' ';
+    pos += 1;
+    let start = write_u64(&mut digits, 20, mtime_ns);
+    let len = 20 - start;
+    line[pos..pos + len].copy_from_slice(&digits[start..]);
+    pos += len;
+    line[pos] = b'\n';
+    out.put_slice(&line[..pos + 1]);
 }
 
 /// One keepstore's view of the universe.
@@ -402,9 +432,15 @@ impl KeepstoreListing {
         if !self.side.lists(e.class) {
             return false;
         }
-        let start = ((u128::from(e.spread) * u128::from(self.keepstores)) >> 64) as u64;
-        let offset = (self.keepstore + self.keepstores - start) % self.keepstores;
-        offset < self.replicas && (e.spread >> 7) % self.mounts == mount
+        // Multiply-high instead of `%` (a division by a run-time value per line).
+        let start = ((u128::from(e.placement) * u128::from(self.keepstores)) >> 64) as u64;
+        let offset = if self.keepstore >= start {
+            self.keepstore - start
+        } else {
+            self.keepstore + self.keepstores - start
+        };
+        offset < self.replicas
+            && ((u128::from(e.mount) * u128::from(self.mounts)) >> 64) as u64 == mount
     }
 
     /// The listing of the given mounts (indexes in uuid order), concatenated, for a hex
@@ -560,5 +596,33 @@ mod tests {
         assert_eq!(total, 20_000);
         assert_eq!(seen.len(), 10_000);
         assert!(seen.values().all(|&n| n == 2));
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Generation speed, without the network: `cargo test --release -p keepsim
+    /// index_generation_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn index_generation_speed() {
+        let spec = IndexUniverseSpec::with_overlap(1, 20_000_000, 20_000_000, 0.9, 2);
+        let universe = Arc::new(IndexUniverse::new(&spec));
+        let listing = KeepstoreListing::new(universe, IndexSide::Source, 0, 3, 1, vec!["m".into()]);
+        let started = std::time::Instant::now();
+        let (mut lines, mut bytes) = (0usize, 0usize);
+        for piece in listing.pieces(vec![0], String::new()) {
+            lines += piece.iter().filter(|&&b| b == b'\n').count();
+            bytes += piece.len();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{lines} lines, {bytes} bytes in {secs:.2}s: {:.1} M lines/s, {:.0} MB/s (universe {:.1} M elements/s)",
+            lines as f64 / secs / 1e6,
+            bytes as f64 / secs / 1e6,
+            22e6 / secs / 1e6
+        );
     }
 }
