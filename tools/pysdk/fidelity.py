@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Checks keepsim against the official Arvados Python SDK: KeepClient must put (copies=2),
-get back (MD5-checked by the SDK) and list blocks. Prints one JSON document for the Rust test
+"""Checks keepsim against the official Arvados Python SDK: KeepClient, built on a real
+arvados.api() client (the SDK's own discovery path against keepsim's API server), must put
+(copies=2), get back (MD5-checked by the SDK) and list blocks. Prints one JSON document for the Rust test
 (tools/keepsim/tests/python_sdk.rs) to check placement against keepmover's rendezvous order.
 
 Usage: fidelity.py path/cluster.json:ID
@@ -9,15 +10,17 @@ import hashlib
 import json
 import sys
 
+import arvados
 import arvados.keep
 
-from keepsim_api import StubApi, load_cluster, read_index, service_roots
+from keepsim_api import load_cluster, read_index, service_roots
 
 
 def main():
     cluster, services = load_cluster(sys.argv[1])
     token = cluster["system_root_token"]
-    kc = arvados.keep.KeepClient(api_client=StubApi(services, token, cluster["tls"]), num_retries=1)
+    api = arvados.api("v1", host=cluster["api_host"], token=token, insecure=True, cache=False, num_retries=1)
+    kc = arvados.keep.KeepClient(api_client=api, num_retries=1)
     uuid_of_root = {}
     for uuid, root in service_roots(services):
         uuid_of_root[root + "/"] = uuid

@@ -1,6 +1,8 @@
-"""A stand-in for the Arvados API client, answering the three things KeepClient asks of it
-(keep_services().accessible().execute(), config(), api_token/insecure) from keepsim's files,
-so the official SDK can talk to simulated keepstores without an API server."""
+"""Helpers for the Python SDK checks: reading keepsim's cluster.json, listing indexes, and
+StubApi, a stand-in for the Arvados API client answering the three things KeepClient asks of
+it (keep_services().accessible().execute(), config(), api_token/insecure) from keepsim's
+files. keepsim's API server now also works with the real arvados.api() (see api_check.py,
+fidelity.py); StubApi remains for copier.py, which needs no API round trips."""
 import json
 import ssl
 import urllib.request

@@ -1,7 +1,25 @@
-//! One simulated keepstore: the HTTP API of `keep-protocol.md` §5 with the real statuses and
-//! bodies, the request limiter (503 beyond max concurrent + queued), pull and trash workers,
-//! and switchable faults.
+//! One simulated keepstore: the HTTP API of `keep-protocol.md` §5 with the real statuses,
+//! bodies and rules of services/keepstore (router.go, keepstore.go, putprogress.go), the
+//! request limiter (503 beyond max concurrent + queued), pull and trash queues with their
+//! workers ([`crate::workers`]), switchable faults, and keepsim's own control endpoints
+//! under `/_keepsim/`.
+//!
+//! Fidelity notes (what keepstore does, and keepsim with it):
+//! * GET with a size hint sends `Content-Length: <hint>` and the stored data in 64 KiB
+//!   parts through keepstore's hash-check writer: a copy whose MD5 or length is wrong is
+//!   cut short (the part that would complete the block is withheld, then the connection
+//!   closes); if not one byte was sent, the answer is 502 `checksum mismatch in stored
+//!   data`. Copies known to be good (written after an MD5 check, synthetic) skip the check.
+//! * HEAD reads the copy and checks its MD5 (502 on mismatch), except synthetic copies
+//!   (correct by construction) and digest-only ones (their MD5 was checked on PUT).
+//! * PUT writes by keepstore's rules: mounts in keepstore order (class priority, then
+//!   rendezvous); a wanted mount already holding the block is touched and counted;
+//!   further mounts are written until every requested class is confirmed on at least one
+//!   mount (no classes: one copy); 507 when nothing could be written because every
+//!   eligible mount is full or none is in the requested classes, 503 on other failures.
+//! * Digest-only keepstores answer block GETs with 422 and an explanation.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,36 +28,19 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::body::SimBody;
-use crate::keep::index_format::format_index_line;
+use crate::body::{End, SimBody};
+use crate::conn::{Abort, ConnControl};
+pub use crate::faults::Faults;
+use crate::faults::LieReplicas;
 use crate::keep::locator::{parse_keepstore, BlockHash, EMPTY_BLOCK_HASH, MAX_BLOCK_SIZE};
-use crate::keep::rendezvous::mount_order_keepstore;
+use crate::keep::rendezvous::{go_suffix, weight};
 use crate::keep::signature::{sign_locator, verify_locator};
-use crate::store::{now_ns, Mount, Synthetic};
-
-/// Faults to inject, switchable at run time.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Faults {
-    /// Probability (0..1) of answering 500 to a block request.
-    pub error_500: f64,
-    /// Probability of answering 503.
-    pub error_503: f64,
-    /// Added before every response, in milliseconds.
-    pub delay_ms: u64,
-    /// GET bodies stop halfway and the connection is dropped.
-    pub close_mid_body: bool,
-    /// GET bodies have one byte flipped (status and length stay right, as keepstore does).
-    pub corrupt_body: bool,
-    /// Index bodies stop before their completion blank line.
-    pub truncate_index: bool,
-    /// Refuse every request with a connection reset (server "down").
-    pub down: bool,
-}
+use crate::keep::wire::{header, PullItem, TrashItem};
+use crate::store::{now_ns, Copy, Mount, Payload, TrashRules, WriteError};
+use crate::workers::{WorkQueue, WorkerStats};
 
 /// Settings shared by all keepstores of a cluster.
 #[derive(Clone, Debug)]
@@ -47,23 +48,65 @@ pub struct KeepstorePolicy {
     pub system_root_token: String,
     pub blob_signing_key: String,
     pub blob_signing: bool,
+    /// `Collections.BlobSigningTTL`, seconds.
     pub blob_signing_ttl: u64,
     pub max_concurrent: usize,
     pub max_queued: usize,
+    /// `Collections.BlobTrash`: DELETE and trash lists work (else DELETE is 405 and trash
+    /// lists are accepted but never processed).
+    pub blob_trash: bool,
+    /// `Collections.BlobTrashLifetime`, seconds (0: trashing deletes at once).
+    pub blob_trash_lifetime: u64,
+    /// `Collections.BlobTrashConcurrency`.
+    pub blob_trash_concurrency: usize,
+    /// `Collections.BlobReplicateConcurrency` (pull workers).
+    pub blob_replicate_concurrency: usize,
+    /// Check each PUT body's MD5 against its hash (off only in benchmark-serving mode:
+    /// the body is then trusted and, on digest storage, merely counted).
+    pub put_md5: bool,
+}
+
+impl KeepstorePolicy {
+    /// Arvados' defaults with the given token and key.
+    pub fn new(system_root_token: &str, blob_signing_key: &str) -> KeepstorePolicy {
+        KeepstorePolicy {
+            system_root_token: system_root_token.to_string(),
+            blob_signing_key: blob_signing_key.to_string(),
+            blob_signing: true,
+            blob_signing_ttl: 1_209_600,
+            max_concurrent: 64,
+            max_queued: 128,
+            blob_trash: true,
+            blob_trash_lifetime: 1_209_600,
+            blob_trash_concurrency: 4,
+            blob_replicate_concurrency: 4,
+            put_md5: true,
+        }
+    }
 }
 
 pub struct Keepstore {
     pub uuid: String,
+    /// Sorted by uuid (keepstore's mountsR).
     pub mounts: Vec<Arc<Mount>>,
-    pub synthetic: Option<Synthetic>,
     pub policy: KeepstorePolicy,
     pub faults: Mutex<Faults>,
-    limiter: Semaphore,
-    waiting_or_running: AtomicUsize,
-    /// Requests answered (for tests).
+    limiter: Arc<Semaphore>,
+    waiting_or_running: Arc<AtomicUsize>,
+    /// Requests received (for tests).
     pub requests: AtomicUsize,
     pub url: Mutex<String>,
+    /// Set by the cluster: restarts this keepstore (for `PUT /_keepsim/restart`).
+    pub(crate) restarter: std::sync::OnceLock<Restarter>,
+    /// How many times this keepstore was restarted.
+    pub restarts: AtomicUsize,
+    pub(crate) pull: WorkQueue<PullItem>,
+    pub(crate) trash: WorkQueue<TrashItem>,
+    /// Index-only synthetic listing (nothing stored; see [`crate::indexgen`]).
+    pub(crate) index_only: Option<crate::indexgen::KeepstoreListing>,
 }
+
+pub(crate) type Restarter = Arc<dyn Fn(Duration) + Send + Sync>;
 
 type Reply = Response<SimBody>;
 
@@ -83,11 +126,14 @@ fn bare(status: u16) -> Reply {
     r
 }
 
+/// keepstore's answer for a GET of a copy it only knows by digest.
+pub const DIGEST_ONLY_MESSAGE: &str = "keepsim: this keepstore keeps only the digest (hash, size, mtime) of its blocks, not their data; it cannot serve a block GET";
+
 /// Tokens as keepstore reads them: `Bearer`/`OAuth2` Authorization, or `?api_token=`.
 pub fn request_token<B>(req: &Request<B>) -> Option<String> {
     if let Some(value) = req
         .headers()
-        .get("authorization")
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
         for scheme in ["Bearer ", "OAuth2 "] {
@@ -115,117 +161,322 @@ fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
     })
 }
 
-#[derive(Deserialize)]
-struct PullItem {
-    locator: String,
-    servers: Vec<String>,
-    #[serde(default)]
-    mount_uuid: String,
+/// Comma list, items trimmed, empties dropped (router.go `trimSplit`).
+fn trim_split(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
-#[derive(Deserialize)]
-struct TrashItem {
-    locator: String,
-    block_mtime: i64,
-    #[serde(default)]
-    mount_uuid: String,
+/// keepstore's `putProgress`: which mounts are still wanted and what was confirmed.
+struct PutProgress {
+    class_todo: Vec<String>,
+    used: Vec<String>,
+    total: u32,
+    classes: BTreeMap<String, u32>,
+}
+
+impl PutProgress {
+    fn new(classes: &[String]) -> PutProgress {
+        let mut todo: Vec<String> = classes.to_vec();
+        todo.sort();
+        todo.dedup();
+        PutProgress {
+            class_todo: todo,
+            used: Vec::new(),
+            total: 0,
+            classes: BTreeMap::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.class_todo.is_empty() && self.total > 0
+    }
+
+    fn want(&self, m: &Mount) -> bool {
+        if self.done() || self.used.contains(&m.uuid) {
+            return false;
+        }
+        self.class_todo.is_empty() || m.classes.iter().any(|c| self.class_todo.contains(c))
+    }
+
+    fn add(&mut self, m: &Mount) {
+        self.used.push(m.uuid.clone());
+        self.total += m.replication;
+        for c in &m.classes {
+            *self.classes.entry(c.clone()).or_default() += m.replication;
+            self.class_todo.retain(|t| t != c);
+        }
+    }
+}
+
+/// What a PUT reports.
+struct Written {
+    replicas: u32,
+    classes: BTreeMap<String, u32>,
+}
+
+/// Bytes of a stored copy keepstore sends for a GET with size hint `hint`: the copy goes
+/// out in 64 KiB parts through a writer that withholds the part reaching `hint` unless the
+/// MD5 of the first `hint` bytes is right (`prefix_ok`), and refuses parts going beyond
+/// `hint` (hashcheckwriter.go, streamwriterat.go).
+pub fn keepstore_send_len(stored_len: u64, hint: u64, prefix_ok: impl FnOnce() -> bool) -> u64 {
+    const PART: u64 = 65536;
+    let mut offset = 0;
+    while offset < stored_len {
+        let end = (offset + PART).min(stored_len);
+        if end > hint {
+            return offset;
+        }
+        if end == hint {
+            return if prefix_ok() { end } else { offset };
+        }
+        offset = end;
+    }
+    offset
+}
+
+/// keepsim's counters for one keepstore (`GET /_keepsim/stats`).
+#[derive(Clone, Debug, Serialize)]
+pub struct KeepstoreStats {
+    pub requests: usize,
+    pub restarts: usize,
+    pub pull: WorkerStats,
+    pub trash: WorkerStats,
+    /// Listings per mount uuid.
+    pub mount_index_requests: BTreeMap<String, u64>,
 }
 
 impl Keepstore {
-    pub fn new(
-        uuid: String,
-        mounts: Vec<Arc<Mount>>,
-        synthetic: Option<Synthetic>,
-        policy: KeepstorePolicy,
-    ) -> Keepstore {
+    pub fn new(uuid: String, mut mounts: Vec<Arc<Mount>>, policy: KeepstorePolicy) -> Keepstore {
+        mounts.sort_by(|a, b| a.uuid.cmp(&b.uuid));
         Keepstore {
             uuid,
             mounts,
-            synthetic,
-            limiter: Semaphore::new(policy.max_concurrent.max(1)),
+            limiter: Arc::new(Semaphore::new(policy.max_concurrent.max(1))),
             policy,
             faults: Mutex::new(Faults::default()),
-            waiting_or_running: AtomicUsize::new(0),
+            waiting_or_running: Arc::new(AtomicUsize::new(0)),
             requests: AtomicUsize::new(0),
             url: Mutex::new(String::new()),
+            restarter: std::sync::OnceLock::new(),
+            restarts: AtomicUsize::new(0),
+            pull: WorkQueue::default(),
+            trash: WorkQueue::default(),
+            index_only: None,
         }
+    }
+
+    /// What a restart does to the keepstore's state: its queues are lost, storage kept.
+    pub(crate) fn on_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        self.pull.clear();
+        self.trash.clear();
     }
 
     pub fn faults(&self) -> Faults {
         self.faults.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
-    /// Mounts in keepstore rendezvous order for `hash`.
-    fn mount_order(&self, hash: &BlockHash) -> Vec<&Arc<Mount>> {
-        let uuids: Vec<&str> = self.mounts.iter().map(|m| m.uuid.as_str()).collect();
-        mount_order_keepstore(&hash.to_string(), &uuids)
-            .into_iter()
-            .map(|i| &self.mounts[i])
-            .collect()
+    pub fn pull_stats(&self) -> WorkerStats {
+        self.pull.stats()
     }
 
-    /// Finds a block: synthetic first, then mounts in order.
-    pub fn find(&self, hash: &BlockHash) -> Option<(Bytes, u32)> {
-        if let Some(data) = self.synthetic.as_ref().and_then(|s| s.get(hash)) {
-            return Some((data, 1));
+    pub fn trash_stats(&self) -> WorkerStats {
+        self.trash.stats()
+    }
+
+    pub fn stats(&self) -> KeepstoreStats {
+        KeepstoreStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::SeqCst),
+            pull: self.pull_stats(),
+            trash: self.trash_stats(),
+            mount_index_requests: self
+                .mounts
+                .iter()
+                .map(|m| (m.uuid.clone(), m.index_requests.load(Ordering::Relaxed)))
+                .collect(),
         }
+    }
+
+    pub(crate) fn trash_rules(&self) -> TrashRules {
+        TrashRules {
+            signing_ttl: Duration::from_secs(self.policy.blob_signing_ttl),
+            lifetime: Duration::from_secs(self.policy.blob_trash_lifetime),
+        }
+    }
+
+    /// Mounts in keepstore order for `hash`: class priority (higher first), then
+    /// ascending MD5(hash + mount uuid suffix) (keepstore.go `rendezvous`).
+    pub fn mount_order(&self, hash: &BlockHash) -> Vec<&Arc<Mount>> {
+        if self.mounts.len() <= 1 {
+            return self.mounts.iter().collect();
+        }
+        let hex = hash.to_string();
+        let mut weighted: Vec<(i32, [u8; 16], &Arc<Mount>)> = self
+            .mounts
+            .iter()
+            .map(|m| (m.priority, weight(&hex, go_suffix(&m.uuid)), m))
+            .collect();
+        weighted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        weighted.into_iter().map(|(_, _, m)| m).collect()
+    }
+
+    /// The first copy in keepstore order, with its mount.
+    pub fn find(&self, hash: &BlockHash) -> Option<(Copy, &Arc<Mount>)> {
         self.mount_order(hash)
             .into_iter()
-            .find_map(|m| m.get(hash).map(|d| (d, m.replication)))
+            .find_map(|m| m.read(hash).map(|c| (c, m)))
     }
 
-    /// Stores a verified block as keepstore does: touch an existing copy, else write to the
-    /// first writable mount in order that has room. Returns the replication stored.
+    /// Whether PUT bodies are kept as bytes (else only digests).
+    fn keeps_bytes(&self) -> bool {
+        self.mounts.iter().any(|m| m.keeps_bytes())
+    }
+
+    /// Writes a verified block by keepstore's rules (see the module notes). `Err` is the
+    /// status: 500 hash collision, 507 insufficient storage, 503 volume unavailable.
+    fn write_block(
+        &self,
+        hash: BlockHash,
+        payload: &Payload,
+        classes: &[String],
+    ) -> Result<Written, u16> {
+        let order: Vec<&Arc<Mount>> = self
+            .mount_order(&hash)
+            .into_iter()
+            .filter(|m| m.is_writable())
+            .collect();
+        let mut progress = PutProgress::new(classes);
+        for m in &order {
+            if !progress.want(m) {
+                continue;
+            }
+            let Some(existing) = m.read(&hash) else {
+                continue;
+            };
+            let equal = match (&existing, payload) {
+                (Copy::Bytes { data, .. }, Payload::Bytes { data: new, .. }) => data == new,
+                (existing, payload) => existing.size() == payload.size(),
+            };
+            if !equal {
+                return Err(500);
+            }
+            if m.touch(&hash) {
+                progress.add(m);
+            }
+        }
+        let mut all_full = true;
+        for m in &order {
+            if progress.done() {
+                break;
+            }
+            if !progress.want(m) {
+                continue;
+            }
+            match m.write(hash, payload) {
+                Ok(()) => progress.add(m),
+                Err(WriteError::Full) => {}
+                Err(WriteError::Other) => all_full = false,
+            }
+        }
+        if progress.total > 0 {
+            return Ok(Written {
+                replicas: progress.total,
+                classes: progress.classes,
+            });
+        }
+        Err(if all_full { 507 } else { 503 })
+    }
+
+    /// What [`Keepstore::write_block`] would report if every write succeeded, without
+    /// writing (the `store_nothing` lie).
+    fn pretend_write(&self, hash: &BlockHash, classes: &[String]) -> Result<Written, u16> {
+        let mut progress = PutProgress::new(classes);
+        for m in self.mount_order(hash) {
+            if m.is_writable() && progress.want(m) {
+                progress.add(m);
+            }
+        }
+        if progress.total == 0 {
+            return Err(507);
+        }
+        Ok(Written {
+            replicas: progress.total,
+            classes: progress.classes,
+        })
+    }
+
+    /// Stores a block directly (tests, the demo's source), as a PUT without classes would.
     pub fn store(
         &self,
         hash: BlockHash,
         data: Bytes,
         mount_uuid: Option<&str>,
     ) -> Result<u32, u16> {
-        let order: Vec<&Arc<Mount>> = match mount_uuid.filter(|u| !u.is_empty()) {
-            Some(uuid) => self.mounts.iter().filter(|m| m.uuid == uuid).collect(),
-            None => self.mount_order(&hash),
+        let payload = Payload::Bytes {
+            data,
+            verified: true,
         };
-        for mount in &order {
-            if mount.is_writable() && mount.contains(&hash) {
-                match mount.get(&hash) {
-                    Some(existing) if existing == data => {
-                        mount.touch(&hash);
-                        return Ok(mount.replication);
-                    }
-                    Some(_) => return Err(500),
-                    None => {}
-                }
+        match mount_uuid.filter(|u| !u.is_empty()) {
+            Some(uuid) => {
+                let m = self.mounts.iter().find(|m| m.uuid == uuid).ok_or(404u16)?;
+                m.write(hash, &payload).map_err(|e| match e {
+                    WriteError::Full => 507u16,
+                    WriteError::Other => 503u16,
+                })?;
+                Ok(m.replication)
             }
+            None => self.write_block(hash, &payload, &[]).map(|w| w.replicas),
         }
-        let mut saw_other_error = false;
-        for mount in order.iter().filter(|m| m.is_writable()) {
-            match mount.put(hash, data.clone()) {
-                Ok(()) => return Ok(mount.replication),
-                Err(true) => {}
-                Err(false) => saw_other_error = true,
-            }
-        }
-        Err(if saw_other_error { 503 } else { 507 })
     }
 
-    /// Handles one request (the limiter and faults included).
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Reply {
+    /// Handles one request (the limiter and faults included). `Err(Abort)` closes the
+    /// connection without an answer (the `down` fault).
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        control: Arc<ConnControl>,
+    ) -> Result<Reply, Abort> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let waiting = self.waiting_or_running.fetch_add(1, Ordering::AcqRel) + 1;
-        let reply = if waiting > self.policy.max_concurrent + self.policy.max_queued {
+        if self.faults().down {
+            control.reset.store(true, Ordering::SeqCst);
+            return Err(Abort);
+        }
+        let waiting = WaitingGuard::enter(&self.waiting_or_running);
+        let reply = if waiting.count > self.policy.max_concurrent + self.policy.max_queued {
             text(503, "Service Unavailable")
         } else {
-            match self.limiter.acquire().await {
-                Ok(_permit) => self.clone().route(req).await,
+            match self.limiter.clone().acquire_owned().await {
+                // The slot is held until the response body is finished, as keepstore's
+                // handler holds it until it has written the response.
+                Ok(permit) => {
+                    let reply = self.clone().route(req, &control).await;
+                    reply.map(|b| b.guard(Box::new(permit)).guard(Box::new(waiting)))
+                }
                 Err(_) => text(503, "Service Unavailable"),
             }
         };
-        self.waiting_or_running.fetch_sub(1, Ordering::AcqRel);
-        decorate(reply)
+        Ok(decorate(reply))
     }
 
-    async fn route(self: Arc<Self>, req: Request<Incoming>) -> Reply {
+    fn check_admin<B>(&self, req: &Request<B>) -> Option<Reply> {
+        if self.policy.system_root_token.is_empty() {
+            return None;
+        }
+        match request_token(req) {
+            None => Some(text(401, "Unauthorized")),
+            Some(t) if t != self.policy.system_root_token => Some(text(403, "Forbidden")),
+            _ => None,
+        }
+    }
+
+    async fn route(self: Arc<Self>, req: Request<Incoming>, control: &Arc<ConnControl>) -> Reply {
         let faults = self.faults();
         if faults.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
@@ -235,50 +486,31 @@ impl Keepstore {
         if method == Method::OPTIONS {
             return bare(200);
         }
-        // Admin endpoints.
         let admin_path = path == "/index"
             || path.starts_with("/index/")
             || path.starts_with("/mounts")
             || path == "/pull"
             || path == "/trash"
             || path.starts_with("/untrash/")
-            || path == "/_keepsim/faults";
+            || path.starts_with("/_keepsim/");
         let admin_method = method == Method::DELETE || method.as_str() == "TOUCH";
         if admin_path || admin_method {
-            match request_token(&req) {
-                None if !self.policy.system_root_token.is_empty() => {
-                    return text(401, "Unauthorized")
-                }
-                Some(t)
-                    if !self.policy.system_root_token.is_empty()
-                        && t != self.policy.system_root_token =>
-                {
-                    return text(403, "Forbidden")
-                }
-                _ => {}
+            if let Some(refusal) = self.check_admin(&req) {
+                return refusal;
             }
         }
-        if path == "/_keepsim/faults" && method == Method::PUT {
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return text(500, "reading body"),
-            };
-            return match serde_json::from_slice::<Faults>(&body) {
-                Ok(f) => {
-                    if let Ok(mut slot) = self.faults.lock() {
-                        *slot = f;
-                    }
-                    bare(200)
-                }
-                Err(e) => text(400, &format!("bad faults JSON: {e}")),
-            };
+        if let Some(what) = path.strip_prefix("/_keepsim/") {
+            return self.control_endpoint(what, req).await;
         }
         if method == Method::GET {
-            if let Some(prefix) = path.strip_prefix("/index") {
+            if let Some(tail) = path.strip_prefix("/index") {
+                if !tail.is_empty() && !tail.starts_with('/') {
+                    return text(400, "Bad Request");
+                }
                 let prefix = query_param(&req, "prefix")
                     .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| prefix.trim_start_matches('/').to_string());
-                return self.index(None, &prefix, &faults);
+                    .unwrap_or_else(|| tail.trim_start_matches('/').to_string());
+                return self.index(None, &prefix, &faults, control);
             }
             if path == "/mounts" {
                 return self.mounts_json();
@@ -287,24 +519,24 @@ impl Keepstore {
                 let Some((mount, tail)) = rest.split_once("/blocks") else {
                     return text(400, "Bad Request");
                 };
+                if !tail.is_empty() && !tail.starts_with('/') {
+                    return text(400, "Bad Request");
+                }
                 let prefix = query_param(&req, "prefix")
                     .filter(|p| !p.is_empty())
                     .unwrap_or_else(|| tail.trim_start_matches('/').to_string());
-                return self.index(Some(mount), &prefix, &faults);
+                return self.index(Some(mount), &prefix, &faults, control);
             }
         }
         if method == Method::PUT && path == "/pull" {
-            return self.pull(req).await;
+            return self.pull_list(req).await;
         }
         if method == Method::PUT && path == "/trash" {
-            return self.trash(req).await;
+            return self.trash_list(req).await;
         }
         if method == Method::PUT {
             if let Some(loc) = path.strip_prefix("/untrash/") {
-                return match parse_keepstore(loc) {
-                    Ok(_) => text(404, "file does not exist"),
-                    Err(_) => text(400, "invalid locator"),
-                };
+                return self.untrash(loc);
             }
         }
         let locator = path.trim_start_matches('/');
@@ -315,45 +547,111 @@ impl Keepstore {
             && locator.as_bytes()[..32]
                 .iter()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
-        if !is_block_path || (path.starts_with("//") && method == Method::PUT) {
+        let double_slash_ok = matches!(method, Method::GET | Method::HEAD);
+        if !is_block_path || (path.starts_with("//") && !double_slash_ok) {
             return text(400, "Bad Request");
         }
-        if faults.error_500 > 0.0 && rand::random::<f64>() < faults.error_500 {
+        if Faults::roll(faults.error_500) {
             return text(500, "injected fault");
         }
-        if faults.error_503 > 0.0 && rand::random::<f64>() < faults.error_503 {
+        if Faults::roll(faults.error_503) {
             return text(503, "injected fault");
         }
         match method {
-            Method::GET | Method::HEAD => self.get(&req, locator, method == Method::HEAD, &faults),
-            Method::PUT => self.put(req, locator.to_string()).await,
-            Method::DELETE => text(405, "method not allowed"),
-            m if m.as_str() == "TOUCH" => match parse_keepstore(locator) {
-                Ok(loc) => {
-                    let touched = self
-                        .mounts
-                        .iter()
-                        .any(|m| m.is_writable() && m.touch(&loc.hash));
-                    if touched {
-                        bare(200)
-                    } else {
-                        text(404, "file does not exist")
-                    }
-                }
-                Err(_) => text(400, "invalid locator"),
-            },
+            Method::GET | Method::HEAD => {
+                self.get(&req, locator, method == Method::HEAD, &faults, control)
+            }
+            Method::PUT => self.put(req, locator.to_string(), &faults).await,
+            Method::DELETE => self.delete(locator),
+            m if m.as_str() == "TOUCH" => self.touch(locator),
             _ => text(400, "Bad Request"),
         }
     }
 
-    fn get<B>(&self, req: &Request<B>, locator: &str, head: bool, faults: &Faults) -> Reply {
+    /// keepsim's own admin endpoints under `/_keepsim/` (SystemRootToken):
+    /// `GET|PUT /_keepsim/faults` (the [`Faults`] JSON), `PUT /_keepsim/restart?pause_ms=N`
+    /// (answers 200, then restarts this keepstore as [`crate::Cluster::restart_keepstore`]),
+    /// `GET /_keepsim/stats` ([`KeepstoreStats`]), `PUT /_keepsim/age/<hash>?secs=N` (sets
+    /// the mtime of every copy on this keepstore to now − N seconds).
+    async fn control_endpoint(&self, what: &str, req: Request<Incoming>) -> Reply {
+        let method = req.method().clone();
+        match (what, method) {
+            ("faults", Method::GET) => json_reply(&self.faults()),
+            ("stats", Method::GET) => json_reply(&self.stats()),
+            ("faults", Method::PUT) => {
+                let body = match req.into_body().collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(_) => return text(500, "reading body"),
+                };
+                match serde_json::from_slice::<Faults>(&body) {
+                    Ok(f) => {
+                        if let Ok(mut slot) = self.faults.lock() {
+                            *slot = f;
+                        }
+                        bare(200)
+                    }
+                    Err(e) => text(400, &format!("bad faults JSON: {e}")),
+                }
+            }
+            ("restart", Method::PUT) => {
+                let pause_ms = query_param(&req, "pause_ms")
+                    .and_then(|p| p.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let Some(restart) = self.restarter.get().cloned() else {
+                    return text(500, "restart not available");
+                };
+                // Answer first; the restart cuts this connection too.
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    restart(Duration::from_millis(pause_ms));
+                });
+                bare(200)
+            }
+            (what, Method::PUT) if what.starts_with("age/") => {
+                let Ok(hash) = BlockHash::from_hex(&what[4..]) else {
+                    return text(400, "invalid locator");
+                };
+                let secs = query_param(&req, "secs")
+                    .and_then(|p| p.parse::<i64>().ok())
+                    .unwrap_or(0);
+                let n = self.age(&hash, Duration::from_secs(secs.max(0) as u64));
+                if n == 0 {
+                    text(404, "file does not exist")
+                } else {
+                    bare(200)
+                }
+            }
+            _ => text(400, "Bad Request"),
+        }
+    }
+
+    /// Sets the mtime of every copy of `hash` on this keepstore to now − `age`.
+    pub fn age(&self, hash: &BlockHash, age: Duration) -> usize {
+        let mtime = now_ns() - age.as_nanos() as i64;
+        self.mounts
+            .iter()
+            .filter(|m| m.set_mtime(hash, mtime))
+            .count()
+    }
+
+    fn get<B>(
+        &self,
+        req: &Request<B>,
+        locator: &str,
+        head: bool,
+        faults: &Faults,
+        control: &Arc<ConnControl>,
+    ) -> Reply {
         let loc = match parse_keepstore(locator) {
             Ok(l) => l,
             Err(_) => return text(400, "invalid locator"),
         };
-        let hash_hex = loc.hash.to_string();
-        if !head && loc.size.unwrap_or(0) == 0 && hash_hex != EMPTY_BLOCK_HASH {
+        let hint = loc.size.filter(|&s| s > 0);
+        if !head && hint.is_none() && loc.hash.to_string() != EMPTY_BLOCK_HASH {
             return text(405, "method not allowed");
+        }
+        if !head && Faults::roll(faults.expired_401) {
+            return text(401, "expired signature");
         }
         if self.policy.blob_signing {
             let Some(token) = request_token(req) else {
@@ -370,27 +668,66 @@ impl Keepstore {
                 return text(e.http_status(), &e.to_string());
             }
         }
-        let Some((data, _)) = self.find(&loc.hash) else {
+        if self.index_only.is_some() {
+            return text(422, crate::indexgen::NO_DATA_MESSAGE);
+        }
+        let Some((copy, _)) = self.find(&loc.hash) else {
             return text(404, "file does not exist");
         };
+        let stored_len = copy.size();
+        let md5_ok = |data: &[u8]| crate::hash::md5(data) == loc.hash.0;
         if head {
+            let good = match &copy {
+                Copy::Bytes { data, .. } => md5_ok(data),
+                _ => true,
+            } && hint.is_none_or(|h| h == stored_len);
+            if !good {
+                return text(502, "checksum mismatch in stored data");
+            }
             let mut r = bare(200);
-            r.headers_mut().insert("content-length", data.len().into());
-            *r.body_mut() = SimBody::empty();
+            r.headers_mut()
+                .insert("content-length", hint.unwrap_or(stored_len).into());
             return r;
         }
-        let len = data.len();
-        let body = if faults.close_mid_body {
-            SimBody::pieces(vec![data.slice(..len / 2)], true)
-        } else if faults.corrupt_body && len > 0 {
-            let mut bad = data.to_vec();
-            bad[len / 2] ^= 0xff;
-            SimBody::full(bad)
-        } else {
-            SimBody::full(data)
+        let (source, trusted) = match copy {
+            Copy::DigestOnly { .. } => return text(422, DIGEST_ONLY_MESSAGE),
+            Copy::Synthetic { set, index } => (
+                SimBody::generated(set.pieces(index), Some(stored_len)),
+                CopyCheck::Trusted,
+            ),
+            Copy::Bytes { data, verified } => {
+                let check = if verified {
+                    CopyCheck::Trusted
+                } else {
+                    CopyCheck::Bytes(data.clone())
+                };
+                (SimBody::full(data), check)
+            }
         };
+        // Without a size hint (only the empty block): sent whole, checked at the end.
+        let hint = hint.unwrap_or(stored_len);
+        let sent = if hint == stored_len && matches!(trusted, CopyCheck::Trusted) {
+            hint
+        } else {
+            keepstore_send_len(stored_len, hint, || match &trusted {
+                CopyCheck::Trusted => hint == stored_len,
+                CopyCheck::Bytes(data) => data.get(..hint as usize).is_some_and(md5_ok),
+            })
+        };
+        if sent == 0 && hint > 0 {
+            return text(502, "checksum mismatch in stored data");
+        }
+        let body = if sent < hint {
+            source.cut_after(sent, End::Close)
+        } else {
+            source.cut_after(hint, End::Clean)
+        }
+        .sized(hint);
+        let body = fault_body(body, hint, faults, control);
         let mut r = Response::new(body);
-        r.headers_mut().insert("content-length", len.into());
+        if !faults.endless_trailers {
+            r.headers_mut().insert("content-length", hint.into());
+        }
         r.headers_mut().insert(
             "vary",
             hyper::header::HeaderValue::from_static("X-Keep-Signature"),
@@ -398,34 +735,78 @@ impl Keepstore {
         r
     }
 
-    async fn put(&self, req: Request<Incoming>, locator: String) -> Reply {
+    async fn put(&self, req: Request<Incoming>, locator: String, faults: &Faults) -> Reply {
         let token = request_token(&req);
+        let classes = trim_split(
+            req.headers()
+                .get(header::STORAGE_CLASSES)
+                .and_then(|v| v.to_str().ok()),
+        );
         let declared = req
             .headers()
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|l| l > MAX_BLOCK_SIZE) {
-            return text(413, "Request Entity Too Large");
+            return text(413, "request entity too large");
         }
-        let body = match http_body_util::Limited::new(req.into_body(), MAX_BLOCK_SIZE as usize)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return text(413, "Request Entity Too Large"),
+        if self.index_only.is_some() {
+            return text(422, crate::indexgen::NO_DATA_MESSAGE);
+        }
+        let Ok(expected) = BlockHash::from_hex(&locator[..32]) else {
+            return text(400, "invalid locator");
         };
-        let hash_hex = &locator[..32];
-        let actual = BlockHash(crate::verify::md5_of(body.clone()).await);
-        if actual.to_string() != hash_hex {
+        let (actual, payload) = if self.keeps_bytes() {
+            let body = match http_body_util::Limited::new(req.into_body(), MAX_BLOCK_SIZE as usize)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return text(413, "request entity too large"),
+            };
+            let actual = if self.policy.put_md5 {
+                BlockHash(crate::verify::md5_of(body.clone()).await)
+            } else {
+                expected
+            };
+            let payload = Payload::Bytes {
+                data: body,
+                verified: self.policy.put_md5,
+            };
+            (actual, payload)
+        } else {
+            match crate::verify::md5_stream(req.into_body(), MAX_BLOCK_SIZE, self.policy.put_md5)
+                .await
+            {
+                Ok((digest, size)) => {
+                    (digest.map_or(expected, BlockHash), Payload::Digest { size })
+                }
+                Err(crate::verify::StreamError::TooLarge) => {
+                    return text(413, "request entity too large")
+                }
+                Err(crate::verify::StreamError::Read) => return text(500, "reading body"),
+            }
+        };
+        if actual != expected {
             return text(
                 400,
                 &format!("content hash {actual} did not match specified locator {locator}"),
             );
         }
-        match self.store(actual, body.clone(), None) {
-            Ok(replication) => {
-                let short = format!("{hash_hex}+{}", body.len());
+        let outcome = match faults.lie_replicas {
+            LieReplicas::StoreNothing => self.pretend_write(&actual, &classes),
+            LieReplicas::Extra => self.write_block(actual, &payload, &classes).map(|mut w| {
+                w.replicas += 1;
+                for n in w.classes.values_mut() {
+                    *n += 1;
+                }
+                w
+            }),
+            LieReplicas::Off => self.write_block(actual, &payload, &classes),
+        };
+        match outcome {
+            Ok(written) => {
+                let short = format!("{actual}+{}", payload.size());
                 let signed = match token {
                     Some(t) if !self.policy.blob_signing_key.is_empty() => {
                         let expiry =
@@ -442,12 +823,15 @@ impl Keepstore {
                 };
                 let mut r = text(200, &signed);
                 r.headers_mut()
-                    .insert("x-keep-replicas-stored", replication.into());
-                if let Ok(v) =
-                    hyper::header::HeaderValue::from_str(&format!("default={replication}"))
-                {
-                    r.headers_mut()
-                        .insert("x-keep-storage-classes-confirmed", v);
+                    .insert(header::REPLICAS_STORED, written.replicas.into());
+                let confirmed: Vec<String> = written
+                    .classes
+                    .iter()
+                    .filter(|(_, &n)| n > 0)
+                    .map(|(c, n)| format!("{c}={n}"))
+                    .collect();
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&confirmed.join(", ")) {
+                    r.headers_mut().insert(header::CLASSES_CONFIRMED, v);
                 }
                 r
             }
@@ -457,78 +841,133 @@ impl Keepstore {
         }
     }
 
-    fn index(&self, mount: Option<&str>, prefix: &str, faults: &Faults) -> Reply {
+    fn delete(&self, locator: &str) -> Reply {
+        if !self.policy.blob_trash {
+            return text(405, "method not allowed");
+        }
+        let Ok(loc) = parse_keepstore(locator) else {
+            return text(400, "invalid locator");
+        };
+        // keepstore.go `BlockTrash`: every trash-allowed mount; a copy younger than the
+        // signing TTL is left alone yet counts as success.
+        let rules = self.trash_rules();
+        let mut found = false;
+        for m in self.mounts.iter().filter(|m| m.allows_trash()) {
+            if let Some((_, mtime)) = m.stat(&loc.hash) {
+                found = true;
+                if now_ns() - mtime > rules.signing_ttl.as_nanos() as i64 {
+                    m.trash(&loc.hash, &rules);
+                }
+            }
+        }
+        if found {
+            bare(200)
+        } else {
+            text(404, "file does not exist")
+        }
+    }
+
+    fn untrash(&self, locator: &str) -> Reply {
+        let Ok(loc) = parse_keepstore(locator) else {
+            return text(400, "Bad Request");
+        };
+        let mut restored = false;
+        for m in self.mounts.iter().filter(|m| m.is_writable()) {
+            restored |= m.untrash(&loc.hash);
+        }
+        if restored {
+            bare(200)
+        } else {
+            text(404, "file does not exist")
+        }
+    }
+
+    fn touch(&self, locator: &str) -> Reply {
+        let Ok(loc) = parse_keepstore(locator) else {
+            return text(400, "invalid locator");
+        };
+        if self
+            .mounts
+            .iter()
+            .filter(|m| m.is_writable())
+            .any(|m| m.touch(&loc.hash))
+        {
+            bare(200)
+        } else {
+            text(404, "file does not exist")
+        }
+    }
+
+    fn index(
+        &self,
+        mount: Option<&str>,
+        prefix: &str,
+        faults: &Faults,
+        control: &Arc<ConnControl>,
+    ) -> Reply {
         if prefix.len() > 32
             || !prefix
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return text(400, "invalid prefix");
+            return text(400, "Bad Request");
         }
-        let mounts: Vec<&Arc<Mount>> = match mount {
-            Some(uuid) => {
-                let found: Vec<&Arc<Mount>> =
-                    self.mounts.iter().filter(|m| m.uuid == uuid).collect();
-                if found.is_empty() {
-                    return text(404, "mount not found");
+        let mounts: Vec<Arc<Mount>> = match mount {
+            Some(uuid) => match self.mounts.iter().find(|m| m.uuid == uuid) {
+                Some(m) => vec![m.clone()],
+                None => return text(404, "file does not exist"),
+            },
+            None => self.mounts.clone(),
+        };
+        let prefix = prefix.to_string();
+        let listing: Box<dyn Iterator<Item = Bytes> + Send> = match &self.index_only {
+            Some(listing) => {
+                let indexes: Vec<usize> = mounts
+                    .iter()
+                    .filter_map(|m| self.mounts.iter().position(|x| x.uuid == m.uuid))
+                    .collect();
+                for m in &mounts {
+                    m.index_requests.fetch_add(1, Ordering::Relaxed);
                 }
-                found
+                listing.pieces(indexes, prefix)
             }
-            None => {
-                let mut all: Vec<&Arc<Mount>> = self.mounts.iter().collect();
-                all.sort_by(|a, b| a.uuid.cmp(&b.uuid));
-                all
+            None => Box::new(
+                mounts
+                    .into_iter()
+                    .flat_map(move |m| m.index_pieces(&prefix)),
+            ),
+        };
+        let body = if faults.truncate_index {
+            SimBody::generated(listing, None).ending(End::Close)
+        } else {
+            let whole = listing.chain(std::iter::once(Bytes::from_static(b"\n")));
+            let body = SimBody::generated(whole, None);
+            if faults.endless_trailers {
+                body.ending(End::EndlessTrailers(control.clone()))
+            } else {
+                body
             }
         };
-        let mut pieces = Vec::new();
-        let mut current = String::new();
-        let mut push_line = |line: String, pieces: &mut Vec<Bytes>| {
-            current.push_str(&line);
-            if current.len() > 64 << 10 {
-                pieces.push(Bytes::from(std::mem::take(&mut current)));
-            }
-        };
-        if mount.is_none() {
-            if let Some(synthetic) = &self.synthetic {
-                for (hash, _) in synthetic.table().iter() {
-                    if hash.to_string().starts_with(prefix) {
-                        push_line(
-                            format_index_line(
-                                hash,
-                                u64::from(synthetic.size),
-                                1_700_000_000_000_000_000,
-                            ),
-                            &mut pieces,
-                        );
-                    }
-                }
-            }
-        }
-        for m in mounts {
-            for (hash, size, mtime) in m.index(prefix) {
-                push_line(format_index_line(&hash, size, mtime), &mut pieces);
-            }
-        }
-        if !faults.truncate_index {
-            current.push('\n');
-        }
-        pieces.push(Bytes::from(current));
-        Response::new(SimBody::pieces(pieces, faults.truncate_index))
+        Response::new(body)
     }
 
     fn mounts_json(&self) -> Reply {
-        let mut list: Vec<serde_json::Value> = self
+        let list: Vec<serde_json::Value> = self
             .mounts
             .iter()
             .map(|m| {
+                let classes: serde_json::Map<String, serde_json::Value> = m
+                    .classes
+                    .iter()
+                    .map(|c| (c.clone(), serde_json::Value::Bool(true)))
+                    .collect();
                 serde_json::json!({
                     "uuid": m.uuid, "device_id": format!("keepsim:{}", m.uuid),
-                    "allow_write": m.is_writable(), "allow_trash": true,
-                    "replication": m.replication, "storage_classes": {"default": true},
+                    "allow_write": m.is_writable(), "allow_trash": m.allows_trash(),
+                    "replication": m.replication, "storage_classes": classes,
                 })
             })
             .collect();
-        list.sort_by(|a, b| a["uuid"].as_str().cmp(&b["uuid"].as_str()));
         let mut r = Response::new(SimBody::full(serde_json::to_vec(&list).unwrap_or_default()));
         r.headers_mut().insert(
             "content-type",
@@ -537,82 +976,80 @@ impl Keepstore {
         r
     }
 
-    async fn pull(self: Arc<Self>, req: Request<Incoming>) -> Reply {
+    async fn pull_list(&self, req: Request<Incoming>) -> Reply {
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => return text(500, "reading body"),
         };
         let items: Vec<PullItem> = match serde_json::from_slice(&body) {
             Ok(i) => i,
-            Err(e) => return text(500, &format!("bad pull list: {e}")),
+            Err(e) => return text(500, &e.to_string()),
         };
         if items.first().is_some_and(|i| i.locator.len() == 32) {
-            return text(400, "locator without size");
+            return text(
+                400,
+                "rejecting pull list containing a locator without a size hint -- this probably means keep-balance needs to be upgraded",
+            );
         }
-        let me = self.clone();
-        tokio::spawn(async move {
-            for item in items {
-                me.pull_one(&item).await;
-            }
-        });
+        self.pull.replace(items);
         bare(200)
     }
 
-    async fn pull_one(&self, item: &PullItem) {
-        let Ok(loc) = parse_keepstore(&item.locator) else {
-            return;
-        };
-        let short = format!("{}+{}", loc.hash, loc.size.unwrap_or(0));
-        let expiry = (now_ns() / 1_000_000_000) as u64 + 60;
-        let signed = sign_locator(
-            &short,
-            "keepsim-pull",
-            self.policy.blob_signing_key.as_bytes(),
-            expiry,
-            self.policy.blob_signing_ttl,
-        );
-        for server in &item.servers {
-            if let Some(data) = crate::fetch::get_block(server, &signed, "keepsim-pull").await {
-                let digest: [u8; 16] = Md5::digest(&data).into();
-                if digest == loc.hash.0 {
-                    let _ = self.store(loc.hash, data, Some(&item.mount_uuid));
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn trash(&self, req: Request<Incoming>) -> Reply {
+    async fn trash_list(&self, req: Request<Incoming>) -> Reply {
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => return text(500, "reading body"),
         };
-        let items: Vec<TrashItem> = match serde_json::from_slice(&body) {
-            Ok(i) => i,
-            Err(e) => return text(500, &format!("bad trash list: {e}")),
-        };
-        let cutoff = now_ns() - (self.policy.blob_signing_ttl as i64) * 1_000_000_000;
-        for item in items {
-            let Ok(loc) = parse_keepstore(&item.locator) else {
-                continue;
-            };
-            if item.block_mtime > cutoff {
-                continue;
+        match serde_json::from_slice::<Vec<TrashItem>>(&body) {
+            Ok(items) => {
+                self.trash.replace(items);
+                bare(200)
             }
-            for m in &self.mounts {
-                if !item.mount_uuid.is_empty() && m.uuid != item.mount_uuid {
-                    continue;
-                }
-                if m.index(&loc.hash.to_string())
-                    .iter()
-                    .any(|(h, _, t)| *h == loc.hash && *t == item.block_mtime)
-                {
-                    m.remove(&loc.hash);
-                }
-            }
+            Err(e) => text(500, &e.to_string()),
         }
-        bare(200)
     }
+}
+
+/// Whether a copy's bytes must be checked before they are trusted.
+enum CopyCheck {
+    Trusted,
+    Bytes(Bytes),
+}
+
+/// A block GET body with the configured faults applied: trickled, corrupted, and cut short
+/// (stalled, reset or closed) halfway, or chunked with endless trailers.
+pub(crate) fn fault_body(
+    body: SimBody,
+    len: u64,
+    faults: &Faults,
+    control: &Arc<ConnControl>,
+) -> SimBody {
+    let mut body = body.trickle(faults.trickle_bytes_per_sec);
+    if faults.corrupt_body && len > 0 {
+        body = body.corrupt_at(len / 2);
+    }
+    if faults.stall_mid_body {
+        body.cut_after(len / 2, End::Stall)
+    } else if faults.reset {
+        body.cut_after(len / 2, End::Reset(control.clone()))
+    } else if faults.close_mid_body {
+        body.cut_after(len / 2, End::Close)
+    } else if faults.endless_trailers {
+        body.chunked().ending(End::EndlessTrailers(control.clone()))
+    } else {
+        body
+    }
+}
+
+fn json_reply<T: serde::Serialize>(value: &T) -> Reply {
+    let mut r = Response::new(SimBody::full(
+        serde_json::to_vec_pretty(value).unwrap_or_default(),
+    ));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// Headers every keepstore response carries.
@@ -636,7 +1073,81 @@ pub fn decorate(mut reply: Reply) -> Reply {
         .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rand::random_range(0..36)]))
         .collect();
     if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("req-{id}")) {
-        headers.insert("x-request-id", v);
+        headers.insert(header::REQUEST_ID, v);
     }
     reply
+}
+
+/// Counts a request as waiting or running until dropped (with the response body).
+struct WaitingGuard {
+    counter: Arc<AtomicUsize>,
+    count: usize,
+}
+
+impl WaitingGuard {
+    fn enter(counter: &Arc<AtomicUsize>) -> WaitingGuard {
+        let count = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        WaitingGuard {
+            counter: counter.clone(),
+            count,
+        }
+    }
+}
+
+impl Drop for WaitingGuard {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_len_follows_the_hash_check_writer() {
+        const P: u64 = 65536;
+        // Right length, wrong MD5: the last part is withheld.
+        assert_eq!(keepstore_send_len(3 * P + 10, 3 * P + 10, || false), 3 * P);
+        assert_eq!(keepstore_send_len(2 * P, 2 * P, || false), P);
+        // Small blocks: nothing sent (then 502).
+        assert_eq!(keepstore_send_len(1000, 1000, || false), 0);
+        // Right: everything.
+        assert_eq!(keepstore_send_len(2 * P + 1, 2 * P + 1, || true), 2 * P + 1);
+        // Stored shorter than the hint: all of it.
+        assert_eq!(keepstore_send_len(P + 5, 2 * P, || true), P + 5);
+        // Stored longer: parts that fit, the one crossing the hint refused.
+        assert_eq!(keepstore_send_len(2 * P, P + 5, || true), P);
+        assert_eq!(keepstore_send_len(1001, 1000, || true), 0);
+    }
+
+    #[test]
+    fn put_progress_wants_classes() {
+        let m = |uuid: &str, classes: &[&str]| {
+            Mount::with_classes(
+                uuid.into(),
+                1,
+                crate::store::Storage::Memory,
+                classes.iter().map(|c| c.to_string()).collect(),
+                0,
+            )
+            .expect("mount")
+        };
+        let (a, b, c) = (
+            m("a", &["default"]),
+            m("b", &["hot"]),
+            m("c", &["hot", "cold"]),
+        );
+        let mut p = PutProgress::new(&["hot".into(), "cold".into()]);
+        assert!(!p.want(&a) && p.want(&b) && p.want(&c));
+        p.add(&b);
+        assert!(!p.want(&b) && p.want(&c) && !p.done());
+        p.add(&c);
+        assert!(p.done());
+        assert_eq!(p.classes.get("hot"), Some(&2));
+        let mut any = PutProgress::new(&[]);
+        assert!(any.want(&a));
+        any.add(&a);
+        assert!(any.done() && !any.want(&b));
+    }
 }
