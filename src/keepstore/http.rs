@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 
-use super::{BlockBody, Cause, IndexSource, Keepstores, KeepstoresFactory, PutReply, PutWants};
+use super::{
+    BadReplica, BlockBody, Cause, IndexSource, Keepstores, KeepstoresFactory, PutReply, PutWants,
+};
 use crate::cluster::Cluster;
 use crate::keep::index_format::{IndexBodyParser, IndexEntry};
 use crate::keep::wire::{self, header, MountInfo, PullItem, TrashItem, WireMethod, WireRequest};
@@ -112,6 +114,9 @@ async fn status_cause(response: Response) -> Cause {
         .read_to_end(wire::ERROR_BODY_LIMIT)
         .await
         .unwrap_or_default();
+    if wire::is_stored_checksum_mismatch(status, &body) {
+        return Cause::BadReplica(BadReplica::Stored);
+    }
     Cause::Status {
         status,
         body: String::from_utf8_lossy(&body).trim().to_string(),

@@ -46,6 +46,9 @@ pub enum BadReplica {
     Length { got: u64, want: u64 },
     #[error("checksum mismatch: content MD5 is {got}")]
     Checksum { got: BlockHash },
+    /// keepstore found its stored copy wrong before sending a byte (502).
+    #[error("the server's stored copy is corrupt (502 checksum mismatch in stored data)")]
+    Stored,
 }
 
 /// The kinds of trouble, for counters, reports and `bench`'s error table.

@@ -682,7 +682,7 @@ impl Keepstore {
                 _ => true,
             } && hint.is_none_or(|h| h == stored_len);
             if !good {
-                return text(502, "checksum mismatch in stored data");
+                return text(502, crate::keep::wire::STORED_CHECKSUM_MISMATCH);
             }
             let mut r = bare(200);
             r.headers_mut()
@@ -715,7 +715,7 @@ impl Keepstore {
             })
         };
         if sent == 0 && hint > 0 {
-            return text(502, "checksum mismatch in stored data");
+            return text(502, crate::keep::wire::STORED_CHECKSUM_MISMATCH);
         }
         let body = if sent < hint {
             source.cut_after(sent, End::Close)

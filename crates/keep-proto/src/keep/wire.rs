@@ -216,6 +216,19 @@ pub fn is_expired_signature(status: u16, body: &[u8]) -> bool {
             .any(|w| w == b"expired signature")
 }
 
+/// keepstore's answer when the copy it stores is wrong and it noticed before sending a
+/// byte (§5.2): 502 with this message. The replica is bad; another holder may be good.
+pub const STORED_CHECKSUM_MISMATCH: &str = "checksum mismatch in stored data";
+
+/// Whether an answer is keepstore's "this stored copy is corrupt" (see
+/// [`STORED_CHECKSUM_MISMATCH`]).
+pub fn is_stored_checksum_mismatch(status: u16, body: &[u8]) -> bool {
+    status == 502
+        && body
+            .windows(STORED_CHECKSUM_MISMATCH.len())
+            .any(|w| w == STORED_CHECKSUM_MISMATCH.as_bytes())
+}
+
 /// `X-Keep-Replicas-Stored`: the count, or 1 when absent or unparsable (§6.1 step 5).
 pub fn replicas_stored(value: Option<&str>) -> u32 {
     value.and_then(|v| v.trim().parse().ok()).unwrap_or(1)
