@@ -47,6 +47,7 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("json", FlagKind::String, "", "keepmover: write the run's summary as JSON to this file"),
     flag("max-transfer", FlagKind::String, "", "keepmover: stop cleanly (exit 8) once this many bytes are copied, e.g. 500GiB"),
     flag("max-duration", FlagKind::Duration, "0s", "keepmover: stop cleanly (exit 10) after this long, e.g. 8h (0 = no limit)"),
+    flag("preflight", FlagKind::Bool, "true", "keepmover: run the safety checks first (source token and signing key, destination writability and classes, distinct clusters, the garbage-collection window; see `keepmover preflight`) and refuse to start on errors; -preflight=false skips them"),
 ];
 
 /// Runs the drop-in form: parse, then hand over to `commands::rsync`.
@@ -66,7 +67,7 @@ pub fn run_rsync(program: &str, args: &[String]) -> i32 {
 }
 
 /// A size flag (`1GiB`, `512MiB`, `4096`).
-fn size_flag(parsed: &ParsedFlags, name: &str) -> Result<u64, String> {
+pub(super) fn size_flag(parsed: &ParsedFlags, name: &str) -> Result<u64, String> {
     let text = parsed.text(name);
     parse_byte_size(text)
         .ok_or_else(|| invalid(name, text, "expected a size such as 512MiB or 4GiB"))
@@ -74,17 +75,6 @@ fn size_flag(parsed: &ParsedFlags, name: &str) -> Result<u64, String> {
 
 /// The engine's tuning from the flags shared by every command that walks two clusters.
 pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
-    let memory = size_flag(parsed, "memory")?;
-    if memory < 64 << 20 {
-        return Err(format!(
-            "-memory {} is below 64MiB, the largest Keep block",
-            parsed.text("memory")
-        ));
-    }
-    let io_text = parsed.text("io");
-    let io: IoBackend = io_text
-        .parse()
-        .map_err(|_| invalid("io", io_text, "expected auto, uring or epoll"))?;
     let dst_index_errors = match parsed.text("dst-index-errors") {
         "fail" => DstIndexErrors::Fail,
         "copy" => DstIndexErrors::Copy,
@@ -96,15 +86,6 @@ pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
     };
     let max_duration = parsed.duration("max-duration", false)?;
     Ok(EngineConfig {
-        workers: parsed.int_in("workers", 0..=1024)?,
-        concurrency: parsed.int_in("concurrency", 1..=65_536)?,
-        memory_budget: usize::try_from(memory).unwrap_or(usize::MAX),
-        io,
-        retry: RetryPolicy {
-            retries: parsed.int_in("retries", 0..=100)?,
-            delay: parsed.duration("retry-delay", false)?,
-        },
-        prefix_length: parsed.int_in("prefix-length", 0..=8)?,
         counting: if parsed.is_true("count-first") {
             Counting::Exact
         } else {
@@ -114,9 +95,37 @@ pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
         checkpoint: parsed.non_empty("checkpoint").map(Into::into),
         grace: parsed.duration("grace", false)?,
         dst_index_errors,
-        per_server_requests: parsed.int_in("per-server-requests", 1..=65_536)?,
         max_transfer,
         max_duration: (!max_duration.is_zero()).then_some(max_duration),
+        ..engine_tuning(parsed)?
+    })
+}
+
+/// The tuning every engine-driven command shares (`workers`, `concurrency`, `memory`, `io`,
+/// `retries`, `retry-delay`, `prefix-length`, `per-server-requests`); the rest default.
+pub fn engine_tuning(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
+    let memory = size_flag(parsed, "memory")?;
+    if memory < 64 << 20 {
+        return Err(format!(
+            "-memory {} is below 64MiB, the largest Keep block",
+            parsed.text("memory")
+        ));
+    }
+    let io_text = parsed.text("io");
+    let io: IoBackend = io_text
+        .parse()
+        .map_err(|_| invalid("io", io_text, "expected auto, uring or epoll"))?;
+    Ok(EngineConfig {
+        workers: parsed.int_in("workers", 0..=1024)?,
+        concurrency: parsed.int_in("concurrency", 1..=65_536)?,
+        memory_budget: usize::try_from(memory).unwrap_or(usize::MAX),
+        io,
+        retry: RetryPolicy {
+            retries: parsed.int_in("retries", 0..=100)?,
+            delay: parsed.duration("retry-delay", false)?,
+        },
+        prefix_length: parsed.int_in("prefix-length", 0..=8)?,
+        per_server_requests: parsed.int_in("per-server-requests", 1..=65_536)?,
         ..EngineConfig::default()
     })
 }
@@ -176,6 +185,7 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
         display,
         report: parsed.non_empty("report").map(Into::into),
         json: parsed.non_empty("json").map(Into::into),
+        preflight: parsed.is_true("preflight"),
     })
 }
 

@@ -5,6 +5,7 @@
 pub mod bench;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod preflight;
 pub mod rsync;
 pub mod setup;
 pub mod signals;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::setup::{build_cluster, default_classes, load_settings, ApiClient, SetupError};
 use crate::exit::Outcome;
+use crate::keep::settings::Settings;
 use crate::keepstore::http::HttpFactory;
 use crate::mover::checkpoint::JobIdentity;
 use crate::mover::events::EventSink;
@@ -37,6 +38,8 @@ pub struct RsyncArgs {
     pub display: Display,
     pub report: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    /// Run the preflight checks first and refuse to start on errors (`-preflight`).
+    pub preflight: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +48,10 @@ pub enum RsyncError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Engine(#[from] mover::EngineError),
-    #[error("the source and the destination are the same servers ({0}): copying a cluster onto itself is refused")]
+    #[error("the source and the destination are the same cluster ({0}): copying or validating a cluster against itself is refused")]
     SelfCopy(String),
+    #[error("preflight found {0} errors (above); refusing to start. Fix them, or skip the checks with -preflight=false")]
+    Preflight(usize),
     #[error("writing {path}: {source}")]
     Output {
         path: PathBuf,
@@ -58,6 +63,10 @@ pub enum RsyncError {
 pub struct Prepared {
     pub run: Run,
     pub http: ClientConfig,
+    /// The destination's API server (its exported config, its discovery document).
+    pub dst_api: ApiClient,
+    /// The destination settings (`validate -deep` signs its reads with their key).
+    pub dst_settings: Settings,
 }
 
 /// Reads the settings, discovers both clusters, and builds the job (shared with the other
@@ -80,8 +89,15 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
         args.dst_keep_services_json.as_deref(),
         &dst_api,
     )?;
-    if src.cluster.same_servers_as(&dst.cluster) {
-        return Err(RsyncError::SelfCopy(src.identity));
+    let explicit = args.src_keep_services_json.is_some() && args.dst_keep_services_json.is_some();
+    if let Some(why) = super::preflight::same_cluster(
+        &src_settings.api_host,
+        &dst_settings.api_host,
+        &src.cluster,
+        &dst.cluster,
+        explicit,
+    ) {
+        return Err(RsyncError::SelfCopy(why));
     }
     // keep-rsync signs with the source key and TTL; the TTL is only needed with a key.
     let signing = match src_settings
@@ -149,6 +165,8 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
             config: args.engine.clone(),
         },
         http: args.http.clone(),
+        dst_api,
+        dst_settings,
     })
 }
 
@@ -175,6 +193,13 @@ pub fn status_printer(counters: Arc<Counters>) -> Box<dyn Fn() + Send> {
 /// stops are in the outcome); `Err` when it could not run.
 pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError> {
     let prepared = prepare(&args, "copy")?;
+    if args.preflight {
+        let checks = super::preflight::run_checks(&prepared, args.engine.io);
+        checks.print();
+        if checks.errors() > 0 {
+            return Err(RsyncError::Preflight(checks.errors()));
+        }
+    }
     let counters = Arc::new(Counters::default());
     let _signals = super::signals::install(control.clone(), status_printer(counters.clone()));
     let job = &prepared.run.job;
