@@ -111,7 +111,7 @@ pub fn action(record: &CheckRecord) -> &'static str {
     }
 }
 
-fn uuid<'a>(uuids: &'a [String], server: usize) -> &'a str {
+fn uuid(uuids: &[String], server: usize) -> &str {
     uuids.get(server).map_or("?", String::as_str)
 }
 
