@@ -8,6 +8,8 @@ mod bench_flags;
 #[cfg(feature = "demo")]
 mod demo_flags;
 mod rsync_flags;
+mod touch_flags;
+mod validate_flags;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -24,6 +26,10 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
   demo     copy between two simulated clusters started in this process (the first thing to try)
   rsync    the keep-rsync drop-in form, spelled out (same flags as with no subcommand)
   bench    keepstore throughput benchmark with keep-exercise's flags and CSV
+  validate prove a copy, reading only: missing, under-replicated, misplaced, size mismatch;
+           -deep or -sample also read copies back and check their MD5
+  preflight the copy's safety checks alone (same flags as the copy)
+  touch    renew destination blocks' mtimes to extend the garbage-collection window
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -60,6 +66,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
         #[cfg(not(feature = "demo"))]
         Some("demo") => fatal("this keepmover was built without the demo (cargo feature \"demo\")"),
         Some("bench") => bench_flags::run_bench(&program, &rest[1..]),
+        Some("validate") => validate_flags::run_validate(&program, &rest[1..]),
+        Some("preflight") => validate_flags::run_preflight(&program, &rest[1..]),
+        Some("touch") => touch_flags::run_touch(&program, &rest[1..]),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS

@@ -9,3 +9,5 @@ pub mod preflight;
 pub mod rsync;
 pub mod setup;
 pub mod signals;
+pub mod touch;
+pub mod validate;
