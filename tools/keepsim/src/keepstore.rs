@@ -62,6 +62,9 @@ pub struct Keepstore {
     waiting_or_running: AtomicUsize,
     /// Requests answered (for tests).
     pub requests: AtomicUsize,
+    /// Requests that could change what is stored (any method but GET, HEAD and OPTIONS:
+    /// PUT, DELETE, TOUCH, pull, trash, untrash), so a test can prove a tool only read.
+    pub writes: AtomicUsize,
     pub url: Mutex<String>,
 }
 
@@ -147,6 +150,7 @@ impl Keepstore {
             faults: Mutex::new(Faults::default()),
             waiting_or_running: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
             url: Mutex::new(String::new()),
         }
     }
@@ -212,6 +216,9 @@ impl Keepstore {
     /// Handles one request (the limiter and faults included).
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Reply {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
         let waiting = self.waiting_or_running.fetch_add(1, Ordering::AcqRel) + 1;
         let reply = if waiting > self.policy.max_concurrent + self.policy.max_queued {
             text(503, "Service Unavailable")

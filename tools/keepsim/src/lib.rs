@@ -72,6 +72,19 @@ impl ClusterConfig {
     }
 }
 
+/// Seconds as Go's `Duration.String()` writes whole hours, minutes and seconds (`336h0m0s`).
+fn go_duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
 fn random_alnum(n: usize) -> String {
     (0..n)
         .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36)]))
@@ -224,7 +237,13 @@ impl Cluster {
                 "blobSignatureTtl": cluster.config.blob_signing_ttl,
             })
             .to_string(),
-            config: serde_json::json!({"ClusterID": cluster.config.id, "StorageClasses": {"default": {"Default": true}}}).to_string(),
+            config: serde_json::json!({
+                "ClusterID": cluster.config.id,
+                "StorageClasses": {"default": {"Default": true}},
+                // Exported as Arvados exports it: a Go duration string.
+                "Collections": {"BlobSigningTTL": go_duration(cluster.config.blob_signing_ttl)},
+            })
+            .to_string(),
         });
         runtime.spawn(async move {
             loop {
