@@ -168,10 +168,14 @@ pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, Validat
         report: args.common.report.clone(),
         ..args.outputs.clone()
     };
-    sinks.push(Box::new(
-        ValidateFiles::create(&outputs, dst_uuids)
-            .map_err(|(path, source)| ValidateCommandError::Output { path, source })?,
-    ));
+    // Only `-combined` and `-report` list blocks without findings.
+    let every_block = outputs.combined.is_some() || outputs.report.is_some();
+    if outputs.any() {
+        sinks.push(Box::new(
+            ValidateFiles::create(&outputs, dst_uuids)
+                .map_err(|(path, source)| ValidateCommandError::Output { path, source })?,
+        ));
+    }
     let _signals = super::signals::install(control.clone(), {
         let totals = totals.clone();
         Box::new(move || {
@@ -190,6 +194,7 @@ pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, Validat
         wanted: wanted.clone(),
         prefix: prefix.clone(),
         reread: args.reread,
+        every_block,
         config: prepared.run.config.clone(),
     };
     let report = validate::run(

@@ -156,11 +156,20 @@ pub fn join(source: Vec<SourceBlock>, listings: Vec<Listing>) -> Vec<Joined> {
                     })
                     .collect();
                 if s == Some(g) {
+                    // Usually one source block per hash: the group moves into it.
+                    let mut same: Vec<SourceBlock> = Vec::with_capacity(1);
                     while let Some(block) = src.next_if(|b| b.id.hash == g) {
-                        out.push(Joined::Source {
-                            block,
-                            replicas: group.clone(),
-                        });
+                        same.push(block);
+                    }
+                    let last = same.len().saturating_sub(1);
+                    let mut group = Some(group);
+                    for (i, block) in same.into_iter().enumerate() {
+                        let replicas = if i == last {
+                            group.take().unwrap_or_default()
+                        } else {
+                            group.clone().unwrap_or_default()
+                        };
+                        out.push(Joined::Source { block, replicas });
                     }
                 } else {
                     // Destination only: one entry per size.

@@ -70,6 +70,9 @@ pub struct ValidateJob {
     /// Only hashes starting with this.
     pub prefix: String,
     pub reread: Reread,
+    /// Emit a [`Event::Checked`] for blocks without findings too (`-combined`, `-report`
+    /// list every block); without, only problems and destination-only blocks are events.
+    pub every_block: bool,
     /// Workers, concurrency, memory, I/O, retries and slicing (the copy's tuning).
     pub config: EngineConfig,
 }
@@ -445,7 +448,9 @@ impl<F: KeepstoresFactory> Walker<F> {
                         attempts: 0,
                     };
                     self.totals.record(&record);
-                    emitter.emit(Event::Checked(Box::new(record)));
+                    if job.every_block || record.verdict.is_problem() {
+                        emitter.emit(Event::Checked(Box::new(record)));
+                    }
                 }
             }
             walked += 1;
@@ -587,9 +592,11 @@ impl<K: Keepstores> Lane<K> {
             };
             let record = reread(&ctx, task.verdict).await;
             self.totals.record(&record);
-            self.emitter
-                .borrow_mut()
-                .emit(Event::Checked(Box::new(record)));
+            if self.job.every_block || record.verdict.is_problem() {
+                self.emitter
+                    .borrow_mut()
+                    .emit(Event::Checked(Box::new(record)));
+            }
         }
     }
 }
@@ -725,6 +732,7 @@ mod tests {
                 },
                 prefix: String::new(),
                 reread,
+                every_block: true,
                 config: EngineConfig {
                     workers: 1,
                     concurrency: 4,

@@ -30,6 +30,21 @@ pub struct OutputPaths {
     pub report: Option<PathBuf>,
 }
 
+impl OutputPaths {
+    /// Whether any per-block file is asked for.
+    pub fn any(&self) -> bool {
+        [
+            &self.missing,
+            &self.differ,
+            &self.error,
+            &self.combined,
+            &self.report,
+        ]
+        .iter()
+        .any(|p| p.is_some())
+    }
+}
+
 struct Out {
     path: PathBuf,
     file: BufWriter<File>,

@@ -495,7 +495,10 @@ impl Keepstore {
                 pieces.push(Bytes::from(std::mem::take(&mut current)));
             }
         };
-        if mount.is_none() {
+        // Synthetic blocks live on the first mount: the whole-server index and that mount's
+        // own listing show them (keep-balance and `validate` list per mount).
+        let first_mount = self.mounts.first().map(|m| m.uuid.as_str());
+        if mount.is_none() || mount == first_mount {
             if let Some(synthetic) = &self.synthetic {
                 for (hash, _) in synthetic.table().iter() {
                     if hash.to_string().starts_with(prefix) {

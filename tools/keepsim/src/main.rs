@@ -36,6 +36,11 @@ struct Args {
     /// Synthetic blocks per keepstore of the FIRST cluster (listed, served, not stored).
     #[arg(long, default_value_t = 0)]
     synthetic: u32,
+    /// How many of the clusters, from the first, get the synthetic blocks (2: the second
+    /// cluster's keepstore k holds exactly the first's keepstore k's blocks, so both sides
+    /// of a validation are big without copying).
+    #[arg(long, default_value_t = 1)]
+    synthetic_clusters: usize,
     /// Size of each synthetic block in bytes.
     #[arg(long, default_value_t = 4096)]
     synthetic_size: u32,
@@ -64,7 +69,7 @@ fn main() {
         config.max_concurrent = args.max_concurrent;
         config.max_queued = args.max_queued;
         config.data_dir = args.data_dir.as_ref().map(|d| d.join(id));
-        if i == 0 && args.synthetic > 0 {
+        if i < args.synthetic_clusters && args.synthetic > 0 {
             config.synthetic = Some((args.synthetic, args.synthetic_size, args.seed));
         }
         match keepsim::Cluster::start(config) {
