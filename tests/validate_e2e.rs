@@ -405,6 +405,24 @@ fn preflight_catches_a_wrong_key_a_read_only_destination_and_a_self_copy() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("refusing to start"), "{err}");
     assert!(!err.contains("Copying data block"), "{err}");
+    let out = keepmover(&[
+        "-src",
+        &src,
+        "-dst",
+        &dst,
+        "-progress",
+        "log",
+        "-preflight=false",
+        "-retries",
+        "0",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        !err.contains("preflight"),
+        "-preflight=false runs no checks: {err}"
+    );
+    assert!(err.contains("Copying data block"), "{err}");
     std::fs::write(&src, &good).expect("write");
 
     // A read-only destination.
