@@ -19,7 +19,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::control::{Control, StopReason};
-use super::counters::{Counters, Op};
+use super::counters::Counters;
 use super::engine::{default_workers, EngineConfig};
 use super::events::{Emitter, Event, EventSink, Pump};
 use super::gates::Gates;
@@ -381,7 +381,6 @@ impl<F: KeepstoresFactory> Walker<F> {
             if self.control.is_stopping() {
                 break;
             }
-            let began = Instant::now();
             let src_fetches = (0..job.src.services.len())
                 .map(|i| fetch_slice(keepstores, &job.src, i, prefix, None));
             let (src_results, dst_result) = futures_util::join!(
@@ -399,7 +398,6 @@ impl<F: KeepstoresFactory> Walker<F> {
             lines += dst_lines;
             let c = &self.counters;
             c.index_lines.fetch_add(lines, Relaxed);
-            c.observe(Op::Index, "slice", began.elapsed().as_secs_f64());
             let source: Vec<SourceBlock> = merge::merge_sources(src_slices);
             c.src_blocks.fetch_add(source.len() as u64, Relaxed);
             self.totals
