@@ -9,6 +9,8 @@ mod bench_flags;
 mod demo_flags;
 mod move_flags;
 mod rsync_flags;
+mod touch_flags;
+mod validate_flags;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -27,6 +29,10 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
   bench    keepstore throughput benchmark with keep-exercise's flags and CSV
   move     copy, read back, then trash the blocks on the source (keepstore's trash rules)
   vacate   empty keepstores (-src-services) into the rest of their cluster, keeping replicas
+  validate prove a copy, reading only: missing, under-replicated, misplaced, size mismatch;
+           -deep or -sample also read copies back and check their MD5
+  preflight the copy's safety checks alone (same flags as the copy)
+  touch    renew destination blocks' mtimes to extend the garbage-collection window
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -65,6 +71,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("bench") => bench_flags::run_bench(&program, &rest[1..]),
         Some("move") => move_flags::run_move(&program, &rest[1..], false),
         Some("vacate") => move_flags::run_move(&program, &rest[1..], true),
+        Some("validate") => validate_flags::run_validate(&program, &rest[1..]),
+        Some("preflight") => validate_flags::run_preflight(&program, &rest[1..]),
+        Some("touch") => touch_flags::run_touch(&program, &rest[1..]),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS

@@ -63,6 +63,7 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("verify-existing", FlagKind::Bool, "false", "keepmover: re-read every block the destination already lists and check its MD5; write good replicas elsewhere for bad ones and report them"),
     flag("trash-bad", FlagKind::Bool, "false", "keepmover: with -verify-existing, ask keepstores to trash the bad replicas found (keepstore's trash rules apply)"),
     flag("watch", FlagKind::Duration, "0s", "keepmover: keep the destination current: after a pass, wait this long and copy what is new, until stopped (0 = one pass)"),
+    flag("preflight", FlagKind::Bool, "true", "keepmover: run the safety checks first (source token and signing key, destination writability and classes, distinct clusters, the garbage-collection window; see `keepmover preflight`) and refuse to start on errors; -preflight=false skips them"),
 ];
 
 /// Runs the drop-in form: parse, then hand over to `commands::rsync`.
@@ -82,7 +83,7 @@ pub fn run_rsync(program: &str, args: &[String]) -> i32 {
 }
 
 /// A size flag (`1GiB`, `512MiB`, `4096`).
-fn size_flag(parsed: &ParsedFlags, name: &str) -> Result<u64, String> {
+pub(super) fn size_flag(parsed: &ParsedFlags, name: &str) -> Result<u64, String> {
     let text = parsed.text(name);
     parse_byte_size(text)
         .ok_or_else(|| invalid(name, text, "expected a size such as 512MiB or 4GiB"))
@@ -90,17 +91,6 @@ fn size_flag(parsed: &ParsedFlags, name: &str) -> Result<u64, String> {
 
 /// The engine's tuning from the flags shared by every command that walks two clusters.
 pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
-    let memory = size_flag(parsed, "memory")?;
-    if memory < 64 << 20 {
-        return Err(format!(
-            "-memory {} is below 64MiB, the largest Keep block",
-            parsed.text("memory")
-        ));
-    }
-    let io_text = parsed.text("io");
-    let io: IoBackend = io_text
-        .parse()
-        .map_err(|_| invalid("io", io_text, "expected auto, uring or epoll"))?;
     let dst_index_errors = match parsed.text("dst-index-errors") {
         "fail" => DstIndexErrors::Fail,
         "copy" => DstIndexErrors::Copy,
@@ -112,15 +102,6 @@ pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
     };
     let max_duration = parsed.duration("max-duration", false)?;
     Ok(EngineConfig {
-        workers: parsed.int_in("workers", 0..=1024)?,
-        concurrency: parsed.int_in("concurrency", 1..=65_536)?,
-        memory_budget: usize::try_from(memory).unwrap_or(usize::MAX),
-        io,
-        retry: RetryPolicy {
-            retries: parsed.int_in("retries", 0..=100)?,
-            delay: parsed.duration("retry-delay", false)?,
-        },
-        prefix_length: parsed.int_in("prefix-length", 0..=8)?,
         counting: if parsed.is_true("count-first") {
             Counting::Exact
         } else {
@@ -130,7 +111,6 @@ pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
         checkpoint: parsed.non_empty("checkpoint").map(Into::into),
         grace: parsed.duration("grace", false)?,
         dst_index_errors,
-        per_server_requests: parsed.int_in("per-server-requests", 1..=65_536)?,
         max_transfer,
         max_duration: (!max_duration.is_zero()).then_some(max_duration),
         verify_existing: parsed.is_true("verify-existing"),
@@ -139,6 +119,35 @@ pub fn engine_config(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
             "server" => false,
             other => return Err(invalid("index-by", other, "expected mount or server")),
         },
+        ..engine_tuning(parsed)?
+    })
+}
+
+/// The tuning every engine-driven command shares (`workers`, `concurrency`, `memory`, `io`,
+/// `retries`, `retry-delay`, `prefix-length`, `per-server-requests`); the rest default.
+pub fn engine_tuning(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
+    let memory = size_flag(parsed, "memory")?;
+    if memory < 64 << 20 {
+        return Err(format!(
+            "-memory {} is below 64MiB, the largest Keep block",
+            parsed.text("memory")
+        ));
+    }
+    let io_text = parsed.text("io");
+    let io: IoBackend = io_text
+        .parse()
+        .map_err(|_| invalid("io", io_text, "expected auto, uring or epoll"))?;
+    Ok(EngineConfig {
+        workers: parsed.int_in("workers", 0..=1024)?,
+        concurrency: parsed.int_in("concurrency", 1..=65_536)?,
+        memory_budget: usize::try_from(memory).unwrap_or(usize::MAX),
+        io,
+        retry: RetryPolicy {
+            retries: parsed.int_in("retries", 0..=100)?,
+            delay: parsed.duration("retry-delay", false)?,
+        },
+        prefix_length: parsed.int_in("prefix-length", 0..=8)?,
+        per_server_requests: parsed.int_in("per-server-requests", 1..=65_536)?,
         ..EngineConfig::default()
     })
 }
@@ -256,6 +265,7 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
         bwlimit: bwlimit(parsed.text("bwlimit"))?,
         watch: parsed.duration("watch", false)?,
         trash_bad: parsed.is_true("trash-bad"),
+        preflight: parsed.is_true("preflight"),
     })
 }
 

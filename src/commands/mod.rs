@@ -6,6 +6,9 @@ pub mod bench;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod moves;
+pub mod preflight;
 pub mod rsync;
 pub mod setup;
 pub mod signals;
+pub mod touch;
+pub mod validate;

@@ -11,6 +11,7 @@ use crate::exit::Outcome;
 use crate::index::filter::BlockFilter;
 use crate::index::locators::{LocatorList, DEFAULT_RUN_ENTRIES};
 use crate::index::shard::Shard;
+use crate::keep::settings::Settings;
 use crate::keepstore::http::HttpFactory;
 use crate::mover::checkpoint::JobIdentity;
 use crate::mover::engine::{BadCopy, Mode, Order, Selection};
@@ -51,6 +52,8 @@ pub struct RsyncArgs {
     pub watch: Duration,
     /// `-trash-bad`: trash the bad replicas `-verify-existing` finds.
     pub trash_bad: bool,
+    /// Run the preflight checks first and refuse to start on errors (`-preflight`).
+    pub preflight: bool,
 }
 
 /// What the walk is about, as given on the command line.
@@ -118,10 +121,12 @@ pub enum RsyncError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Engine(#[from] mover::EngineError),
-    #[error("the source and the destination share servers ({0}): copying a cluster onto itself is refused (a single-cluster job names disjoint -src-services and -dst-services)")]
+    #[error("the source and the destination are the same cluster ({0}): copying or validating a cluster against itself is refused (a single-cluster job names disjoint -src-services and -dst-services)")]
     SelfCopy(String),
     #[error("{cluster} has no keep service {uuid}")]
     UnknownService { cluster: &'static str, uuid: String },
+    #[error("preflight found {0} errors (above); refusing to start. Fix them, or skip the checks with -preflight=false")]
+    Preflight(usize),
     #[error("writing {path}: {source}")]
     Output {
         path: PathBuf,
@@ -134,7 +139,10 @@ pub struct Prepared {
     pub run: Run,
     pub http: ClientConfig,
     pub src_api: ApiClient,
+    /// The destination's API server (its exported config, its discovery document).
     pub dst_api: ApiClient,
+    /// The destination settings (`validate -deep` signs its reads with their key).
+    pub dst_settings: Settings,
     /// The destination's blob signing key, when its settings file has one.
     pub dst_signing_key: Option<String>,
     /// Both sides are the same cluster (its servers split by `-src-services`/`-dst-services`).
@@ -184,8 +192,19 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
     let single_cluster = src.identity == dst.identity;
     select_services(&mut src.cluster, &args.src_services)?;
     select_services(&mut dst.cluster, &args.dst_services)?;
-    if src.cluster.same_servers_as(&dst.cluster) {
-        return Err(RsyncError::SelfCopy(src.identity));
+    // Servers named on both sides decide for a single-cluster job; otherwise the same API
+    // host on both sides is a copy onto itself.
+    let explicit = args.src_keep_services_json.is_some() && args.dst_keep_services_json.is_some()
+        || !args.src_services.is_empty()
+        || !args.dst_services.is_empty();
+    if let Some(why) = super::preflight::same_cluster(
+        &src_settings.api_host,
+        &dst_settings.api_host,
+        &src.cluster,
+        &dst.cluster,
+        explicit,
+    ) {
+        return Err(RsyncError::SelfCopy(why));
     }
     if single_cluster {
         log_line(&format!(
@@ -286,6 +305,7 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
             .blob_signing_key
             .clone()
             .filter(|k| !k.is_empty()),
+        dst_settings,
         single_cluster,
     })
 }
@@ -390,6 +410,14 @@ fn one_pass(
     pass: Option<u32>,
 ) -> Result<(RunReport, Outcome), RsyncError> {
     let prepared = prepare(args, "copy")?;
+    // The safety checks run before every pass's copy starts.
+    if args.preflight {
+        let checks = super::preflight::run_checks(&prepared, args.engine.io);
+        checks.print();
+        if checks.errors() > 0 {
+            return Err(RsyncError::Preflight(checks.errors()));
+        }
+    }
     let job = &prepared.run.job;
     let dst = job.dst.clone();
     let bad_copies = prepared.run.bad_copies.clone();

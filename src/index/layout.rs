@@ -1,95 +1,271 @@
-//! What to list, once: a cluster's index units. A keepstore volume can be shared by several
-//! keepstores (an S3 bucket behind every keepstore of a cluster is the common case), and
-//! listing `/index/` on each of them reads the same bucket once per keepstore. keep-balance
-//! lists each distinct mount once (`GET /mounts`, then `/mounts/<uuid>/blocks?prefix=`) and
-//! treats every keepstore exposing a mount as a holder of its blocks; so does keepmover. When
-//! `/mounts` cannot be read on some server, the cluster is listed per server (`/index/`), as
-//! keep-rsync does.
+//! A cluster's storage as keep-balance sees it: every server's mounts (`GET /mounts`), and
+//! from them the listings to read per slice. keep-balance indexes each distinct mount once
+//! (`/mounts/<uuid>/blocks?prefix=`), even when two servers mount the same volume, and counts
+//! a block's replicas as the sum of `replication` over the distinct mounts holding it
+//! (services/keep-balance/balance.go). A server whose mounts cannot be read (an old
+//! keepstore, a proxy, a refusal) is listed whole (`/index/<prefix>`) and counts one replica.
+//!
+//! [`discover`] asks the servers; [`Layout::from_answers`] is the pure half, unit-tested.
 
-use std::collections::BTreeMap;
+use futures_util::future::join_all;
 
 use crate::cluster::Cluster;
-use crate::keepstore::Keepstores;
+use crate::keep::wire::MountInfo;
+use crate::keepstore::{Cause, ErrorKind, Keepstores};
 
-/// One listing the walk reads per slice.
+/// Why a server's mounts are not known.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IndexUnit {
-    /// `Some(mount uuid)` for a per-mount listing, `None` for a server's whole `/index/`.
+pub struct MountsProblem {
+    pub kind: ErrorKind,
+    /// The HTTP status, when the server answered one.
+    pub status: Option<u16>,
+    /// One line, for people.
+    pub text: String,
+}
+
+impl MountsProblem {
+    fn from_cause(cause: &Cause) -> MountsProblem {
+        MountsProblem {
+            kind: cause.kind(),
+            status: match cause {
+                Cause::Status { status, .. } => Some(*status),
+                _ => None,
+            },
+            text: cause.to_string(),
+        }
+    }
+
+    /// 401/403: the token is not the cluster's SystemRootToken.
+    pub fn is_denied(&self) -> bool {
+        matches!(self.status, Some(401 | 403))
+    }
+
+    /// The server did not answer at all (down, refused, timed out).
+    pub fn is_unreachable(&self) -> bool {
+        self.status.is_none()
+    }
+}
+
+/// One server's mounts, or why they are unknown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerMounts {
+    Known(Vec<MountInfo>),
+    Unknown(MountsProblem),
+}
+
+/// One listing to read per slice: a mount (listed once, whichever servers mount it) or a
+/// whole server whose mounts are unknown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The server the listing is read from.
+    pub server: usize,
+    /// The mount's uuid; `None` = the server's whole `/index`.
     pub mount: Option<String>,
-    /// Servers that can list it, in order of preference (the first that answers is used).
-    pub listed_by: Vec<usize>,
-    /// Servers that hold its blocks (every server exposing the mount).
-    pub holders: Vec<u16>,
-    /// The mount's `replication` (1 for a whole server).
+    /// Every server that mounts it (one, unless a volume is shared).
+    pub servers: Vec<usize>,
+    /// Replicas one stored copy counts for (keep-balance takes 1 for a value ≤ 0).
     pub replication: u32,
+    /// The storage classes the mount serves; empty = unknown (a whole-server listing).
+    pub classes: Vec<String>,
+    /// Whether new copies can land here (mount `allow_write`, service not read-only).
+    pub writable: bool,
 }
 
-/// A cluster's index units.
+/// A cluster's servers and mounts, and the listings a slice needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClusterLayout {
-    pub units: Vec<IndexUnit>,
-    /// Listed per mount (`true`) or per server.
-    pub by_mount: bool,
+pub struct Layout {
+    /// Per service (same index as `cluster.services`).
+    pub servers: Vec<ServerMounts>,
+    pub locations: Vec<Location>,
 }
 
-impl ClusterLayout {
-    /// One unit per server (keep-rsync's way).
-    pub fn per_server(cluster: &Cluster) -> ClusterLayout {
-        ClusterLayout {
-            units: (0..cluster.services.len())
-                .map(|i| IndexUnit {
+impl Layout {
+    /// Builds the layout from each server's `/mounts` answer (same order as the services).
+    pub fn from_answers(cluster: &Cluster, answers: Vec<ServerMounts>) -> Layout {
+        let mut locations: Vec<Location> = Vec::new();
+        for (server, answer) in answers.iter().enumerate() {
+            let service_writable = cluster.services.get(server).is_some_and(|s| !s.read_only);
+            match answer {
+                ServerMounts::Known(mounts) => {
+                    for mount in mounts {
+                        if let Some(shared) = locations
+                            .iter_mut()
+                            .find(|l| l.mount.as_deref() == Some(mount.uuid.as_str()))
+                        {
+                            if !shared.servers.contains(&server) {
+                                shared.servers.push(server);
+                            }
+                            shared.writable |= mount.allow_write && service_writable;
+                            continue;
+                        }
+                        locations.push(Location {
+                            server,
+                            mount: Some(mount.uuid.clone()),
+                            servers: vec![server],
+                            replication: mount.replication.max(1),
+                            classes: mount.classes().into_iter().map(str::to_string).collect(),
+                            writable: mount.allow_write && service_writable,
+                        });
+                    }
+                }
+                ServerMounts::Unknown(_) => locations.push(Location {
+                    server,
                     mount: None,
-                    listed_by: vec![i],
-                    holders: vec![i as u16],
+                    servers: vec![server],
                     replication: 1,
+                    classes: Vec::new(),
+                    writable: service_writable,
+                }),
+            }
+        }
+        Layout {
+            servers: answers,
+            locations,
+        }
+    }
+
+    /// Whether every server's mounts are known (so replicas and classes count exactly).
+    pub fn all_known(&self) -> bool {
+        self.servers
+            .iter()
+            .all(|s| matches!(s, ServerMounts::Known(_)))
+    }
+
+    /// The locations on `server` (a shared mount counts on every server that mounts it).
+    pub fn locations_on(&self, server: usize) -> impl Iterator<Item = (usize, &Location)> {
+        self.locations
+            .iter()
+            .enumerate()
+            .filter(move |(_, l)| l.servers.contains(&server))
+    }
+
+    /// What one new copy on `server` would count for, per keepclient (a keepstore writes one
+    /// copy to one mount): the largest replication among its writable mounts serving
+    /// `class` (any class when `None`); 1 when its mounts are unknown and the service is
+    /// writable; 0 when it cannot take a copy.
+    pub fn write_capacity(&self, cluster: &Cluster, server: usize, class: Option<&str>) -> u32 {
+        if cluster.services.get(server).is_none_or(|s| s.read_only) {
+            return 0;
+        }
+        match self.servers.get(server) {
+            Some(ServerMounts::Known(_)) => self
+                .locations_on(server)
+                .filter(|(_, l)| l.writable)
+                .filter(|(_, l)| class.is_none_or(|c| l.classes.iter().any(|have| have == c)))
+                .map(|(_, l)| l.replication)
+                .max()
+                .unwrap_or(0),
+            Some(ServerMounts::Unknown(problem)) if problem.is_unreachable() => 0,
+            Some(ServerMounts::Unknown(_)) => 1,
+            None => 0,
+        }
+    }
+}
+
+impl Layout {
+    /// One whole-server listing (`/index/<prefix>`) per server, keep-rsync's way.
+    pub fn whole_servers(cluster: &Cluster) -> Layout {
+        Layout {
+            servers: (0..cluster.services.len())
+                .map(|_| {
+                    ServerMounts::Unknown(MountsProblem {
+                        kind: ErrorKind::Protocol,
+                        status: None,
+                        text: "listed per server (-index-by server)".to_string(),
+                    })
                 })
                 .collect(),
-            by_mount: false,
+            locations: (0..cluster.services.len())
+                .map(|server| Location {
+                    server,
+                    mount: None,
+                    servers: vec![server],
+                    replication: 1,
+                    classes: Vec::new(),
+                    writable: cluster.services.get(server).is_some_and(|s| !s.read_only),
+                })
+                .collect(),
         }
     }
+}
 
-    /// One unit per distinct mount, from every server's `GET /mounts`; per server when any
-    /// server's mounts cannot be read.
-    pub async fn discover<K: Keepstores>(keepstores: &K, cluster: &Cluster) -> ClusterLayout {
-        let mut by_uuid: BTreeMap<String, IndexUnit> = BTreeMap::new();
-        for server in 0..cluster.services.len() {
-            let Ok(mounts) = keepstores.mounts(cluster, server).await else {
-                return ClusterLayout::per_server(cluster);
-            };
-            if mounts.is_empty() {
-                return ClusterLayout::per_server(cluster);
-            }
-            for mount in mounts {
-                let unit = by_uuid.entry(mount.uuid.clone()).or_insert(IndexUnit {
-                    mount: Some(mount.uuid.clone()),
-                    listed_by: Vec::new(),
-                    holders: Vec::new(),
-                    replication: mount.replication.max(1),
-                });
-                unit.listed_by.push(server);
-                unit.holders.push(server as u16);
-            }
-        }
-        ClusterLayout {
-            units: by_uuid.into_values().collect(),
-            by_mount: true,
-        }
-    }
-
-    /// Listings per slice with this layout, against one per server.
-    pub fn listings(&self) -> usize {
-        self.units.len()
-    }
+/// Asks every server of `cluster` for its mounts, all at once.
+pub async fn discover<K: Keepstores>(keepstores: &K, cluster: &Cluster) -> Layout {
+    let asks = (0..cluster.services.len()).map(|server| keepstores.mounts(cluster, server));
+    let answers = join_all(asks)
+        .await
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(mounts) => ServerMounts::Known(mounts),
+            Err(cause) => ServerMounts::Unknown(MountsProblem::from_cause(&cause)),
+        })
+        .collect();
+    Layout::from_answers(cluster, answers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::walk::{diff_slice_with, DiffWants, DstIndexErrors, Layouts};
-    use crate::keepstore::memory::{self, MemoryKeepstores};
+    use crate::keepstore::memory;
+
+    fn mount(uuid: &str, replication: u32, write: bool, classes: &[&str]) -> MountInfo {
+        MountInfo {
+            uuid: uuid.to_string(),
+            device_id: String::new(),
+            allow_write: write,
+            allow_trash: true,
+            replication,
+            storage_classes: classes.iter().map(|c| (c.to_string(), true)).collect(),
+        }
+    }
 
     #[test]
-    fn a_shared_mount_is_listed_once_and_every_exposing_server_holds_its_blocks() {
+    fn a_shared_mount_is_listed_once_and_held_by_both_servers() {
+        let cluster = memory::cluster("dst", "bbbbb", 3);
+        let answers = vec![
+            ServerMounts::Known(vec![
+                mount("m-a", 1, true, &["default"]),
+                mount("m-s", 2, true, &["archive"]),
+            ]),
+            ServerMounts::Known(vec![mount("m-s", 2, true, &["archive"])]),
+            ServerMounts::Unknown(MountsProblem {
+                kind: ErrorKind::NotFound,
+                status: Some(404),
+                text: "404".into(),
+            }),
+        ];
+        let layout = Layout::from_answers(&cluster, answers);
+        assert_eq!(layout.locations.len(), 3);
+        assert_eq!(layout.locations[1].servers, vec![0, 1]);
+        assert_eq!(
+            layout.locations[2].mount, None,
+            "unknown mounts: whole server"
+        );
+        assert!(!layout.all_known());
+        assert_eq!(layout.write_capacity(&cluster, 0, None), 2);
+        assert_eq!(layout.write_capacity(&cluster, 0, Some("default")), 1);
+        assert_eq!(layout.write_capacity(&cluster, 1, Some("default")), 0);
+        assert_eq!(layout.write_capacity(&cluster, 2, Some("default")), 1);
+    }
+
+    #[test]
+    fn read_only_services_and_mounts_take_no_copies() {
+        let mut cluster = memory::cluster("dst", "bbbbb", 2);
+        cluster.services[1].read_only = true;
+        let answers = vec![
+            ServerMounts::Known(vec![mount("m-a", 1, false, &[])]),
+            ServerMounts::Known(vec![mount("m-b", 1, true, &[])]),
+        ];
+        let layout = Layout::from_answers(&cluster, answers);
+        assert_eq!(layout.write_capacity(&cluster, 0, None), 0);
+        assert_eq!(layout.write_capacity(&cluster, 1, None), 0);
+        assert_eq!(layout.locations[0].classes, vec!["default"]);
+    }
+
+    #[test]
+    fn the_walk_lists_a_shared_mount_once_and_every_exposing_server_holds_its_blocks() {
+        use crate::index::walk::{diff_slice_with, DiffWants, DstIndexErrors, Layouts};
+        use crate::keepstore::memory::MemoryKeepstores;
         let ks = MemoryKeepstores::new();
         let src = memory::cluster("src", "aaaaa", 3);
         let dst = memory::cluster("dst", "bbbbb", 2);
@@ -105,11 +281,10 @@ mod tests {
         let (runtime, _) = crate::net::build_runtime(crate::net::IoBackend::Auto).expect("runtime");
         runtime.block_on(async {
             let layouts = Layouts {
-                src: ClusterLayout::discover(&ks, &src).await,
-                dst: ClusterLayout::discover(&ks, &dst).await,
+                src: discover(&ks, &src).await,
+                dst: discover(&ks, &dst).await,
             };
-            assert!(layouts.src.by_mount);
-            assert_eq!(layouts.src.listings(), 2, "three servers, two volumes");
+            assert_eq!(layouts.src.locations.len(), 2, "three servers, two volumes");
             let diff = diff_slice_with(
                 &ks,
                 &src,

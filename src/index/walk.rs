@@ -6,7 +6,7 @@
 
 use futures_util::future::join_all;
 
-use super::layout::{ClusterLayout, IndexUnit};
+use super::layout::{Layout, Location};
 use super::merge::{self, BlockId, PresentBlock, SourceBlock};
 use crate::cluster::Cluster;
 use crate::keep::index_format::IndexEntry;
@@ -162,16 +162,17 @@ async fn fetch_source_timed<K: Keepstores>(
     Ok((ids, lines, took))
 }
 
-/// One index unit's listing: from the first of its servers that answers.
+/// One location's listing: from its server, else from another server that mounts it.
 async fn fetch_unit<K: Keepstores>(
     keepstores: &K,
     cluster: &Cluster,
-    unit: &IndexUnit,
+    unit: &Location,
     prefix: &str,
     filter: Option<&EntryFilter<'_>>,
 ) -> Result<(Vec<BlockId>, u64, std::time::Duration, usize), WalkError> {
     let mut last = None;
-    for &server in &unit.listed_by {
+    let others = unit.servers.iter().copied().filter(|&s| s != unit.server);
+    for server in std::iter::once(unit.server).chain(others) {
         let source = match &unit.mount {
             Some(uuid) => IndexSource::Mount(uuid),
             None => IndexSource::Server,
@@ -189,16 +190,15 @@ async fn fetch_unit<K: Keepstores>(
     }))
 }
 
-/// Replaces unit numbers by the servers that hold each unit's blocks.
-fn units_to_servers(blocks: &mut [SourceBlock], layout: &ClusterLayout) {
-    if !layout.by_mount {
-        return; // one unit per server, numbered as the servers
-    }
+/// Replaces location numbers by the servers that hold each location's blocks (every
+/// server mounting it).
+fn units_to_servers(blocks: &mut [SourceBlock], layout: &Layout) {
     for block in blocks {
         let mut servers: Vec<u16> = block
             .holders
             .iter()
-            .flat_map(|&u| layout.units[u as usize].holders.iter().copied())
+            .filter_map(|&u| layout.locations.get(u as usize))
+            .flat_map(|l| l.servers.iter().map(|&s| s as u16))
             .collect();
         servers.sort_unstable();
         servers.dedup();
@@ -213,19 +213,19 @@ pub struct DiffWants {
     pub present: bool,
 }
 
-/// The index units of both clusters.
+/// What the walk lists on both clusters.
 #[derive(Clone, Debug)]
 pub struct Layouts {
-    pub src: ClusterLayout,
-    pub dst: ClusterLayout,
+    pub src: Layout,
+    pub dst: Layout,
 }
 
 impl Layouts {
     /// One listing per server on both sides (keep-rsync's way).
     pub fn per_server(src: &Cluster, dst: &Cluster) -> Layouts {
         Layouts {
-            src: ClusterLayout::per_server(src),
-            dst: ClusterLayout::per_server(dst),
+            src: Layout::whole_servers(src),
+            dst: Layout::whole_servers(dst),
         }
     }
 }
@@ -267,12 +267,12 @@ pub async fn diff_slice_with<K: Keepstores>(
 ) -> Result<SliceDiff, WalkError> {
     let src_fetches = layouts
         .src
-        .units
+        .locations
         .iter()
         .map(|u| fetch_unit(keepstores, src, u, prefix, filter));
     let dst_fetches = layouts
         .dst
-        .units
+        .locations
         .iter()
         .map(|u| fetch_unit(keepstores, dst, u, prefix, None));
     let (src_results, dst_results) =

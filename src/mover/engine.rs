@@ -37,7 +37,7 @@ use super::slices::{Settled, SliceTracker};
 use super::transfer::{source_locator, Ctx, Job, Outcome};
 use super::trash::{MovedBlock, MovedSlice};
 use crate::index::filter::BlockFilter;
-use crate::index::layout::ClusterLayout;
+use crate::index::layout;
 use crate::index::locators::{retain_wanted, LocatorCursor, LocatorList};
 use crate::index::merge::choose_extra_digits;
 use crate::index::shard::{walk_prefixes, Shard};
@@ -727,8 +727,8 @@ impl<F: KeepstoresFactory> Engine<F> {
         let job = &self.run.job;
         let layouts = if config.index_by_mount {
             Layouts {
-                src: ClusterLayout::discover(keepstores, &job.src).await,
-                dst: ClusterLayout::discover(keepstores, &job.dst).await,
+                src: layout::discover(keepstores, &job.src).await,
+                dst: layout::discover(keepstores, &job.dst).await,
             }
         } else {
             Layouts::per_server(&job.src, &job.dst)

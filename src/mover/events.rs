@@ -112,6 +112,8 @@ pub enum Event {
     },
     /// A problem worth a line that did not stop the run.
     Warning(String),
+    /// `validate`: one block checked (boxed: a verdict is larger than the other events).
+    Checked(Box<super::validate::CheckRecord>),
     Phase(Phase),
 }
 

@@ -2,6 +2,7 @@
 //! retries, per-server manners, checkpoints and live control. It knows neither argv nor
 //! terminals: `commands` builds a [`Run`]; the engine reports through [`events`] and
 //! [`counters`] only, and reaches keepstores through [`crate::keepstore::Keepstores`].
+//! [`validate`] is the read-only twin of the copy: the same walk and read path, no writes.
 
 pub mod checkpoint;
 pub mod conformance;
@@ -16,6 +17,7 @@ pub mod retry;
 pub mod slices;
 pub mod transfer;
 pub mod trash;
+pub mod validate;
 
 pub use control::{Control, StopReason};
 pub use counters::{Counters, Snapshot};

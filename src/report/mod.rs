@@ -5,11 +5,13 @@
 //! * [`blocks`]: `-report FILE.jsonl`, one line per block, written as the run goes.
 //! * [`summary`]: the closing summary line and the `-json FILE` document.
 //! * [`plot`]: SVG pictures for `bench`.
+//! * [`validate`]: `validate`'s files (rclone check's lists, `-report`), log lines and summary.
 
 pub mod blocks;
 pub mod plot;
 pub mod summary;
 pub mod terminal;
+pub mod validate;
 
 use std::io::Write as _;
 

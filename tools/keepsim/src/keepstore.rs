@@ -95,6 +95,9 @@ pub struct Keepstore {
     waiting_or_running: Arc<AtomicUsize>,
     /// Requests received (for tests).
     pub requests: AtomicUsize,
+    /// Requests that could change what is stored (any method but GET, HEAD and OPTIONS:
+    /// PUT, DELETE, TOUCH, pull, trash, untrash), so a test can prove a tool only read.
+    pub writes: AtomicUsize,
     pub url: Mutex<String>,
     /// Set by the cluster: restarts this keepstore (for `PUT /_keepsim/restart`).
     pub(crate) restarter: std::sync::OnceLock<Restarter>,
@@ -262,6 +265,7 @@ impl Keepstore {
             faults: Mutex::new(Faults::default()),
             waiting_or_running: Arc::new(AtomicUsize::new(0)),
             requests: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
             url: Mutex::new(String::new()),
             restarter: std::sync::OnceLock::new(),
             restarts: AtomicUsize::new(0),
@@ -444,6 +448,9 @@ impl Keepstore {
         control: Arc<ConnControl>,
     ) -> Result<Reply, Abort> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
         if self.faults().down {
             control.reset.store(true, Ordering::SeqCst);
             return Err(Abort);

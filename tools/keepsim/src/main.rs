@@ -52,6 +52,11 @@ struct Args {
     /// Synthetic blocks per keepstore of the FIRST cluster (listed, served, not stored).
     #[arg(long, default_value_t = 0)]
     synthetic: u32,
+    /// How many of the clusters, from the first, get the synthetic blocks (2: the second
+    /// cluster's keepstore k holds exactly the first's keepstore k's blocks, so both sides
+    /// of a validation are big without copying).
+    #[arg(long, default_value_t = 1)]
+    synthetic_clusters: usize,
     /// Size of each synthetic block in bytes.
     #[arg(long, default_value_t = 4096)]
     synthetic_size: u32,
@@ -281,7 +286,7 @@ fn configs(args: &Args) -> Result<Vec<keepsim::ClusterConfig>, String> {
         config.data_dir = args.data_dir.as_ref().map(|d| d.join(id));
         config.digest_only = args.digest_only && i > 0;
         config.bench_serving = args.bench_serving;
-        if i == 0 && args.synthetic > 0 {
+        if i < args.synthetic_clusters && args.synthetic > 0 {
             config.synthetic = Some((args.synthetic, args.synthetic_size, args.seed));
         }
         if i == 0 {
