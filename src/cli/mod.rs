@@ -8,6 +8,7 @@ mod bench_flags;
 #[cfg(feature = "demo")]
 mod demo_flags;
 mod move_flags;
+mod plan_flags;
 mod rsync_flags;
 
 use std::ffi::OsString;
@@ -27,6 +28,7 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
   bench    keepstore throughput benchmark with keep-exercise's flags and CSV
   move     copy, read back, then trash the blocks on the source (keepstore's trash rules)
   vacate   empty keepstores (-src-services) into the rest of their cluster, keeping replicas
+  plan     one job in -shards N across many hosts: a Kubernetes Indexed Job (-k8s) or a Slurm array (-slurm)
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -65,6 +67,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("bench") => bench_flags::run_bench(&program, &rest[1..]),
         Some("move") => move_flags::run_move(&program, &rest[1..], false),
         Some("vacate") => move_flags::run_move(&program, &rest[1..], true),
+        Some("plan") => plan_flags::run_plan(&program, &rest[1..]),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS
@@ -93,6 +96,16 @@ fn parse_go_command(
     specs: &[FlagSpec],
     args: &[String],
 ) -> Result<goflag::ParsedFlags, i32> {
+    parse_go_command_inner(program, usage_title, specs, args, false)
+}
+
+fn parse_go_command_inner(
+    program: &str,
+    usage_title: &str,
+    specs: &[FlagSpec],
+    args: &[String],
+    operands: bool,
+) -> Result<goflag::ParsedFlags, i32> {
     let parsed = match goflag::parse(specs, args) {
         Ok(p) => p,
         Err(GoFlagError::Help) if usage_title.is_empty() => {
@@ -105,7 +118,7 @@ fn parse_go_command(
         }
         Err(GoFlagError::Invalid(message)) => return Err(usage_error(&message)),
     };
-    if !parsed.positional.is_empty() {
+    if !operands && !parsed.positional.is_empty() {
         eprintln!(
             "unrecognized command line arguments: [{}] (try -help)",
             parsed.positional.join(" ")
