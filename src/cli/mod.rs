@@ -9,6 +9,7 @@ mod bench_flags;
 mod demo_flags;
 mod move_flags;
 mod plan_flags;
+mod report_flags;
 mod rsync_flags;
 
 use std::ffi::OsString;
@@ -29,6 +30,7 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
   move     copy, read back, then trash the blocks on the source (keepstore's trash rules)
   vacate   empty keepstores (-src-services) into the rest of their cluster, keeping replicas
   plan     one job in -shards N across many hosts: a Kubernetes Indexed Job (-k8s) or a Slurm array (-slurm)
+  report   report merge FILE...: add up the -json summaries of a plan's shards
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -68,6 +70,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("move") => move_flags::run_move(&program, &rest[1..], false),
         Some("vacate") => move_flags::run_move(&program, &rest[1..], true),
         Some("plan") => plan_flags::run_plan(&program, &rest[1..]),
+        Some("report") => report_flags::run_report(&program, &rest[1..]),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS
@@ -97,6 +100,17 @@ fn parse_go_command(
     args: &[String],
 ) -> Result<goflag::ParsedFlags, i32> {
     parse_go_command_inner(program, usage_title, specs, args, false)
+}
+
+/// [`parse_go_command`] for a command that takes operands after its flags (`report merge
+/// FILE...`): they are left in `positional` for the command.
+fn parse_go_command_with_operands(
+    program: &str,
+    usage_title: &str,
+    specs: &[FlagSpec],
+    args: &[String],
+) -> Result<goflag::ParsedFlags, i32> {
+    parse_go_command_inner(program, usage_title, specs, args, true)
 }
 
 fn parse_go_command_inner(

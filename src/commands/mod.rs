@@ -7,6 +7,7 @@ pub mod bench;
 pub mod demo;
 pub mod moves;
 pub mod plan;
+pub mod report;
 pub mod rsync;
 pub mod setup;
 pub mod signals;
