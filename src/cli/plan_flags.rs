@@ -138,6 +138,9 @@ pub fn plan_args(parsed: &ParsedFlags) -> Result<(PlanArgs, Vec<String>), String
     }
     // The copy's flags, checked as the copy checks them.
     let copy = super::rsync_args(parsed)?;
+    if !copy.watch.is_zero() {
+        return Err("-watch makes each shard run until stopped, so its pod or task never completes and its summaries are per pass (summary-I.json.pass-N), which report merge does not read; schedule the plan again instead".to_string());
+    }
     let mut warnings = Vec::new();
     if let Some(list) = &copy.select.locators {
         if list == "-" {
@@ -323,5 +326,9 @@ mod tests {
             "-"
         ])
         .contains("standard input"));
+        let watch = ["-k8s", "-src", "a", "-dst", "b", "-shards", "2", "-watch"];
+        assert!(err(&[&watch[..], &["1h"]].concat())
+            .contains("-watch makes each shard run until stopped"));
+        assert!(plan(&[&watch[..], &["0s"]].concat()).is_ok());
     }
 }
