@@ -8,6 +8,8 @@ mod bench_flags;
 #[cfg(feature = "demo")]
 mod demo_flags;
 mod move_flags;
+mod plan_flags;
+mod report_flags;
 mod rsync_flags;
 mod touch_flags;
 mod validate_flags;
@@ -33,6 +35,8 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
            -deep or -sample also read copies back and check their MD5
   preflight the copy's safety checks alone (same flags as the copy)
   touch    renew destination blocks' mtimes to extend the garbage-collection window
+  plan     one job in -shards N across many hosts: a Kubernetes Indexed Job (-k8s) or a Slurm array (-slurm)
+  report   report merge FILE...: add up the -json summaries of a plan's shards
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -74,6 +78,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("validate") => validate_flags::run_validate(&program, &rest[1..]),
         Some("preflight") => validate_flags::run_preflight(&program, &rest[1..]),
         Some("touch") => touch_flags::run_touch(&program, &rest[1..]),
+        Some("plan") => plan_flags::run_plan(&program, &rest[1..]),
+        Some("report") => report_flags::run_report(&program, &rest[1..]),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS
@@ -102,6 +108,27 @@ fn parse_go_command(
     specs: &[FlagSpec],
     args: &[String],
 ) -> Result<goflag::ParsedFlags, i32> {
+    parse_go_command_inner(program, usage_title, specs, args, false)
+}
+
+/// [`parse_go_command`] for a command that takes operands after its flags (`report merge
+/// FILE...`): they are left in `positional` for the command.
+fn parse_go_command_with_operands(
+    program: &str,
+    usage_title: &str,
+    specs: &[FlagSpec],
+    args: &[String],
+) -> Result<goflag::ParsedFlags, i32> {
+    parse_go_command_inner(program, usage_title, specs, args, true)
+}
+
+fn parse_go_command_inner(
+    program: &str,
+    usage_title: &str,
+    specs: &[FlagSpec],
+    args: &[String],
+    operands: bool,
+) -> Result<goflag::ParsedFlags, i32> {
     let parsed = match goflag::parse(specs, args) {
         Ok(p) => p,
         Err(GoFlagError::Help) if usage_title.is_empty() => {
@@ -114,7 +141,7 @@ fn parse_go_command(
         }
         Err(GoFlagError::Invalid(message)) => return Err(usage_error(&message)),
     };
-    if !parsed.positional.is_empty() {
+    if !operands && !parsed.positional.is_empty() {
         eprintln!(
             "unrecognized command line arguments: [{}] (try -help)",
             parsed.positional.join(" ")

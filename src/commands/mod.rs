@@ -6,7 +6,9 @@ pub mod bench;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod moves;
+pub mod plan;
 pub mod preflight;
+pub mod report;
 pub mod rsync;
 pub mod setup;
 pub mod signals;

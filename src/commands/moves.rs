@@ -171,6 +171,7 @@ pub fn run(args: MoveArgs, control: Arc<Control>) -> Result<Outcome, MoveError> 
     if let Some(path) = &copy.json {
         let mut summary = JsonSummary::new(action, &report, &counters, outcome.code());
         summary.totals = &t;
+        summary.shard = copy.select.shard.map(|s| s.to_string());
         summary.write(path).map_err(|source| RsyncError::Output {
             path: path.clone(),
             source,

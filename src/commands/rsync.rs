@@ -453,6 +453,7 @@ fn one_pass(
     if let Some(path) = &args.json {
         let path = per_pass(path, pass);
         let mut summary = JsonSummary::new("copy", &report, counters, outcome.code());
+        summary.shard = args.select.shard.map(|s| s.to_string());
         if let Some(n) = pass {
             summary.extra = serde_json::json!({ "pass": n });
         }

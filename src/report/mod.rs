@@ -4,10 +4,12 @@
 //! * [`terminal`]: keep-rsync's log lines when stderr is not a terminal, a live bar when it is.
 //! * [`blocks`]: `-report FILE.jsonl`, one line per block, written as the run goes.
 //! * [`summary`]: the closing summary line and the `-json FILE` document.
+//! * [`merge`]: the `-json` documents of a plan's shards added up (`report merge`).
 //! * [`plot`]: SVG pictures for `bench`.
 //! * [`validate`]: `validate`'s files (rclone check's lists, `-report`), log lines and summary.
 
 pub mod blocks;
+pub mod merge;
 pub mod plot;
 pub mod summary;
 pub mod terminal;

@@ -50,6 +50,9 @@ struct KernelBytes {
 pub struct JsonSummary<'a> {
     pub keepmover_version: &'static str,
     pub command: &'a str,
+    /// The shard this run copied (`I/N`), or null for the whole job: `report merge` tells
+    /// shards apart, finds missing ones and checks they belong to one split.
+    pub shard: Option<String>,
     /// `done`, or why the run stopped early (`interrupted`, `terminated`, `max_duration`,
     /// `max_transfer`).
     pub outcome: String,
@@ -79,6 +82,7 @@ impl<'a> JsonSummary<'a> {
         JsonSummary {
             keepmover_version: env!("CARGO_PKG_VERSION"),
             command,
+            shard: None,
             outcome: report.stopped.map_or_else(
                 || "done".to_string(),
                 |r| {
