@@ -38,7 +38,7 @@ use crate::faults::LieReplicas;
 use crate::keep::locator::{parse_keepstore, BlockHash, EMPTY_BLOCK_HASH, MAX_BLOCK_SIZE};
 use crate::keep::rendezvous::{go_suffix, weight};
 use crate::keep::signature::{sign_locator, verify_locator};
-use crate::keep::wire::{header, PullItem, TrashItem};
+use crate::keep::wire::{header, MountInfo, PullItem, TrashItem};
 use crate::store::{now_ns, Copy, Mount, Payload, TrashRules, WriteError};
 use crate::workers::{WorkQueue, WorkerStats};
 
@@ -964,20 +964,16 @@ impl Keepstore {
     }
 
     fn mounts_json(&self) -> Reply {
-        let list: Vec<serde_json::Value> = self
+        let list: Vec<MountInfo> = self
             .mounts
             .iter()
-            .map(|m| {
-                let classes: serde_json::Map<String, serde_json::Value> = m
-                    .classes
-                    .iter()
-                    .map(|c| (c.clone(), serde_json::Value::Bool(true)))
-                    .collect();
-                serde_json::json!({
-                    "uuid": m.uuid, "device_id": format!("keepsim:{}", m.uuid),
-                    "allow_write": m.is_writable(), "allow_trash": m.allows_trash(),
-                    "replication": m.replication, "storage_classes": classes,
-                })
+            .map(|m| MountInfo {
+                uuid: m.uuid.clone(),
+                device_id: format!("keepsim:{}", m.uuid),
+                allow_write: m.is_writable(),
+                allow_trash: m.allows_trash(),
+                replication: m.replication,
+                storage_classes: m.classes.iter().map(|c| (c.clone(), true)).collect(),
             })
             .collect();
         let mut r = Response::new(SimBody::full(serde_json::to_vec(&list).unwrap_or_default()));
