@@ -247,6 +247,92 @@ impl ApiServer {
 mod tests {
     use super::*;
 
+    fn settings(export_private: bool) -> ApiSettings {
+        ApiSettings {
+            cluster_id: "zzzzz".into(),
+            system_root_token: "root".into(),
+            port: 1234,
+            default_replication: 2,
+            blob_signing: true,
+            blob_signing_ttl: 7200,
+            blob_trash: false,
+            blob_trash_lifetime: 0,
+            balance_trash_limit: 500,
+            blob_replicate_concurrency: 4,
+            blob_trash_concurrency: 4,
+            storage_classes: vec![
+                StorageClass::new("default", true, 0),
+                StorageClass::new("cold", false, 5),
+            ],
+            export_private,
+            services_json: r#"{"items":[{"uuid":"x"}]}"#.into(),
+        }
+    }
+
+    fn body(r: Response<SimBody>) -> (u16, Value) {
+        use http_body_util::BodyExt;
+        let status = r.status().as_u16();
+        let bytes = block_on(r.into_body().collect()).map(|c| c.to_bytes());
+        (
+            status,
+            bytes
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null),
+        )
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn documents_and_who_sees_which_services() {
+        let api = ApiServer::new(&settings(true));
+        let get = |path: &str, headers: &[(&str, &str)]| {
+            let mut req = Request::get(path);
+            for (n, v) in headers {
+                req = req.header(*n, *v);
+            }
+            body(api.answer(&req.body(()).expect("request")))
+        };
+        let (status, doc) = get("/discovery/v1/apis/arvados/v1/rest", &[]);
+        assert_eq!(status, 200);
+        assert_eq!(doc["rootUrl"], "https://127.0.0.1:1234/");
+        assert_eq!(doc["baseUrl"], "https://127.0.0.1:1234/arvados/v1/");
+        assert_eq!(doc["blobSignatureTtl"], 7200);
+        assert_eq!(
+            doc["resources"]["keep_services"]["methods"]["accessible"]["path"],
+            "keep_services/accessible"
+        );
+        let (_, config) = get("/arvados/v1/config", &[]);
+        assert_eq!(config["Collections"]["BlobSigningTTL"], "2h0m0s");
+        assert_eq!(config["Collections"]["BlobTrash"], false);
+        assert_eq!(config["Collections"]["BlobTrashLifetime"], "0s");
+        assert_eq!(config["Collections"]["BalanceTrashLimit"], 500);
+        assert_eq!(config["StorageClasses"]["cold"]["Priority"], 5);
+        let real = config_document(&settings(false));
+        assert!(real["Collections"].get("BlobTrash").is_none());
+        assert_eq!(real["Collections"]["BlobSigningTTL"], "2h0m0s");
+        let auth = [("Authorization", "Bearer root")];
+        assert_eq!(get("/arvados/v1/keep_services/accessible", &[]).0, 401);
+        assert_eq!(
+            get("/arvados/v1/keep_services/accessible", &auth).1["items"][0]["uuid"],
+            "x"
+        );
+        let outside = [("Authorization", "Bearer root"), ("X-External-Client", "1")];
+        let (_, list) = get("/arvados/v1/keep_services/accessible", &outside);
+        assert_eq!(
+            list["items"],
+            serde_json::json!([]),
+            "outside clients see only proxies"
+        );
+    }
+
     #[test]
     fn durations_print_like_go() {
         assert_eq!(go_duration(1_209_600), "336h0m0s");

@@ -38,7 +38,7 @@ use crate::faults::LieReplicas;
 use crate::keep::locator::{parse_keepstore, BlockHash, EMPTY_BLOCK_HASH, MAX_BLOCK_SIZE};
 use crate::keep::rendezvous::{go_suffix, weight};
 use crate::keep::signature::{sign_locator, verify_locator};
-use crate::keep::wire::{header, PullItem, TrashItem};
+use crate::keep::wire::{header, MountInfo, PullItem, TrashItem};
 use crate::store::{now_ns, Copy, Mount, Payload, TrashRules, WriteError};
 use crate::workers::{WorkQueue, WorkerStats};
 
@@ -566,7 +566,9 @@ impl Keepstore {
         }
         match method {
             Method::GET | Method::HEAD => {
-                self.get(&req, locator, method == Method::HEAD, &faults, control)
+                let token = request_token(&req);
+                self.get(token, locator, method == Method::HEAD, &faults, control)
+                    .await
             }
             Method::PUT => self.put(req, locator.to_string(), &faults).await,
             Method::DELETE => self.delete(locator),
@@ -641,9 +643,9 @@ impl Keepstore {
             .count()
     }
 
-    fn get<B>(
+    async fn get(
         &self,
-        req: &Request<B>,
+        token: Option<String>,
         locator: &str,
         head: bool,
         faults: &Faults,
@@ -661,7 +663,7 @@ impl Keepstore {
             return text(401, "expired signature");
         }
         if self.policy.blob_signing {
-            let Some(token) = request_token(req) else {
+            let Some(token) = token else {
                 return text(401, "no token provided in Authorization header");
             };
             let now = (now_ns() / 1_000_000_000) as u64;
@@ -682,10 +684,12 @@ impl Keepstore {
             return text(404, "file does not exist");
         };
         let stored_len = copy.size();
-        let md5_ok = |data: &[u8]| crate::hash::md5(data) == loc.hash.0;
+        // MD5s run on the batching hash thread, not on the runtime's workers.
+        let md5_ok =
+            |data: Bytes| async move { BlockHash(crate::verify::md5_of(data).await) == loc.hash };
         if head {
             let good = match &copy {
-                Copy::Bytes { data, .. } => md5_ok(data),
+                Copy::Bytes { data, .. } => md5_ok(data.clone()).await,
                 _ => true,
             } && hint.is_none_or(|h| h == stored_len);
             if !good {
@@ -713,12 +717,20 @@ impl Keepstore {
         };
         // Without a size hint (only the empty block): sent whole, checked at the end.
         let hint = hint.unwrap_or(stored_len);
+        // Whether the first `hint` bytes of an unverified copy hash right (what decides
+        // whether the part reaching `hint` goes out).
+        let prefix_ok = match &trusted {
+            CopyCheck::Bytes(data) if hint <= stored_len => {
+                md5_ok(data.slice(..hint as usize)).await
+            }
+            _ => false,
+        };
         let sent = if hint == stored_len && matches!(trusted, CopyCheck::Trusted) {
             hint
         } else {
             keepstore_send_len(stored_len, hint, || match &trusted {
                 CopyCheck::Trusted => hint == stored_len,
-                CopyCheck::Bytes(data) => data.get(..hint as usize).is_some_and(md5_ok),
+                CopyCheck::Bytes(_) => prefix_ok,
             })
         };
         if sent == 0 && hint > 0 {
@@ -959,20 +971,16 @@ impl Keepstore {
     }
 
     fn mounts_json(&self) -> Reply {
-        let list: Vec<serde_json::Value> = self
+        let list: Vec<MountInfo> = self
             .mounts
             .iter()
-            .map(|m| {
-                let classes: serde_json::Map<String, serde_json::Value> = m
-                    .classes
-                    .iter()
-                    .map(|c| (c.clone(), serde_json::Value::Bool(true)))
-                    .collect();
-                serde_json::json!({
-                    "uuid": m.uuid, "device_id": format!("keepsim:{}", m.uuid),
-                    "allow_write": m.is_writable(), "allow_trash": m.allows_trash(),
-                    "replication": m.replication, "storage_classes": classes,
-                })
+            .map(|m| MountInfo {
+                uuid: m.uuid.clone(),
+                device_id: format!("keepsim:{}", m.uuid),
+                allow_write: m.is_writable(),
+                allow_trash: m.allows_trash(),
+                replication: m.replication,
+                storage_classes: m.classes.iter().map(|c| (c.clone(), true)).collect(),
             })
             .collect();
         let mut r = Response::new(SimBody::full(serde_json::to_vec(&list).unwrap_or_default()));

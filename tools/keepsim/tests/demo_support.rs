@@ -177,3 +177,33 @@ fn stalled_synthetic_get_holds_no_whole_block() {
     let reply = common::parse(&raw);
     assert_eq!(reply.body.len() as u64, size / 2);
 }
+
+#[test]
+fn per_keepstore_synthetic_blocks_of_the_synthetic_flag() {
+    let mut config = ClusterConfig::new("synth", 2);
+    config.blob_signing = false;
+    config.synthetic = Some((5, 3000, 7));
+    let c = Cluster::start(config).expect("starts");
+    let token = c.config.system_root_token.clone();
+    let mut all = BTreeSet::new();
+    for k in 0..2 {
+        let listed = c.blocks_on(k);
+        assert_eq!(listed.len(), 5);
+        for loc in listed {
+            assert!(loc.ends_with("+3000"));
+            let r = request(c.keepstore_ports[k], "GET", &format!("/{loc}"), None, b"");
+            assert_eq!((r.status, md5_hex(&r.body)), (200, loc[..32].to_string()));
+            all.insert(loc);
+        }
+        let mount = &c.keepstores[k].mounts[0].uuid;
+        let r = request(
+            c.keepstore_ports[k],
+            "GET",
+            &format!("/mounts/{mount}/blocks"),
+            Some(&token),
+            b"",
+        );
+        assert_eq!(r.text().lines().filter(|l| !l.is_empty()).count(), 5);
+    }
+    assert_eq!(all.len(), 10, "each keepstore has its own blocks");
+}
