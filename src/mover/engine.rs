@@ -315,7 +315,13 @@ impl<F: KeepstoresFactory> Engine<F> {
             tracker: Mutex::new(SliceTracker::new()),
             writer,
         });
-        let pool = BufferPool::new(self.run.config.memory_budget);
+        let pool = BufferPool::with_gauge(
+            self.run.config.memory_budget,
+            self.counters.buffers_in_use.clone(),
+        );
+        self.counters
+            .buffer_budget
+            .store(self.run.config.memory_budget as u64, Relaxed);
         let workers = match self.run.config.workers {
             0 => default_workers(),
             n => n,
@@ -550,6 +556,9 @@ impl<F: KeepstoresFactory> Engine<F> {
             if !self.wait_while_paused(emitter).await {
                 break;
             }
+            emitter.emit(Event::SliceStarted {
+                prefix: prefix.clone(),
+            });
             let diff = match first.take() {
                 Some(d) => d,
                 None => self.diff(keepstores, prefix).await?,

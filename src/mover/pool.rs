@@ -5,6 +5,7 @@
 //! replica upload drops its clone (`Bytes::from_owner`), with no copy anywhere.
 
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
@@ -28,10 +29,22 @@ struct PoolState {
     peak_allocated: usize,
 }
 
+/// Bytes leased out now (capacity of buffers held by tasks, not idle ones): a relaxed atomic
+/// kept beside the lock so a reader (`/metrics`, the status) never takes the pool's lock.
+#[derive(Debug, Default)]
+pub struct InUse(AtomicU64);
+
+impl InUse {
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
 #[derive(Debug)]
 struct PoolInner {
     budget: usize,
     state: Mutex<PoolState>,
+    in_use: Arc<InUse>,
 }
 
 /// A memory-budgeted pool of block buffers, shared by all worker threads.
@@ -43,16 +56,28 @@ pub struct BufferPool {
 impl BufferPool {
     /// `budget` is in bytes; it must hold at least one buffer of the largest class used.
     pub fn new(budget: usize) -> BufferPool {
+        BufferPool::with_gauge(budget, Arc::new(InUse::default()))
+    }
+
+    /// A pool that keeps `in_use` up to date (the engine passes the one its counters show).
+    pub fn with_gauge(budget: usize, in_use: Arc<InUse>) -> BufferPool {
+        in_use.0.store(0, Relaxed);
         BufferPool {
             inner: Arc::new(PoolInner {
                 budget,
                 state: Mutex::new(PoolState::default()),
+                in_use,
             }),
         }
     }
 
     pub fn budget(&self) -> usize {
         self.inner.budget
+    }
+
+    /// Bytes leased out now; a relaxed load, no lock.
+    pub fn in_use(&self) -> u64 {
+        self.inner.in_use.bytes()
     }
 
     /// The most capacity that was ever alive at once (for tests and the memory report).
@@ -94,6 +119,7 @@ impl BufferPool {
             Poll::Pending
         })
         .await;
+        self.inner.in_use.0.fetch_add(class as u64, Relaxed);
         BufferLease {
             buffer,
             class,
@@ -104,6 +130,7 @@ impl BufferPool {
 
 impl PoolInner {
     fn give_back(&self, class: usize, mut buffer: Vec<u8>) {
+        self.in_use.0.fetch_sub(class as u64, Relaxed);
         let waiters = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if buffer.capacity() == class {
@@ -203,6 +230,7 @@ mod tests {
         let a = block_on(pool.acquire(2 << 20));
         let b = block_on(pool.acquire(2 << 20));
         assert_eq!(pool.peak_allocated(), 4 << 20);
+        assert_eq!(pool.in_use(), 4 << 20);
         let ptr = a.as_slice().as_ptr();
         drop(a);
         let c = block_on(pool.acquire(2 << 20));
@@ -225,8 +253,10 @@ mod tests {
         let clone = bytes.clone();
         assert_eq!(&clone[..], b"hello");
         drop(bytes);
+        assert_eq!(pool.in_use(), MIN_CLASS as u64, "a clone still holds it");
         drop(clone);
         assert_eq!(pool.lock().idle.len(), 1);
+        assert_eq!(pool.in_use(), 0);
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! * [`blocks`]: `-report FILE.jsonl`, one line per block, written as the run goes.
 //! * [`summary`]: the closing summary line and the `-json FILE` document.
 //! * [`plot`]: SVG pictures for `bench`.
+//! * [`status`]: the live state behind `/status`, SIGUSR1 and `keepmover status`.
+//! * [`metrics`]: the Prometheus exposition behind `/metrics`.
 
 pub mod blocks;
+pub mod metrics;
 pub mod plot;
+pub mod status;
 pub mod summary;
 pub mod terminal;
 
