@@ -7,7 +7,9 @@
 mod bench_flags;
 #[cfg(feature = "demo")]
 mod demo_flags;
+mod listen_flags;
 mod rsync_flags;
+mod status_flags;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -24,6 +26,8 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
   demo     copy between two simulated clusters started in this process (the first thing to try)
   rsync    the keep-rsync drop-in form, spelled out (same flags as with no subcommand)
   bench    keepstore throughput benchmark with keep-exercise's flags and CSV
+  status   a running job's status (started with -listen); without an address, lists them
+  ctl      steer a running job: pause, resume, cancel, concurrency N, bwlimit RATE
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -60,6 +64,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         #[cfg(not(feature = "demo"))]
         Some("demo") => fatal("this keepmover was built without the demo (cargo feature \"demo\")"),
         Some("bench") => bench_flags::run_bench(&program, &rest[1..]),
+        Some("status") => status_flags::run_status(&rest[1..]),
+        Some("ctl") => status_flags::run_ctl(&rest[1..]),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS

@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
+use super::listen_flags::{listen_options, LISTEN, LISTEN_LINGER, LISTEN_TOKEN_FILE};
 use super::{fatal, parse_go_command, usage_error};
 use crate::commands::rsync::{self, RsyncArgs};
 use crate::gocompat::flag::{flag, invalid, FlagKind, FlagSpec, ParsedFlags};
 use crate::index::walk::DstIndexErrors;
 use crate::mover::{Control, Counting, EngineConfig, RetryPolicy};
 use crate::net::{ClientConfig, IoBackend};
+pub use crate::report::parse_byte_size;
 use crate::report::terminal::Display;
 
 /// keep-rsync's eight flags followed by keepmover's extensions.
@@ -47,6 +49,9 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("json", FlagKind::String, "", "keepmover: write the run's summary as JSON to this file"),
     flag("max-transfer", FlagKind::String, "", "keepmover: stop cleanly (exit 8) once this many bytes are copied, e.g. 500GiB"),
     flag("max-duration", FlagKind::Duration, "0s", "keepmover: stop cleanly (exit 10) after this long, e.g. 8h (0 = no limit)"),
+    LISTEN,
+    LISTEN_TOKEN_FILE,
+    LISTEN_LINGER,
 ];
 
 /// Runs the drop-in form: parse, then hand over to `commands::rsync`.
@@ -176,26 +181,8 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
         display,
         report: parsed.non_empty("report").map(Into::into),
         json: parsed.non_empty("json").map(Into::into),
+        listen: listen_options(parsed)?,
     })
-}
-
-/// Parses sizes such as `1GiB`, `512MiB`, `64M`, `4096`: binary units, optional `B`/`iB`.
-pub fn parse_byte_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits.parse().ok()?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return None,
-    };
-    number.checked_mul(1u64 << shift)
 }
 
 #[cfg(test)]

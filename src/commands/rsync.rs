@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::listen::{self, ListenError, ListenOptions};
 use super::setup::{build_cluster, default_classes, load_settings, ApiClient, SetupError};
 use crate::exit::Outcome;
 use crate::keepstore::http::HttpFactory;
@@ -14,9 +15,10 @@ use crate::mover::events::EventSink;
 use crate::mover::{self, Control, Counters, EngineConfig, Job, Run, RunReport, Signing};
 use crate::net::ClientConfig;
 use crate::report::blocks::BlockReport;
+use crate::report::log_line;
+use crate::report::status::{limits_brief, render_human, JobInfo, Live};
 use crate::report::summary::{self, JsonSummary};
 use crate::report::terminal::{Display, Terminal};
-use crate::report::{human_bytes, log_line};
 
 /// Every option of the copy, typed. Built by `cli`.
 #[derive(Clone, Debug)]
@@ -37,6 +39,8 @@ pub struct RsyncArgs {
     pub display: Display,
     pub report: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    /// `-listen`: the local control endpoint.
+    pub listen: Option<ListenOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,8 @@ pub enum RsyncError {
     Engine(#[from] mover::EngineError),
     #[error("the source and the destination are the same servers ({0}): copying a cluster onto itself is refused")]
     SelfCopy(String),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("writing {path}: {source}")]
     Output {
         path: PathBuf,
@@ -58,6 +64,9 @@ pub enum RsyncError {
 pub struct Prepared {
     pub run: Run,
     pub http: ClientConfig,
+    /// The clusters' API hosts (for the status; never their tokens).
+    pub src_api_host: String,
+    pub dst_api_host: String,
 }
 
 /// Reads the settings, discovers both clusters, and builds the job (shared with the other
@@ -149,26 +158,48 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
             config: args.engine.clone(),
         },
         http: args.http.clone(),
+        src_api_host: src_settings.api_host.clone(),
+        dst_api_host: dst_settings.api_host.clone(),
     })
 }
 
-/// A status summary on stderr (SIGUSR1).
-pub fn status_printer(counters: Arc<Counters>) -> Box<dyn Fn() + Send> {
+/// A status summary on stderr (SIGUSR1): the same summary as `keepmover status`.
+pub fn status_printer(live: Live) -> Box<dyn Fn() + Send> {
     Box::new(move || {
-        let c = counters.snapshot();
-        log_line(&format!(
-            "Status: copied {} of {} blocks ({} of {}), {} in flight, {} failed, {} skipped, slices {}/{}",
-            c.copied_blocks,
-            c.planned_blocks,
-            human_bytes(c.copied_bytes),
-            human_bytes(c.planned_bytes),
-            c.in_flight_blocks,
-            c.failed_blocks,
-            c.skipped_blocks,
-            c.slices_done,
-            c.slices_total
-        ));
+        let summary = render_human(&live.status());
+        log_line(&format!("Status: {}", summary.trim_end()));
     })
+}
+
+/// What the views of a running job share: the counters, the controls and the status board
+/// (with its sink, to give the engine). Any command that runs the engine builds one.
+pub fn live_view(
+    command: &str,
+    prepared: &Prepared,
+    counters: Arc<Counters>,
+    control: Arc<Control>,
+) -> Live {
+    let config = &prepared.run.config;
+    Live::new(
+        JobInfo {
+            command: command.to_string(),
+            src_api_host: prepared.src_api_host.clone(),
+            dst_api_host: prepared.dst_api_host.clone(),
+            concurrency: config.concurrency,
+            workers: match config.workers {
+                0 => mover::default_workers(),
+                n => n,
+            },
+        },
+        counters,
+        control,
+    )
+}
+
+/// The terminal sink, its bar showing the live limits.
+pub fn terminal(display: Display, live: &Live) -> Terminal {
+    let live = live.clone();
+    Terminal::new(display).with_limits(Box::new(move || limits_brief(&live.limits())))
 }
 
 /// Runs the copy. `Ok` with the outcome whenever the run itself ran (failed blocks and
@@ -176,10 +207,18 @@ pub fn status_printer(counters: Arc<Counters>) -> Box<dyn Fn() + Send> {
 pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError> {
     let prepared = prepare(&args, "copy")?;
     let counters = Arc::new(Counters::default());
-    let _signals = super::signals::install(control.clone(), status_printer(counters.clone()));
+    let live = live_view("copy", &prepared, counters.clone(), control.clone());
+    let _signals = super::signals::install(control.clone(), status_printer(live.clone()));
+    let listener = match &args.listen {
+        Some(options) => Some(listen::start(options, live.clone())?),
+        None => None,
+    };
     let job = &prepared.run.job;
     let factory = HttpFactory::new(prepared.http.clone(), &[&job.src, &job.dst]);
-    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Terminal::new(args.display))];
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![
+        Box::new(terminal(args.display, &live)),
+        Box::new(live.board.sink()),
+    ];
     if let Some(path) = &args.report {
         let uuids = |c: &crate::cluster::Cluster| c.uuids().iter().map(|u| u.to_string()).collect();
         let sink =
@@ -200,6 +239,9 @@ pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError
                 path: path.clone(),
                 source,
             })?;
+    }
+    if let (Some(listener), Some(options)) = (&listener, &args.listen) {
+        listener.linger(options.linger);
     }
     Ok(outcome)
 }
