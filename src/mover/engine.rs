@@ -349,6 +349,8 @@ impl<F: KeepstoresFactory> Engine<F> {
         drop(receiver);
         let watchdog = self.start_watchdog();
         emitter.emit(Event::Phase(Phase::Copying));
+        // The walker may now wait on a full queue for long: phase changes go out at once.
+        emitter.flush();
         let walked = self
             .dispatch(
                 &keepstores,
@@ -365,6 +367,7 @@ impl<F: KeepstoresFactory> Engine<F> {
         drop(sender);
         if self.control.is_stopping() {
             emitter.emit(Event::Phase(Phase::Stopping));
+            emitter.flush();
         }
         let mut result: Result<(), EngineError> = walked;
         for handle in handles {
@@ -526,6 +529,7 @@ impl<F: KeepstoresFactory> Engine<F> {
             }
             if !self.control.is_stopping() {
                 emitter.emit(Event::Phase(Phase::Copying));
+                emitter.flush();
             }
         }
         !self.control.is_stopping()
@@ -559,6 +563,7 @@ impl<F: KeepstoresFactory> Engine<F> {
             emitter.emit(Event::SliceStarted {
                 prefix: prefix.clone(),
             });
+            emitter.flush();
             let diff = match first.take() {
                 Some(d) => d,
                 None => self.diff(keepstores, prefix).await?,
@@ -785,6 +790,12 @@ impl<K: Keepstores> Lane<K> {
                 || self.index >= self.control.concurrency(self.run.config.concurrency))
                 && !self.control.is_stopping()
             {
+                // The walk is over and the other lanes took the last blocks: nothing left
+                // for this lane (without this, a lane parked by a lowered concurrency
+                // would keep the run from ending).
+                if self.receiver.is_closed() && self.receiver.is_empty() {
+                    return;
+                }
                 compio::time::sleep(CONTROL_POLL).await;
             }
             let Ok(task) = self.receiver.recv().await else {
