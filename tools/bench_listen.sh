@@ -3,8 +3,9 @@
 #  1. CPU-s/GiB of a pinned copy (keepmover on CPU 1, keepsim on CPU 0), RUNS times without
 #     -listen and RUNS times with -listen while /metrics is scraped every second; medians.
 #  2. Latency of GET /status, GET /metrics and POST /control (a bwlimit 0, which changes
-#     nothing) during one more pinned copy with -listen: REQS requests each, 20 a second,
-#     measured by curl from CPU 0 (the keepsim side); p50, p99, max.
+#     nothing) during one more pinned copy with -listen: up to REQS requests each, one
+#     Python client on a kept-alive connection, not pinned (both cores are busy: keepsim on
+#     0, keepmover on 1); p50, p99, max. ONLY_LATENCY=1 runs this part alone.
 # Prints Markdown. Each copy gets a fresh keepsim (synthetic source, in-memory destination).
 #
 #   tools/bench_listen.sh                     # 3 x 700 blocks of 1 MiB (2.1 GiB), RUNS=3
@@ -62,18 +63,32 @@ scrape_every_second() {
 }
 
 latency() {
-  local out="$work/lat"
-  : >"$out"
-  local i=0
-  while kill -0 "$1" 2>/dev/null && [ "$i" -lt "$REQS" ]; do
-    taskset -c 0 curl -s -o /dev/null -w "status %{time_total}\n" "http://$addr/status" >>"$out" || true
-    taskset -c 0 curl -s -o /dev/null -w "metrics %{time_total}\n" "http://$addr/metrics" >>"$out" || true
-    taskset -c 0 curl -s -o /dev/null -w "control %{time_total}\n" -X POST -d '{"action":"bwlimit","value":0}' "http://$addr/control" >>"$out" || true
-    i=$((i + 1))
-    sleep 0.05
-  done
+  # One client process (not pinned) on one kept-alive connection, as a scraper would be:
+  # requests in turn at 20 a second, each timed from send to the last byte.
+  python3 - "$addr" "$REQS" "$1" >"$work/lat" <<'PY'
+import http.client, os, sys, time
+addr, reqs, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+host, port = addr.rsplit(":", 1)
+conn = http.client.HTTPConnection(host, int(port), timeout=10)
+asks = [("status", "GET", "/status", None), ("metrics", "GET", "/metrics", None),
+        ("control", "POST", "/control", '{"action":"bwlimit","value":0}')]
+for i in range(reqs):
+    if not os.path.exists(f"/proc/{pid}"):
+        break
+    for name, method, path, body in asks:
+        t = time.perf_counter()
+        try:
+            conn.request(method, path, body=body)
+            conn.getresponse().read()
+        except Exception:
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            continue
+        print(name, time.perf_counter() - t)
+    time.sleep(0.05)
+PY
 }
 
+if [ -z "${ONLY_LATENCY:-}" ]; then
 echo "| copy | run | wall s | CPU s | CPU-s/GiB |"
 echo "|---|---:|---:|---:|---:|"
 for mode in without with; do
@@ -87,6 +102,7 @@ for mode in without with; do
   echo "median CPU-s/GiB $mode -listen: $(sort -n "$work/per-$mode" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 done
 echo
+fi
 read -r wall cpu per < <(copy with latency)
 echo "latency during a copy ($wall s, $per CPU-s/GiB; requests while it ran):"
 echo

@@ -187,7 +187,9 @@ pub fn start(options: &ListenOptions, live: Live) -> Result<Listener, ListenErro
     };
     let (server, address, socket) = match &options.addr {
         ListenAddr::Tcp(addr) => {
-            let server = tiny_http::Server::http(addr).map_err(|e| bind_error(e.to_string()))?;
+            let listener = tcp_listener(*addr).map_err(|e| bind_error(e.to_string()))?;
+            let server = tiny_http::Server::from_listener(listener, None)
+                .map_err(|e| bind_error(e.to_string()))?;
             let bound = server.server_addr().to_ip().unwrap_or(*addr);
             (server, bound.to_string(), None)
         }
@@ -245,6 +247,20 @@ pub fn start(options: &ListenOptions, live: Live) -> Result<Listener, ListenErro
         socket,
         live,
     })
+}
+
+/// A listening socket with TCP_NODELAY, which the connections it accepts inherit: tiny_http
+/// writes a response's head and body separately, and without it the body waits for the
+/// client's delayed ACK of the head (measured: 40 ms per request on a kept-alive
+/// connection, as a Prometheus scraper keeps them).
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
 }
 
 /// Writes `<runtime dir>/<pid>.json` (private directory); `None` if it cannot (the job
@@ -307,7 +323,11 @@ impl Handler {
     fn handle(&self, mut request: tiny_http::Request) {
         let reply = self.reply(&mut request);
         let (status, content_type, body) = reply;
-        let mut response = tiny_http::Response::from_string(body).with_status_code(status);
+        // One Content-Length body, never chunked (tiny_http chunks bodies past 32 KiB, a
+        // /metrics of a big cluster, into many small writes).
+        let mut response = tiny_http::Response::from_string(body)
+            .with_status_code(status)
+            .with_chunked_threshold(usize::MAX);
         if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", content_type) {
             response = response.with_header(header);
         }
@@ -432,8 +452,13 @@ pub fn apply_control(live: &Live, body: &[u8]) -> Result<String, String> {
             Ok("resumed".into())
         }
         "cancel" => {
+            let over = live.board.phase() == crate::mover::events::Phase::Done;
             control.stop(StopReason::Terminated);
-            Ok("cancelling: blocks in flight finish, the checkpoint is saved, exit 143".into())
+            Ok(if over {
+                "the job had already ended; it stops serving and exits with its own code".into()
+            } else {
+                "cancelling: blocks in flight finish, the checkpoint is saved, exit 143".into()
+            })
         }
         "concurrency" => {
             let n = value
