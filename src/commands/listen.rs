@@ -465,11 +465,16 @@ pub fn apply_control(live: &Live, body: &[u8]) -> Result<String, String> {
                 .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())))
                 .filter(|&n| n <= 65_536)
                 .ok_or("concurrency needs \"value\": a whole number of blocks in flight per worker, 1 to 65536 (0 = back to the configured value)")?;
-            control.set_concurrency(n as usize);
-            Ok(format!(
-                "concurrency {} per worker",
-                control.concurrency(live.job.concurrency)
-            ))
+            // A worker has -concurrency lanes; the live value can lower it, not raise it.
+            let configured = live.job.concurrency;
+            let n = n as usize;
+            control.set_concurrency(n.min(configured));
+            let now = control.concurrency(configured);
+            Ok(if n > configured {
+                format!("concurrency {now} per worker (the most: -concurrency {configured})")
+            } else {
+                format!("concurrency {now} per worker")
+            })
         }
         "bwlimit" => {
             let (up, down) =
@@ -546,6 +551,9 @@ mod tests {
         assert!(!c.is_paused());
         apply_control(&live, br#"{"action":"concurrency","value":1}"#).expect("concurrency");
         assert_eq!(c.concurrency(32), 1);
+        let said = apply_control(&live, br#"{"action":"concurrency","value":99}"#).expect("99");
+        assert_eq!(c.concurrency(32), 32, "no more lanes than -concurrency");
+        assert!(said.contains("the most: -concurrency 32"), "{said}");
         apply_control(&live, br#"{"action":"bwlimit","value":"1MiB:2MiB"}"#).expect("bw");
         assert_eq!((c.bw_out.rate(), c.bw_in.rate()), (1 << 20, 2 << 20));
         apply_control(&live, br#"{"action":"bwlimit","value":0}"#).expect("bw off");

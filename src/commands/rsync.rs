@@ -196,10 +196,12 @@ pub fn live_view(
     )
 }
 
-/// The terminal sink, its bar showing the live limits.
+/// The terminal sink, its bar showing the live limits and phase.
 pub fn terminal(display: Display, live: &Live) -> Terminal {
-    let live = live.clone();
-    Terminal::new(display).with_limits(Box::new(move || limits_brief(&live.limits())))
+    let (for_limits, for_phase) = (live.clone(), live.clone());
+    Terminal::new(display)
+        .with_limits(Box::new(move || limits_brief(&for_limits.limits())))
+        .with_phase(Box::new(move || for_phase.phase()))
 }
 
 /// Runs the copy. `Ok` with the outcome whenever the run itself ran (failed blocks and
