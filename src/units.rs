@@ -28,6 +28,21 @@ pub fn parse_rate(text: &str) -> Option<u64> {
     parse_byte_size(text)
 }
 
+/// `-bwlimit` and `ctl bwlimit`, as (down, up) bytes per second, 0 = no limit. A single
+/// `RATE` limits the rate blocks are read at (so also copied at, whatever the replicas);
+/// `UP:DOWN` limits bytes sent (all replicas together) and bytes received separately.
+/// Empty means no limit.
+pub fn parse_bwlimit(text: &str) -> Option<(u64, u64)> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Some((0, 0));
+    }
+    match text.split_once(':') {
+        Some((up, down)) => Some((parse_rate(down)?, parse_rate(up)?)),
+        None => Some((parse_rate(text)?, 0)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +58,9 @@ mod tests {
         assert_eq!(parse_byte_size("99999999999T"), None);
         assert_eq!(parse_rate("10MiB/s"), Some(10 << 20));
         assert_eq!(parse_rate("0"), Some(0));
+        assert_eq!(parse_bwlimit("10MiB"), Some((10 << 20, 0)));
+        assert_eq!(parse_bwlimit("1MiB/s:2MiB/s"), Some((2 << 20, 1 << 20)));
+        assert_eq!(parse_bwlimit(""), Some((0, 0)));
+        assert_eq!(parse_bwlimit("fast"), None);
     }
 }

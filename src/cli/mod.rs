@@ -7,10 +7,12 @@
 mod bench_flags;
 #[cfg(feature = "demo")]
 mod demo_flags;
+mod listen_flags;
 mod move_flags;
 mod plan_flags;
 mod report_flags;
 mod rsync_flags;
+mod status_flags;
 mod touch_flags;
 mod validate_flags;
 
@@ -37,6 +39,8 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
   touch    renew destination blocks' mtimes to extend the garbage-collection window
   plan     one job in -shards N across many hosts: a Kubernetes Indexed Job (-k8s) or a Slurm array (-slurm)
   report   report merge FILE...: add up the -json summaries of a plan's shards
+  status   a running job's status (started with -listen); without an address, lists them
+  ctl      steer a running job: pause, resume, cancel, concurrency N, bwlimit RATE
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -80,6 +84,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("touch") => touch_flags::run_touch(&program, &rest[1..]),
         Some("plan") => plan_flags::run_plan(&program, &rest[1..]),
         Some("report") => report_flags::run_report(&program, &rest[1..]),
+        Some("status") => status_flags::run_status(&rest[1..]),
+        Some("ctl") => status_flags::run_ctl(&rest[1..]),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS

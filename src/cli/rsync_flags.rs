@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::listen_flags::{listen_options, LISTEN, LISTEN_LINGER, LISTEN_TOKEN_FILE};
 use super::{fatal, parse_go_command, usage_error};
 use crate::commands::rsync::SelectionArgs;
 use crate::commands::rsync::{self, RsyncArgs};
@@ -64,6 +65,9 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("trash-bad", FlagKind::Bool, "false", "keepmover: with -verify-existing, ask keepstores to trash the bad replicas found (keepstore's trash rules apply)"),
     flag("watch", FlagKind::Duration, "0s", "keepmover: keep the destination current: after a pass, wait this long and copy what is new, until stopped (0 = one pass)"),
     flag("preflight", FlagKind::Bool, "true", "keepmover: run the safety checks first (source token and signing key, destination writability and classes, distinct clusters, the garbage-collection window; see `keepmover preflight`) and refuse to start on errors; -preflight=false skips them"),
+    LISTEN,
+    LISTEN_TOKEN_FILE,
+    LISTEN_LINGER,
 ];
 
 /// Runs the drop-in form: parse, then hand over to `commands::rsync`.
@@ -165,23 +169,13 @@ pub fn http_config(parsed: &ParsedFlags) -> Result<ClientConfig, String> {
 /// `-bwlimit RATE` or `UP:DOWN`, as (down, up) bytes per second. A single rate limits the
 /// reading side (the copy's own rate); `UP:DOWN` limits sending and receiving separately.
 pub fn bwlimit(text: &str) -> Result<(u64, u64), String> {
-    let bad = || {
+    crate::units::parse_bwlimit(text).ok_or_else(|| {
         invalid(
             "bwlimit",
             text,
             "expected a rate such as 100MiB, or UP:DOWN",
         )
-    };
-    if text.is_empty() {
-        return Ok((0, 0));
-    }
-    match text.split_once(':') {
-        Some((up, down)) => Ok((
-            crate::units::parse_rate(down).ok_or_else(bad)?,
-            crate::units::parse_rate(up).ok_or_else(bad)?,
-        )),
-        None => Ok((crate::units::parse_rate(text).ok_or_else(bad)?, 0)),
-    }
+    })
 }
 
 /// What the walk is about: prefix, shard, filters, list, order.
@@ -266,6 +260,7 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
         watch: parsed.duration("watch", false)?,
         trash_bad: parsed.is_true("trash-bad"),
         preflight: parsed.is_true("preflight"),
+        listen: listen_options(parsed)?,
     })
 }
 

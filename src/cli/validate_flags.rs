@@ -113,6 +113,7 @@ pub fn validate_args(parsed: &ParsedFlags) -> Result<ValidateArgs, String> {
             bwlimit: (0, 0),
             watch: std::time::Duration::ZERO,
             trash_bad: false,
+            listen: None,
         },
         reread,
         dst_blob_signature_ttl: parsed.duration("dst-blob-signature-ttl", false)?,

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::rsync::{close, prepare, status_printer, CurrentCounters, RsyncArgs, RsyncError};
+use super::listen;
+use super::rsync::{close, live_view, prepare, status_printer, terminal, RsyncArgs, RsyncError};
 use super::setup::SetupError;
 use crate::exit::Outcome;
 use crate::keepstore::http::HttpFactory;
@@ -20,7 +21,6 @@ use crate::mover::trash::{TrashPolicy, Trasher};
 use crate::mover::{self, Control, Counters};
 use crate::report::blocks::BlockReport;
 use crate::report::summary::JsonSummary;
-use crate::report::terminal::Terminal;
 use crate::report::{human_bytes, log_line};
 
 /// `move` and `vacate`: the copy's arguments, plus how long to wait for trash lists.
@@ -101,14 +101,27 @@ pub fn run(args: MoveArgs, control: Arc<Control>) -> Result<Outcome, MoveError> 
         Mode::Move { trash: sender }
     };
     let counters = Arc::new(Counters::default());
-    let current: CurrentCounters = Arc::new(std::sync::Mutex::new(counters.clone()));
-    let _signals = super::signals::install(control.clone(), status_printer(current));
+    let live = live_view(
+        action,
+        (&prepared.src_api_host, &prepared.dst_api_host),
+        &prepared.run.config,
+        counters.clone(),
+        control.clone(),
+    );
+    let _signals = super::signals::install(control.clone(), status_printer(live.clone()));
+    let listener = match &copy.listen {
+        Some(options) => Some(listen::start(options, live.clone()).map_err(RsyncError::from)?),
+        None => None,
+    };
     let job = &prepared.run.job;
     let factory = Arc::new(HttpFactory::new(
         prepared.http.clone(),
         &[&job.src, &job.dst],
     ));
-    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Terminal::new(copy.display))];
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![
+        Box::new(terminal(copy.display, &live)),
+        Box::new(live.board.sink()),
+    ];
     if let Some(path) = &copy.report {
         let uuids = |c: &crate::cluster::Cluster| c.uuids().iter().map(|u| u.to_string()).collect();
         let sink =
@@ -176,6 +189,9 @@ pub fn run(args: MoveArgs, control: Arc<Control>) -> Result<Outcome, MoveError> 
             path: path.clone(),
             source,
         })?;
+    }
+    if let (Some(listener), Some(options)) = (&listener, &copy.listen) {
+        listener.linger(options.linger);
     }
     Ok(outcome)
 }

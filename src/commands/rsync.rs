@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::listen::{self, ListenError, ListenOptions};
 use super::setup::{build_cluster, default_classes, load_settings, ApiClient, SetupError};
 use crate::exit::Outcome;
 use crate::index::filter::BlockFilter;
@@ -19,9 +20,10 @@ use crate::mover::events::EventSink;
 use crate::mover::{self, Control, Counters, EngineConfig, Job, Run, RunReport, Signing};
 use crate::net::ClientConfig;
 use crate::report::blocks::BlockReport;
+use crate::report::log_line;
+use crate::report::status::{limits_brief, render_human, JobInfo, Live};
 use crate::report::summary::{self, JsonSummary};
 use crate::report::terminal::{Display, Terminal};
-use crate::report::{human_bytes, log_line};
 
 /// Every option of the copy, typed. Built by `cli`.
 #[derive(Clone, Debug)]
@@ -54,6 +56,8 @@ pub struct RsyncArgs {
     pub trash_bad: bool,
     /// Run the preflight checks first and refuse to start on errors (`-preflight`).
     pub preflight: bool,
+    /// `-listen`: the local control endpoint.
+    pub listen: Option<ListenOptions>,
 }
 
 /// What the walk is about, as given on the command line.
@@ -127,6 +131,8 @@ pub enum RsyncError {
     UnknownService { cluster: &'static str, uuid: String },
     #[error("preflight found {0} errors (above); refusing to start. Fix them, or skip the checks with -preflight=false")]
     Preflight(usize),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("writing {path}: {source}")]
     Output {
         path: PathBuf,
@@ -147,6 +153,9 @@ pub struct Prepared {
     pub dst_signing_key: Option<String>,
     /// Both sides are the same cluster (its servers split by `-src-services`/`-dst-services`).
     pub single_cluster: bool,
+    /// The clusters' API hosts (for the status; never their tokens).
+    pub src_api_host: String,
+    pub dst_api_host: String,
 }
 
 /// Keeps the services named in `uuids` (all when empty); an unknown uuid is an error.
@@ -299,6 +308,8 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
             bad_copies: Default::default(),
         },
         http: args.http.clone(),
+        src_api_host: src_settings.api_host.clone(),
+        dst_api_host: dst_settings.api_host.clone(),
         src_api,
         dst_api,
         dst_signing_key: dst_settings
@@ -310,28 +321,45 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
     })
 }
 
-/// The counters of the pass running now (a `-watch` run has one set per pass).
-pub type CurrentCounters = Arc<std::sync::Mutex<Arc<Counters>>>;
-
-/// A status summary on stderr (SIGUSR1).
-pub fn status_printer(current: CurrentCounters) -> Box<dyn Fn() + Send> {
+/// A status summary on stderr (SIGUSR1): the same summary as `keepmover status`.
+pub fn status_printer(live: Live) -> Box<dyn Fn() + Send> {
     Box::new(move || {
-        let Some(c) = current.lock().ok().map(|c| c.snapshot()) else {
-            return;
-        };
-        log_line(&format!(
-            "Status: copied {} of {} blocks ({} of {}), {} in flight, {} failed, {} skipped, slices {}/{}",
-            c.copied_blocks,
-            c.planned_blocks,
-            human_bytes(c.copied_bytes),
-            human_bytes(c.planned_bytes),
-            c.in_flight_blocks,
-            c.failed_blocks,
-            c.skipped_blocks,
-            c.slices_done,
-            c.slices_total
-        ));
+        let summary = render_human(&live.status());
+        log_line(&format!("Status: {}", summary.trim_end()));
     })
+}
+
+/// What the views of a running job share: the counters, the controls and the status board
+/// (with its sink, to give the engine). Any command that runs the engine builds one.
+pub fn live_view(
+    command: &str,
+    (src_api_host, dst_api_host): (&str, &str),
+    config: &EngineConfig,
+    counters: Arc<Counters>,
+    control: Arc<Control>,
+) -> Live {
+    Live::new(
+        JobInfo {
+            command: command.to_string(),
+            src_api_host: src_api_host.to_string(),
+            dst_api_host: dst_api_host.to_string(),
+            concurrency: config.concurrency,
+            workers: match config.workers {
+                0 => mover::default_workers(),
+                n => n,
+            },
+        },
+        counters,
+        control,
+    )
+}
+
+/// The terminal sink, its bar showing the live limits and phase.
+pub fn terminal(display: Display, live: &Live) -> Terminal {
+    let (for_limits, for_phase) = (live.clone(), live.clone());
+    Terminal::new(display)
+        .with_limits(Box::new(move || limits_brief(&for_limits.limits())))
+        .with_phase(Box::new(move || for_phase.phase()))
 }
 
 /// `path`, or with `-watch` the pass's own file (`path.pass-N`).
@@ -351,16 +379,31 @@ fn per_pass(path: &std::path::Path, pass: Option<u32>) -> PathBuf {
 /// could not run.
 pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError> {
     control.set_bwlimit(args.bwlimit.0, args.bwlimit.1);
-    let current: CurrentCounters = Arc::new(std::sync::Mutex::new(Arc::new(Counters::default())));
-    let _signals = super::signals::install(control.clone(), status_printer(current.clone()));
+    let src_host = load_settings("src", &args.src)?.api_host;
+    let dst_host = load_settings("dst", &args.dst)?.api_host;
+    let live = live_view(
+        "copy",
+        (&src_host, &dst_host),
+        &args.engine,
+        Arc::new(Counters::default()),
+        control.clone(),
+    );
+    let _signals = super::signals::install(control.clone(), status_printer(live.clone()));
+    let listener = match &args.listen {
+        Some(options) => Some(listen::start(options, live.clone())?),
+        None => None,
+    };
+    let linger = || {
+        if let (Some(listener), Some(options)) = (&listener, &args.listen) {
+            listener.linger(options.linger);
+        }
+    };
     let watching = !args.watch.is_zero();
     let mut problems = 0;
     let mut pass = 1u32;
     loop {
-        let counters = Arc::new(Counters::default());
-        if let Ok(mut slot) = current.lock() {
-            *slot = counters.clone();
-        }
+        // Each pass counts afresh (its summary is its own); /metrics sees a counter reset.
+        live.set_counters(Arc::new(Counters::default()));
         let label = watching.then_some(pass);
         if watching {
             log_line(&format!(
@@ -368,7 +411,7 @@ pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError
                 crate::gocompat::duration::format_go_duration(args.watch)
             ));
         }
-        let (report, outcome) = one_pass(&args, &control, &counters, label)?;
+        let (report, outcome) = one_pass(&args, &control, &live, label)?;
         problems += outcome.problems;
         if pass > 1 && report.totals.copied_blocks > 0 {
             log_line(&format!(
@@ -377,6 +420,7 @@ pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError
             ));
         }
         if !watching || outcome.stopped.is_some() {
+            linger();
             return Ok(Outcome {
                 stopped: outcome.stopped,
                 problems,
@@ -391,6 +435,7 @@ pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError
         let until = std::time::Instant::now() + args.watch;
         while std::time::Instant::now() < until {
             if control.is_stopping() {
+                linger();
                 return Ok(Outcome {
                     stopped: control.stop_reason(),
                     problems,
@@ -406,9 +451,10 @@ pub fn run(args: RsyncArgs, control: Arc<Control>) -> Result<Outcome, RsyncError
 fn one_pass(
     args: &RsyncArgs,
     control: &Arc<Control>,
-    counters: &Arc<Counters>,
+    live: &Live,
     pass: Option<u32>,
 ) -> Result<(RunReport, Outcome), RsyncError> {
+    let counters = live.counters();
     let prepared = prepare(args, "copy")?;
     // The safety checks run before every pass's copy starts.
     if args.preflight {
@@ -422,7 +468,10 @@ fn one_pass(
     let dst = job.dst.clone();
     let bad_copies = prepared.run.bad_copies.clone();
     let factory = HttpFactory::new(prepared.http.clone(), &[&job.src, &job.dst]);
-    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Terminal::new(args.display))];
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![
+        Box::new(terminal(args.display, live)),
+        Box::new(live.board.sink()),
+    ];
     if let Some(path) = &args.report {
         let path = per_pass(path, pass);
         let uuids = |c: &crate::cluster::Cluster| c.uuids().iter().map(|u| u.to_string()).collect();
@@ -452,7 +501,7 @@ fn one_pass(
     }
     if let Some(path) = &args.json {
         let path = per_pass(path, pass);
-        let mut summary = JsonSummary::new("copy", &report, counters, outcome.code());
+        let mut summary = JsonSummary::new("copy", &report, &counters, outcome.code());
         summary.shard = args.select.shard.map(|s| s.to_string());
         if let Some(n) = pass {
             summary.extra = serde_json::json!({ "pass": n });

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::pool::InUse;
 use crate::keepstore::ErrorKind;
 
 macro_rules! counters {
@@ -16,12 +17,17 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct Counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
+            /// Block buffer bytes leased now (kept by the engine's buffer pool).
+            pub buffers_in_use: Arc<InUse>,
+            /// The buffer pool's budget, in bytes (set when copying starts).
+            pub buffer_budget: AtomicU64,
             errors_by: Mutex<BTreeMap<(String, ErrorKind), u64>>,
             latency: Mutex<BTreeMap<(Op, String), LatencyHistogram>>,
         }
 
         /// A consistent-enough copy of [`Counters`] (each field read once).
-        #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default)]
         pub struct Snapshot {
             $($(#[$doc])* pub $name: u64,)*
         }

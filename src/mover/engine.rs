@@ -598,14 +598,19 @@ impl<F: KeepstoresFactory> Engine<F> {
             trash: self.run.mode.trash().cloned(),
         });
         let mixed = self.run.select.order == Order::Mixed;
-        let pool = if mixed {
-            BufferPool::with_small_reserve(
-                self.run.config.memory_budget,
-                self.run.config.memory_budget / MIXED_SMALL_SHARE,
-            )
+        let small_reserve = if mixed {
+            self.run.config.memory_budget / MIXED_SMALL_SHARE
         } else {
-            BufferPool::new(self.run.config.memory_budget)
+            0
         };
+        let pool = BufferPool::with_options(
+            self.run.config.memory_budget,
+            small_reserve,
+            self.counters.buffers_in_use.clone(),
+        );
+        self.counters
+            .buffer_budget
+            .store(self.run.config.memory_budget as u64, Relaxed);
         let workers = match self.run.config.workers {
             0 => default_workers(),
             n => n,
@@ -646,6 +651,8 @@ impl<F: KeepstoresFactory> Engine<F> {
         drop(small_receiver);
         let watchdog = self.start_watchdog();
         emitter.emit(Event::Phase(Phase::Copying));
+        // The walker may now wait on a full queue for long: phase changes go out at once.
+        emitter.flush();
         let walked = self
             .dispatch(
                 &keepstores,
@@ -667,6 +674,7 @@ impl<F: KeepstoresFactory> Engine<F> {
         drop(queues);
         if self.control.is_stopping() {
             emitter.emit(Event::Phase(Phase::Stopping));
+            emitter.flush();
         }
         let mut result: Result<(), EngineError> = walked;
         for handle in handles {
@@ -920,6 +928,7 @@ impl<F: KeepstoresFactory> Engine<F> {
             }
             if !self.control.is_stopping() {
                 emitter.emit(Event::Phase(Phase::Copying));
+                emitter.flush();
             }
         }
         !self.control.is_stopping()
@@ -958,6 +967,10 @@ impl<F: KeepstoresFactory> Engine<F> {
             if !self.wait_while_paused(emitter).await {
                 break;
             }
+            emitter.emit(Event::SliceStarted {
+                prefix: prefix.clone(),
+            });
+            emitter.flush();
             // Blocks of the previous slices that failed every retry go to the end of the
             // queue now, behind that slice's other blocks.
             for task in Requeued::take(&requeued.next_slice) {
@@ -1285,6 +1298,12 @@ impl<K: Keepstores> Lane<K> {
                 || self.index >= self.control.concurrency(self.run.config.concurrency))
                 && !self.control.is_stopping()
             {
+                // The walk is over and the other lanes took the last blocks: nothing left
+                // for this lane (without this, a lane parked by a lowered concurrency
+                // would keep the run from ending).
+                if self.receiver.is_closed() && self.receiver.is_empty() {
+                    return;
+                }
                 compio::time::sleep(CONTROL_POLL).await;
             }
             let Ok(task) = self.receiver.recv().await else {

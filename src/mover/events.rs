@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::counters::Counters;
 use crate::keep::ShortLocator;
 use crate::keepstore::ErrorKind;
 
 /// What the walk found before copying (or, estimated, from its first slices).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Plan {
     pub src_blocks: u64,
     pub dst_blocks: u64,
@@ -104,6 +105,10 @@ pub enum Event {
         block: ShortLocator,
     },
     Done(BlockRecord),
+    /// The walk starts on this slice (its index is read, then its blocks handed out).
+    SliceStarted {
+        prefix: String,
+    },
     /// Every block of this slice is settled; `watermark` is the checkpoint's new value when
     /// it advanced.
     SliceDone {

@@ -5,6 +5,7 @@
 //! replica upload drops its clone (`Bytes::from_owner`), with no copy anywhere.
 
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
@@ -28,12 +29,24 @@ struct PoolState {
     peak_allocated: usize,
 }
 
+/// Bytes leased out now (capacity of buffers held by tasks, not idle ones): a relaxed atomic
+/// kept beside the lock so a reader (`/metrics`, the status) never takes the pool's lock.
+#[derive(Debug, Default)]
+pub struct InUse(AtomicU64);
+
+impl InUse {
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
 #[derive(Debug)]
 struct PoolInner {
     budget: usize,
     /// Bytes that buffers larger than [`SMALL_CLASS`] may not take (`-order-by mixed`).
     small_reserve: usize,
     state: Mutex<PoolState>,
+    in_use: Arc<InUse>,
 }
 
 /// Buffers of this class or smaller may use the small blocks' reserve.
@@ -48,29 +61,40 @@ pub struct BufferPool {
 impl BufferPool {
     /// `budget` is in bytes; it must hold at least one buffer of the largest class used.
     pub fn new(budget: usize) -> BufferPool {
-        BufferPool::with_small_reserve(budget, 0)
+        BufferPool::with_options(budget, 0, Arc::new(InUse::default()))
     }
 
     /// A pool in which `reserve` bytes of the budget are kept for buffers of at most
     /// [`SMALL_CLASS`], so large blocks cannot starve small ones of memory.
     pub fn with_small_reserve(budget: usize, reserve: usize) -> BufferPool {
+        BufferPool::with_options(budget, reserve, Arc::new(InUse::default()))
+    }
+
+    /// A pool that keeps `in_use` up to date (the engine passes the one its counters show).
+    pub fn with_gauge(budget: usize, in_use: Arc<InUse>) -> BufferPool {
+        BufferPool::with_options(budget, 0, in_use)
+    }
+
+    /// The general form: a small blocks' reserve and a bytes-in-use gauge.
+    pub fn with_options(budget: usize, reserve: usize, in_use: Arc<InUse>) -> BufferPool {
+        in_use.0.store(0, Relaxed);
         BufferPool {
             inner: Arc::new(PoolInner {
                 budget,
                 small_reserve: reserve.min(budget / 2),
                 state: Mutex::new(PoolState::default()),
+                in_use,
             }),
         }
     }
 
-    /// Bytes of buffers leased now (not counting idle ones kept for reuse).
-    pub fn in_use(&self) -> usize {
-        let state = self.lock();
-        state.allocated - state.idle.iter().map(|(c, _)| c).sum::<usize>()
-    }
-
     pub fn budget(&self) -> usize {
         self.inner.budget
+    }
+
+    /// Bytes leased out now; a relaxed load, no lock.
+    pub fn in_use(&self) -> u64 {
+        self.inner.in_use.bytes()
     }
 
     /// The most capacity that was ever alive at once (for tests and the memory report).
@@ -117,6 +141,7 @@ impl BufferPool {
             Poll::Pending
         })
         .await;
+        self.inner.in_use.0.fetch_add(class as u64, Relaxed);
         BufferLease {
             buffer,
             class,
@@ -127,6 +152,7 @@ impl BufferPool {
 
 impl PoolInner {
     fn give_back(&self, class: usize, mut buffer: Vec<u8>) {
+        self.in_use.0.fetch_sub(class as u64, Relaxed);
         let waiters = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if buffer.capacity() == class {
@@ -226,6 +252,7 @@ mod tests {
         let a = block_on(pool.acquire(2 << 20));
         let b = block_on(pool.acquire(2 << 20));
         assert_eq!(pool.peak_allocated(), 4 << 20);
+        assert_eq!(pool.in_use(), 4 << 20u64);
         let ptr = a.as_slice().as_ptr();
         drop(a);
         let c = block_on(pool.acquire(2 << 20));
@@ -241,7 +268,7 @@ mod tests {
     fn large_buffers_leave_the_small_reserve_alone() {
         let pool = BufferPool::with_small_reserve(8 << 20, 2 << 20);
         let big = block_on(pool.acquire(4 << 20));
-        assert_eq!(pool.in_use(), 4 << 20);
+        assert_eq!(pool.in_use(), 4 << 20u64);
         // A second 4 MiB buffer would eat into the reserve: it must wait (not polled here);
         // small ones still fit.
         let smalls: Vec<_> = (0..4).map(|_| block_on(pool.acquire(500 << 10))).collect();
@@ -262,8 +289,10 @@ mod tests {
         let clone = bytes.clone();
         assert_eq!(&clone[..], b"hello");
         drop(bytes);
+        assert_eq!(pool.in_use(), MIN_CLASS as u64, "a clone still holds it");
         drop(clone);
         assert_eq!(pool.lock().idle.len(), 1);
+        assert_eq!(pool.in_use(), 0);
     }
 
     #[test]

@@ -7,10 +7,14 @@
 //! * [`merge`]: the `-json` documents of a plan's shards added up (`report merge`).
 //! * [`plot`]: SVG pictures for `bench`.
 //! * [`validate`]: `validate`'s files (rclone check's lists, `-report`), log lines and summary.
+//! * [`status`]: the live state behind `/status`, SIGUSR1 and `keepmover status`.
+//! * [`metrics`]: the Prometheus exposition behind `/metrics`.
 
 pub mod blocks;
 pub mod merge;
+pub mod metrics;
 pub mod plot;
+pub mod status;
 pub mod summary;
 pub mod terminal;
 pub mod validate;

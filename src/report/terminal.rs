@@ -41,6 +41,8 @@ pub struct Terminal {
     phase: Phase,
     /// Live limits, shown on the bar.
     limits: Option<Box<dyn Fn() -> String + Send>>,
+    /// The phase as the controls know it (a pause shows before the walker's next event).
+    live_phase: Option<Box<dyn Fn() -> Phase + Send>>,
 }
 
 impl Terminal {
@@ -51,7 +53,14 @@ impl Terminal {
             bar: None,
             phase: Phase::Planning,
             limits: None,
+            live_phase: None,
         }
+    }
+
+    /// Reads the phase from `phase` (the controls' view) instead of the events alone.
+    pub fn with_phase(mut self, phase: Box<dyn Fn() -> Phase + Send>) -> Terminal {
+        self.live_phase = Some(phase);
+        self
     }
 
     /// Shows the current limits (concurrency, bandwidth) on the bar.
@@ -104,7 +113,8 @@ impl Terminal {
         bar.set_length(c.planned_bytes.max(c.copied_bytes));
         bar.set_position(c.copied_bytes);
         let per_sec = c.copied_blocks as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
-        let phase = match self.phase {
+        let now = self.live_phase.as_ref().map_or(self.phase, |f| f());
+        let phase = match now {
             Phase::Paused => " PAUSED",
             Phase::Stopping => " STOPPING",
             _ => "",

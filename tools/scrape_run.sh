@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A real copy against keepsim, watched through -listen: scrapes /metrics every second into a
+# file while steering the job with `keepmover ctl` (a 40 MiB/s bandwidth limit, a lower concurrency, a
+# pause), then draws the dashboard's panels from the scrapes (examples/dashboard_svg.rs).
+#
+#   tools/scrape_run.sh                       # 3 x 1100 blocks of 1 MiB (3.2 GiB) -> docs/dashboard.svg
+#   BLOCKS=500 OUT=/tmp/d.svg tools/scrape_run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BLOCKS=${BLOCKS:-1100}          # per source keepstore
+SIZE=${SIZE:-1048576}
+OUT=${OUT:-docs/dashboard.svg}
+work=$(mktemp -d)
+sim_pid=""
+cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release -p keepmover -p keepsim --example dashboard_svg >&2
+./target/release/keepsim --dir "$work/sim" --keepstores 3 --synthetic "$BLOCKS" --synthetic-size "$SIZE" >"$work/sim.log" 2>&1 &
+sim_pid=$!
+for _ in $(seq 100); do grep -q ready "$work/sim.log" 2>/dev/null && break; sleep 0.1; done
+# The synthetic source hashes its blocks on the first index request: pay that before the run.
+token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clusters'][0]['system_root_token'])" "$work/sim/cluster.json")
+for url in $(python3 -c "import json,sys;[print(k['url']) for k in json.load(open(sys.argv[1]))['clusters'][0]['keepstores']]" "$work/sim/cluster.json"); do
+  curl -s -H "Authorization: Bearer $token" "$url/index" >/dev/null
+done
+
+export XDG_RUNTIME_DIR="$work/run"
+mkdir -p "$XDG_RUNTIME_DIR"
+./target/release/keepmover -src "$work/sim/srcaa.conf" -dst "$work/sim/dstbb.conf" -replications 1 \
+  -progress log -prefix-length 2 -checkpoint "$work/ckpt" -listen 127.0.0.1:0 -listen-linger 3s \
+  >"$work/km.log" 2>&1 &
+km=$!
+for _ in $(seq 100); do ls "$XDG_RUNTIME_DIR"/keepmover/*.json >/dev/null 2>&1 && break; sleep 0.05; done
+addr=$(python3 -c "import json,glob;print(json.load(open(glob.glob('$XDG_RUNTIME_DIR/keepmover/*.json')[0]))['address'])")
+echo "job at $addr" >&2
+
+scrapes="$work/scrapes.txt"
+(
+  while kill -0 "$km" 2>/dev/null; do
+    body=$(curl -s "http://$addr/metrics" || true)
+    [ -n "$body" ] && printf '# SCRAPE %s\n%s\n' "$(date +%s.%N)" "$body" >>"$scrapes"
+    sleep 1
+  done
+) &
+scraper=$!
+
+ctl() { ./target/release/keepmover ctl "$addr" "$@" >&2 || true; }
+sleep 4;  ctl bwlimit 40MiB
+sleep 5;  ctl bwlimit 0; ctl concurrency 2
+sleep 4;  ctl concurrency 0; ctl pause
+sleep 1;  ./target/release/keepmover status "$addr" >&2 || true
+sleep 2;  ctl resume
+wait "$km" || true
+wait "$scraper" || true
+tail -2 "$work/km.log" >&2
+cp "$scrapes" "${SCRAPES_OUT:-/dev/null}" 2>/dev/null || true
+./target/release/examples/dashboard_svg "$scrapes" "$OUT"
