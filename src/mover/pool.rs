@@ -3,6 +3,14 @@
 //! fresh 64 MiB allocation costs page faults and zeroing, which rivals MD5 itself), and a
 //! buffer frozen into `Bytes` for the replica fan-out comes back to the pool when the last
 //! replica upload drops its clone (`Bytes::from_owner`), with no copy anywhere.
+//!
+//! The first pool of the process turns transparent huge pages off for it (Linux
+//! `PR_SET_THP_DISABLE`). The allocator asks for huge pages on big allocations, and the kernel
+//! then zeroes each 2 MiB page in one go on first touch; under KVM that fault costs far more
+//! than zeroing the same memory as 4 KiB pages (measured, BENCHMARKS.md: a 1 GiB pool filled
+//! in 3.8 s of system time with huge pages, 1.7 s without). The buffers are streamed through
+//! once per block, so huge pages buy no TLB win worth that. Once filled, the pool is reused
+//! and takes no faults either way.
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -77,6 +85,11 @@ impl BufferPool {
 
     /// The general form: a small blocks' reserve and a bytes-in-use gauge.
     pub fn with_options(budget: usize, reserve: usize, in_use: Arc<InUse>) -> BufferPool {
+        static NO_HUGE_PAGES: std::sync::Once = std::sync::Once::new();
+        NO_HUGE_PAGES.call_once(|| {
+            // Best effort: an old kernel without the prctl just keeps its huge pages.
+            let _ = rustix::thread::disable_transparent_huge_pages(true);
+        });
         in_use.0.store(0, Relaxed);
         BufferPool {
             inner: Arc::new(PoolInner {

@@ -60,6 +60,20 @@ pub fn io_uring_available() -> bool {
     })
 }
 
+/// io_uring set up for one thread that both submits and reaps, as every runtime here is:
+/// completions' task work runs only when the thread enters the kernel to wait
+/// (`DEFER_TASKRUN`, `SINGLE_ISSUER`, `COOP_TASKRUN`), instead of interrupting it at every
+/// arriving packet. With hundreds of sockets in flight (small blocks) those interruptions,
+/// and the socket-lock contention they cause, cost more than the I/O (BENCHMARKS.md).
+fn tune_io_uring(proactor: &mut ProactorBuilder) {
+    proactor
+        .capacity(4096)
+        .single_issuer(true)
+        .defer_taskrun(true)
+        .coop_taskrun(true)
+        .taskrun_flag(true);
+}
+
 /// Builds a compio runtime on the requested driver; `Auto` = io_uring if available else
 /// epoll. Returns the backend actually used (never `Auto`).
 pub fn build_runtime(backend: IoBackend) -> std::io::Result<(Runtime, IoBackend)> {
@@ -68,24 +82,32 @@ pub fn build_runtime(backend: IoBackend) -> std::io::Result<(Runtime, IoBackend)
         IoBackend::Auto => IoBackend::Epoll,
         forced => forced,
     };
-    let mut proactor = ProactorBuilder::new();
-    proactor.driver_type(match chosen {
-        IoBackend::Uring => DriverType::IoUring,
-        _ => DriverType::Poll,
-    });
-    let runtime = RuntimeBuilder::new()
-        .with_proactor(proactor)
-        .build()
-        .map_err(|e| {
-            if chosen == IoBackend::Uring {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("io_uring is not available here ({e}); use -io epoll or auto"),
-                )
-            } else {
-                e
-            }
-        })?;
+    let build = |tuned: bool| {
+        let mut proactor = ProactorBuilder::new();
+        proactor.driver_type(match chosen {
+            IoBackend::Uring => DriverType::IoUring,
+            _ => DriverType::Poll,
+        });
+        if tuned {
+            tune_io_uring(&mut proactor);
+        }
+        RuntimeBuilder::new().with_proactor(proactor).build()
+    };
+    let runtime = match chosen {
+        // An older kernel refuses the tuning flags; plain io_uring then.
+        IoBackend::Uring => build(true).or_else(|_| build(false)),
+        _ => build(false),
+    }
+    .map_err(|e| {
+        if chosen == IoBackend::Uring {
+            std::io::Error::new(
+                e.kind(),
+                format!("io_uring is not available here ({e}); use -io epoll or auto"),
+            )
+        } else {
+            e
+        }
+    })?;
     let actual = match runtime.driver_type() {
         DriverType::IoUring => IoBackend::Uring,
         _ => IoBackend::Epoll,
