@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -39,6 +38,14 @@ pub struct Faults {
     pub truncate_index: bool,
     /// Refuse every request with a connection reset (server "down").
     pub down: bool,
+    /// Pull-list test hook: the next list received loses its second half (as if a
+    /// keep-balance list had replaced part of it); the flag then clears itself.
+    pub pull_drop_second_half_once: bool,
+    /// Pull test hook: blocks whose hash starts with one of these arrive damaged at this
+    /// keepstore's pull worker (so its MD5 check fails), while other clients read them fine.
+    pub pull_corrupt: Vec<String>,
+    /// Pull test hook: lists are accepted and their items taken, but nothing is pulled.
+    pub pull_ignore: bool,
 }
 
 /// Settings shared by all keepstores of a cluster.
@@ -50,6 +57,8 @@ pub struct KeepstorePolicy {
     pub blob_signing_ttl: u64,
     pub max_concurrent: usize,
     pub max_queued: usize,
+    /// `Collections.BlobReplicateConcurrency`: pull workers.
+    pub blob_replicate_concurrency: usize,
 }
 
 pub struct Keepstore {
@@ -63,6 +72,8 @@ pub struct Keepstore {
     /// Requests answered (for tests).
     pub requests: AtomicUsize,
     pub url: Mutex<String>,
+    /// The pull queue and its workers' counters.
+    pub pulls: crate::pull::PullQueue,
 }
 
 type Reply = Response<SimBody>;
@@ -116,14 +127,6 @@ fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
 }
 
 #[derive(Deserialize)]
-struct PullItem {
-    locator: String,
-    servers: Vec<String>,
-    #[serde(default)]
-    mount_uuid: String,
-}
-
-#[derive(Deserialize)]
 struct TrashItem {
     locator: String,
     block_mtime: i64,
@@ -148,6 +151,7 @@ impl Keepstore {
             waiting_or_running: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             url: Mutex::new(String::new()),
+            pulls: crate::pull::PullQueue::default(),
         }
     }
 
@@ -162,6 +166,15 @@ impl Keepstore {
             .into_iter()
             .map(|i| &self.mounts[i])
             .collect()
+    }
+
+    /// The first writable mount in keepstore's rendezvous order for `hash` (where a pull
+    /// without a mount writes).
+    pub fn first_writable_mount(&self, hash: &BlockHash) -> Option<Arc<Mount>> {
+        self.mount_order(hash)
+            .into_iter()
+            .find(|m| m.is_writable())
+            .cloned()
     }
 
     /// Finds a block: synthetic first, then mounts in order.
@@ -542,44 +555,27 @@ impl Keepstore {
             Ok(b) => b.to_bytes(),
             Err(_) => return text(500, "reading body"),
         };
-        let items: Vec<PullItem> = match serde_json::from_slice(&body) {
+        let mut items: Vec<crate::pull::PullItem> = match serde_json::from_slice(&body) {
             Ok(i) => i,
             Err(e) => return text(500, &format!("bad pull list: {e}")),
         };
         if items.first().is_some_and(|i| i.locator.len() == 32) {
-            return text(400, "locator without size");
+            return text(
+                400,
+                "rejecting pull list containing a locator without a size hint -- this probably means keep-balance needs to be upgraded",
+            );
         }
-        let me = self.clone();
-        tokio::spawn(async move {
-            for item in items {
-                me.pull_one(&item).await;
-            }
-        });
+        let drop_half = self
+            .faults
+            .lock()
+            .map(|mut f| std::mem::take(&mut f.pull_drop_second_half_once))
+            .unwrap_or(false);
+        if drop_half {
+            items.truncate(items.len().div_ceil(2));
+        }
+        crate::pull::start_workers(&self);
+        self.pulls.replace(items);
         bare(200)
-    }
-
-    async fn pull_one(&self, item: &PullItem) {
-        let Ok(loc) = parse_keepstore(&item.locator) else {
-            return;
-        };
-        let short = format!("{}+{}", loc.hash, loc.size.unwrap_or(0));
-        let expiry = (now_ns() / 1_000_000_000) as u64 + 60;
-        let signed = sign_locator(
-            &short,
-            "keepsim-pull",
-            self.policy.blob_signing_key.as_bytes(),
-            expiry,
-            self.policy.blob_signing_ttl,
-        );
-        for server in &item.servers {
-            if let Some(data) = crate::fetch::get_block(server, &signed, "keepsim-pull").await {
-                let digest: [u8; 16] = Md5::digest(&data).into();
-                if digest == loc.hash.0 {
-                    let _ = self.store(loc.hash, data, Some(&item.mount_uuid));
-                    return;
-                }
-            }
-        }
     }
 
     async fn trash(&self, req: Request<Incoming>) -> Reply {

@@ -10,6 +10,7 @@ pub use keep_proto::{hash, keep};
 mod body;
 mod fetch;
 pub mod keepstore;
+pub mod pull;
 pub mod store;
 mod tls;
 mod verify;
@@ -48,6 +49,8 @@ pub struct ClusterConfig {
     pub data_dir: Option<PathBuf>,
     /// Synthetic blocks per keepstore: (count, size, seed).
     pub synthetic: Option<(u32, u32, u64)>,
+    /// `Collections.BlobReplicateConcurrency`: pull workers per keepstore (default 4).
+    pub blob_replicate_concurrency: usize,
 }
 
 impl ClusterConfig {
@@ -68,6 +71,7 @@ impl ClusterConfig {
             tls: false,
             data_dir: None,
             synthetic: None,
+            blob_replicate_concurrency: 4,
         }
     }
 }
@@ -155,6 +159,7 @@ impl Cluster {
             blob_signing_ttl: config.blob_signing_ttl,
             max_concurrent: config.max_concurrent,
             max_queued: config.max_queued,
+            blob_replicate_concurrency: config.blob_replicate_concurrency,
         };
         let mut keepstores = Vec::new();
         let mut keepstore_ports = Vec::new();
