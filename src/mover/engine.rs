@@ -154,6 +154,10 @@ pub struct Selection {
     /// `-locators FILE`.
     pub locators: Option<LocatorList>,
     pub order: Order,
+    /// Hand out the selected blocks the destination already lists too, to be copied again
+    /// (pull's fallback: a block a pull left short of replicas or classes is topped up by
+    /// PUTs, which keepstore counts for the copies it already holds).
+    pub include_present: bool,
 }
 
 /// What a run does with the blocks it walks.
@@ -675,7 +679,7 @@ impl<F: KeepstoresFactory> Engine<F> {
         let filter: Option<&crate::index::walk::EntryFilter<'_>> =
             (!select.filter.is_empty()).then_some(&accepts);
         let wants = DiffWants {
-            present: !matches!(self.run.mode, Mode::Copy),
+            present: !matches!(self.run.mode, Mode::Copy) || select.include_present,
         };
         let mut diff = diff_slice_with(
             keepstores,
@@ -758,7 +762,9 @@ impl<F: KeepstoresFactory> Engine<F> {
         }
         // Move and vacate handle the blocks already there too (they are read back).
         let (blocks, bytes) = match self.run.mode {
-            Mode::Copy => (plan.to_copy_blocks, plan.to_copy_bytes),
+            Mode::Copy if !self.run.select.include_present => {
+                (plan.to_copy_blocks, plan.to_copy_bytes)
+            }
             _ => (
                 plan.to_copy_blocks + plan.present_blocks,
                 plan.to_copy_bytes + plan.present_bytes,

@@ -40,6 +40,8 @@ pub enum Action {
     Verified,
     Replaced,
     Trashed,
+    /// Pulled by a destination keepstore from a pull list, confirmed in its index.
+    Pulled,
     Failed,
 }
 
@@ -51,6 +53,7 @@ impl Action {
             Action::Verified => "verified",
             Action::Replaced => "replaced",
             Action::Trashed => "trashed",
+            Action::Pulled => "pulled",
             Action::Failed => "failed",
         }
     }
@@ -112,6 +115,8 @@ pub enum Event {
     },
     /// A problem worth a line that did not stop the run.
     Warning(String),
+    /// Progress worth a line that is not a problem (pull mode's per-slice lines).
+    Note(String),
     Phase(Phase),
 }
 
