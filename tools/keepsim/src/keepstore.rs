@@ -38,7 +38,7 @@ pub struct Faults {
     pub truncate_index: bool,
     /// Refuse every request with a connection reset (server "down").
     pub down: bool,
-    /// Pull-list test hook: the next list received loses its second half (as if a
+    /// Pull-list test hook: the next list of two or more items loses its second half (as if a
     /// keep-balance list had replaced part of it); the flag then clears itself.
     pub pull_drop_second_half_once: bool,
     /// Pull test hook: blocks whose hash starts with one of these arrive damaged at this
@@ -565,11 +565,12 @@ impl Keepstore {
                 "rejecting pull list containing a locator without a size hint -- this probably means keep-balance needs to be upgraded",
             );
         }
-        let drop_half = self
-            .faults
-            .lock()
-            .map(|mut f| std::mem::take(&mut f.pull_drop_second_half_once))
-            .unwrap_or(false);
+        let drop_half = items.len() >= 2
+            && self
+                .faults
+                .lock()
+                .map(|mut f| std::mem::take(&mut f.pull_drop_second_half_once))
+                .unwrap_or(false);
         if drop_half {
             items.truncate(items.len().div_ceil(2));
         }

@@ -47,6 +47,13 @@ struct Args {
     /// Queued requests before answering 503 (MaxQueuedRequests).
     #[arg(long, default_value_t = 128)]
     max_queued: usize,
+    /// Give every cluster the first cluster's blob signing key (and the same TTL), so their
+    /// keepstores accept each other's pulls (keepmover pull).
+    #[arg(long)]
+    shared_signing_key: bool,
+    /// Pull workers per keepstore (Collections.BlobReplicateConcurrency).
+    #[arg(long, default_value_t = 4)]
+    blob_replicate_concurrency: usize,
 }
 
 fn main() {
@@ -63,6 +70,14 @@ fn main() {
         config.blob_signing = !args.no_signing;
         config.max_concurrent = args.max_concurrent;
         config.max_queued = args.max_queued;
+        config.blob_replicate_concurrency = args.blob_replicate_concurrency;
+        if args.shared_signing_key {
+            if let Some(first) = clusters.first() {
+                let first: &keepsim::Cluster = first;
+                config.blob_signing_key = first.config.blob_signing_key.clone();
+                config.blob_signing_ttl = first.config.blob_signing_ttl;
+            }
+        }
         config.data_dir = args.data_dir.as_ref().map(|d| d.join(id));
         if i == 0 && args.synthetic > 0 {
             config.synthetic = Some((args.synthetic, args.synthetic_size, args.seed));
