@@ -8,6 +8,7 @@ mod bench_flags;
 #[cfg(feature = "demo")]
 mod demo_flags;
 mod move_flags;
+mod pull_flags;
 mod rsync_flags;
 
 use std::ffi::OsString;
@@ -27,6 +28,8 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
   bench    keepstore throughput benchmark with keep-exercise's flags and CSV
   move     copy, read back, then trash the blocks on the source (keepstore's trash rules)
   vacate   empty keepstores (-src-services) into the rest of their cluster, keeping replicas
+  pull     the destination keepstores pull the missing blocks themselves (keepstore pull
+           lists); keepmover plans, watches and confirms (same key and TTL on both sides)
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -65,6 +68,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("bench") => bench_flags::run_bench(&program, &rest[1..]),
         Some("move") => move_flags::run_move(&program, &rest[1..], false),
         Some("vacate") => move_flags::run_move(&program, &rest[1..], true),
+        Some("pull") => pull_flags::run_pull(&program, &rest[1..]),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS

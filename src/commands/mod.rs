@@ -6,6 +6,7 @@ pub mod bench;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod moves;
+pub mod pull;
 pub mod rsync;
 pub mod setup;
 pub mod signals;
