@@ -313,3 +313,82 @@ fn one_cluster_rebalances_onto_rendezvous_places() {
         );
     }
 }
+
+#[test]
+fn max_transfer_stops_between_slices_and_the_checkpoint_resumes() {
+    let env = shared_key_env();
+    let hashes = fill(&env.src, 48, 2000);
+    let checkpoint = env.dir.path().join("pull.ckpt");
+    let c = checkpoint.display().to_string();
+    let out = run(
+        &env,
+        &[
+            "-checkpoint",
+            &c,
+            "-prefix-length",
+            "1",
+            "-max-transfer",
+            "1",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    let first = copied(&env, &hashes);
+    assert!(
+        first > 0 && first < 48,
+        "{first} pulled before the stop: {err}"
+    );
+    let out = run(&env, &["-checkpoint", &c, "-prefix-length", "1"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_placed(&env, &hashes, 2);
+    // The resumed run skipped the slices already done.
+    let pulled: u64 = err
+        .lines()
+        .find_map(|l| l.split("Pull: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the pull line");
+    assert_eq!(pulled as usize + first, 48, "{err}");
+}
+
+#[test]
+fn sigterm_clears_the_lists_and_exits_143() {
+    let src = ClusterConfig::new("srcaa", 3);
+    let mut dst = ClusterConfig::new("dstbb", 3);
+    dst.blob_signing_key = src.blob_signing_key.clone();
+    dst.blob_replicate_concurrency = 1;
+    let env = start(src, dst);
+    let hashes = fill(&env.src, 150, 2000);
+    // Slow source answers: every pull takes a while.
+    for server in 0..3 {
+        env.src.set_faults(
+            server,
+            Faults {
+                delay_ms: 60,
+                ..Faults::default()
+            },
+        );
+    }
+    let mut argv = vec!["pull".to_string()];
+    argv.extend(args(&env, &[]));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_keepmover"))
+        .args(&argv)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    signal(&child, "TERM");
+    let out = child.wait_with_output().expect("ends");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(copied(&env, &hashes) < 150, "{err}");
+    for server in 0..3 {
+        assert_eq!(
+            env.dst.keepstores[server].pulls.queued(),
+            0,
+            "list cleared: {err}"
+        );
+    }
+}

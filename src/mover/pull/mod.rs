@@ -852,7 +852,8 @@ impl<F: KeepstoresFactory> Puller<F> {
                 }
             }
         }
-        if failures.is_empty() {
+        // A stop during the trials is not a failed trial: the walk sees the stop next.
+        if failures.is_empty() || self.control.is_stopping() {
             return Ok(done);
         }
         Err(PullError::Preflight(self.explain(
