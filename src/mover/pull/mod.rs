@@ -14,8 +14,11 @@
 //! 3. each server gets its items as lists of at most `list_limit` (keep-balance's 100 000).
 //!    A list *replaces* the server's queue and has no reply per item, so keepmover sends a
 //!    server its next list only once the previous one is carried out, as its per-mount
-//!    index shows; a list that stops making progress for `patience` (doubling each time) is
-//!    sent again with what is still missing, up to `rounds` times;
+//!    index shows. keepstore works through a list in order, so keepmover watches the
+//!    list's tail (a listing of its sub-prefix, 1/256 of the slice) and reads the whole
+//!    slice only when the tail shows done, or every half patience; a list that stops making
+//!    progress for `patience` (doubling each time) is sent again with what is still
+//!    missing, up to `rounds` times;
 //! 4. every block is confirmed from the destination's per-mount listings: the wanted
 //!    replicas on the wanted servers counted by mount replication, and each wanted storage
 //!    class by the mounts carrying it;
@@ -87,7 +90,7 @@ impl Default for PullPolicy {
             trial_timeout: Duration::from_secs(60),
             list_limit: LIST_LIMIT,
             fallback: true,
-            poll_min: Duration::from_millis(50),
+            poll_min: Duration::from_millis(100),
             poll_max: Duration::from_secs(2),
         }
     }
@@ -220,6 +223,16 @@ struct ServerState {
     sends: u32,
     sent_at: Instant,
     progress_at: Instant,
+    /// The last full reading of its listing (or the last send).
+    full_at: Instant,
+    /// Whether its full listing was read since the last list went out.
+    read_since_send: bool,
+}
+
+/// The sub-prefix a cheap look lists: two hex digits below the slice's prefix.
+fn tail_prefix(prefix: &str, id: &BlockId) -> String {
+    let hex = id.hash.to_string();
+    hex[..(prefix.len() + 2).min(hex.len())].to_string()
 }
 
 /// How a slice's pulls ended.
@@ -1007,6 +1020,8 @@ impl<F: KeepstoresFactory> Puller<F> {
                 sends: 0,
                 sent_at: now,
                 progress_at: now,
+                full_at: now,
+                read_since_send: false,
             })
             .collect();
         for (index, block) in blocks.iter().enumerate() {
@@ -1042,6 +1057,8 @@ impl<F: KeepstoresFactory> Puller<F> {
                     state.sends = 1;
                     state.sent_at = Instant::now();
                     state.progress_at = state.sent_at;
+                    state.full_at = state.sent_at;
+                    state.read_since_send = false;
                     let items: Vec<PullItem> = state
                         .current
                         .iter()
@@ -1059,24 +1076,61 @@ impl<F: KeepstoresFactory> Puller<F> {
             if active.is_empty() {
                 break;
             }
-            // Look again after an eighth of the time the youngest list has been out.
-            let youngest = active
+            // Cheap looks at each list's tail (keepstore works through a list in order, so
+            // its last item is carried out last): a listing of the tail's sub-prefix, a
+            // 256th of the slice. A full reading follows when the tail shows done, and every
+            // half patience anyway, to see progress and stalls.
+            let wait = active
                 .iter()
-                .map(|&s| states[s].sent_at.elapsed())
+                .map(|&s| states[s].sent_at.elapsed() / 8)
                 .min()
                 .unwrap_or_default();
-            compio::time::sleep((youngest / 8).clamp(policy.poll_min, policy.poll_max)).await;
-            let reads = active
+            compio::time::sleep(wait.clamp(policy.poll_min, policy.poll_max)).await;
+            let half = policy.patience / 2;
+            let mut full: Vec<usize> = active
+                .iter()
+                .copied()
+                .filter(|&s| states[s].full_at.elapsed() >= half)
+                .collect();
+            let tails: Vec<(usize, Item)> = active
+                .iter()
+                .filter(|s| !full.contains(s))
+                .filter_map(|&s| states[s].current.last().map(|&i| (s, i)))
+                .collect();
+            let subs: Vec<String> = tails
+                .iter()
+                .map(|(_, i)| tail_prefix(prefix, &blocks[i.block as usize].id))
+                .collect();
+            let reads = tails
+                .iter()
+                .zip(&subs)
+                .map(|((slot, _), sub)| self.holdings(keepstores, dest, *slot, sub, &index_of));
+            for ((slot, tail), read) in tails.iter().zip(join_all(reads).await) {
+                match read {
+                    Ok(h) => {
+                        holdings[*slot].extend(h);
+                        if plan::target_done(&tail.target, tail.block, &holdings[*slot]) {
+                            full.push(*slot);
+                        }
+                    }
+                    Err(why) => emitter.emit(Event::Warning(why)),
+                }
+            }
+            let reads = full
                 .iter()
                 .map(|&slot| self.holdings(keepstores, dest, slot, prefix, &index_of));
-            for (slot, read) in active.iter().zip(join_all(reads).await) {
+            for (slot, read) in full.iter().zip(join_all(reads).await) {
+                states[*slot].full_at = Instant::now();
                 match read {
-                    Ok(h) => holdings[*slot] = h,
+                    Ok(h) => {
+                        holdings[*slot] = h;
+                        states[*slot].read_since_send = true;
+                    }
                     Err(why) => emitter.emit(Event::Warning(why)),
                 }
             }
             let mut resends = Vec::new();
-            for &slot in &active {
+            for &slot in &full {
                 let state = &mut states[slot];
                 let before = state.current.len();
                 state
@@ -1094,6 +1148,7 @@ impl<F: KeepstoresFactory> Puller<F> {
                 if state.sends < policy.rounds {
                     state.sends += 1;
                     state.progress_at = Instant::now();
+                    state.read_since_send = false;
                     self.counters
                         .pull_items_resent
                         .fetch_add(state.current.len() as u64, Relaxed);
@@ -1126,12 +1181,14 @@ impl<F: KeepstoresFactory> Puller<F> {
             }
             self.send_lists(keepstores, dest, resends, emitter).await;
         }
-        // Confirmation: a fresh reading of every server the slice's blocks were meant for.
+        // Confirmation: every server the slice's blocks were meant for, read after its last
+        // list (the reading that showed that list carried out counts).
         let targeted: Vec<usize> = (0..dest.servers.len())
             .filter(|&slot| {
-                blocks
-                    .iter()
-                    .any(|b| b.targets.iter().any(|t| t.slot as usize == slot))
+                !states[slot].read_since_send
+                    && blocks
+                        .iter()
+                        .any(|b| b.targets.iter().any(|t| t.slot as usize == slot))
             })
             .collect();
         let reads = targeted
