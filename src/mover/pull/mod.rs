@@ -814,54 +814,77 @@ impl<F: KeepstoresFactory> Puller<F> {
         trialed: &mut HashSet<usize>,
         emitter: &mut Emitter,
     ) -> Result<Vec<(usize, u32)>, PullError> {
-        let mut picks: HashMap<usize, (u32, Target)> = HashMap::new();
+        // Per server, its two smallest blocks: the second is tried only when the first does
+        // not arrive, so one damaged block cannot refuse the whole run.
+        let mut picks: HashMap<usize, Vec<(u32, Target)>> = HashMap::new();
         for (index, block) in blocks.iter().enumerate() {
             for &target in &block.targets {
                 let slot = target.slot as usize;
                 if trialed.contains(&slot) {
                     continue;
                 }
-                let smaller = picks
-                    .get(&slot)
-                    .is_none_or(|(b, _)| blocks[*b as usize].id.size > block.id.size);
-                if smaller {
-                    picks.insert(slot, (index as u32, target));
-                }
+                let list = picks.entry(slot).or_default();
+                list.push((index as u32, target));
+                list.sort_by_key(|(b, _)| blocks[*b as usize].id.size);
+                list.truncate(2);
             }
         }
         if picks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut picks: Vec<(usize, (u32, Target))> = picks.into_iter().collect();
+        let mut picks: Vec<(usize, Vec<(u32, Target)>)> = picks.into_iter().collect();
         picks.sort_by_key(|(slot, _)| *slot);
-        let trials = picks.iter().map(|&(slot, (block, target))| {
-            let item = self.item(dest, &blocks[block as usize], target);
-            async move {
+        let tried = picks.len();
+        let trials = picks.into_iter().map(|(slot, candidates)| async move {
+            let mut attempts = Vec::new();
+            for (block, target) in candidates {
+                let item = self.item(dest, &blocks[block as usize], target);
                 let began = Instant::now();
                 let result = self.trial(keepstores, dest, slot, item.clone()).await;
-                (slot, block, item, result, began.elapsed())
+                let again =
+                    matches!(result, Err(TrialFailure::NotPulled)) && !self.control.is_stopping();
+                attempts.push((block, item, result, began.elapsed()));
+                if !again {
+                    break;
+                }
             }
+            (slot, attempts)
         });
         let results = join_all(trials).await;
         let mut done = Vec::new();
         let mut failures = Vec::new();
-        for (slot, block, item, result, took) in results {
+        for (slot, attempts) in results {
             trialed.insert(slot);
-            match result {
-                Ok(()) => {
+            let origin = self.origin(dest, slot);
+            let passed = attempts
+                .iter()
+                .find(|(_, _, result, _)| result.is_ok())
+                .map(|(block, item, _, took)| (*block, item.clone(), *took));
+            match passed {
+                Some((block, item, took)) => {
+                    if attempts.len() > 1 {
+                        emitter.emit(Event::Warning(format!(
+                            "Trial pull: {origin} did not pull {} within {}, but pulled another block: the first may be damaged at its source; it stays in the list.",
+                            attempts[0].1.locator,
+                            crate::gocompat::duration::format_go_duration(self.pull.policy.trial_timeout)
+                        )));
+                    }
                     emitter.emit(Event::Note(format!(
-                        "Trial pull: {} pulled {} from {} in {:.1}s.",
-                        self.origin(dest, slot),
+                        "Trial pull: {origin} pulled {} from {} in {:.1}s.",
                         item.locator,
                         item.servers.join(", "),
                         took.as_secs_f64()
                     )));
                     done.push((slot, block));
                 }
-                Err(why) => {
+                None => {
                     // Leave nothing of ours queued there.
                     let _ = self.send(keepstores, dest, slot, &[]).await;
-                    failures.push((slot, item, why));
+                    for (_, item, result, _) in attempts {
+                        if let Err(why) = result {
+                            failures.push((slot, item, why));
+                        }
+                    }
                 }
             }
         }
@@ -869,9 +892,11 @@ impl<F: KeepstoresFactory> Puller<F> {
         if failures.is_empty() || self.control.is_stopping() {
             return Ok(done);
         }
+        let servers: HashSet<usize> = failures.iter().map(|(slot, _, _)| *slot).collect();
         Err(PullError::Preflight(self.explain(
             dest,
-            picks.len(),
+            servers.len(),
+            tried,
             &failures,
         )))
     }
@@ -913,13 +938,13 @@ impl<F: KeepstoresFactory> Puller<F> {
     fn explain(
         &self,
         dest: &Destination,
+        failed: usize,
         tried: usize,
         failures: &[(usize, PullItem, TrialFailure)],
     ) -> String {
         let timeout = crate::gocompat::duration::format_go_duration(self.pull.policy.trial_timeout);
         let mut text = format!(
-            "Pull mode refused: the trial pull failed on {} of {tried} destination keepstores:",
-            failures.len()
+            "Pull mode refused: the trial pull failed on {failed} of {tried} destination keepstores:"
         );
         let mut sources: Vec<String> = Vec::new();
         let mut refused_auth = false;

@@ -225,17 +225,19 @@ fn a_block_whose_pulls_always_fail_is_copied_through_keepmover() {
 fn a_keepstore_that_never_pulls_fails_the_trial_and_nothing_else_is_sent() {
     let w = world(20);
     w.ks.with(&w.job.dst, 1, |m| m.pull_ignore = true);
-    let (result, _, _) = go(&w, policy(), config());
+    let mut c = config();
+    c.prefix_length = 0;
+    let (result, _, _) = go(&w, policy(), c);
     let Err(PullError::Preflight(text)) = result else {
         panic!("the trial must refuse the run");
     };
-    assert!(text.contains("trial pull failed on 1 of"), "{text}");
+    assert!(text.contains("trial pull failed on 1 of 3"), "{text}");
     assert!(text.contains("its own blob signing key"), "{text}");
     assert!(text.contains("Likely cause"), "{text}");
-    // The failed trial's list was cleared and no real list followed on that server.
+    // Two trial blocks were tried, then the list was cleared; no real list followed.
     let (lists, queued) =
         w.ks.with(&w.job.dst, 1, |m| (m.pull_lists, m.pull_list.len()));
-    assert_eq!((lists, queued), (2, 0));
+    assert_eq!((lists, queued), (3, 0), "{text}");
 }
 
 #[test]
@@ -272,4 +274,22 @@ fn lists_are_no_longer_than_the_limit_and_sent_one_after_the_other() {
     for s in 0..3 {
         assert!(w.ks.with(&w.job.dst, s, |m| m.pull_list.len()) <= 3);
     }
+}
+
+#[test]
+fn a_damaged_trial_block_does_not_refuse_the_run() {
+    let w = world(30);
+    // The smallest block (the first trial pick of the servers it targets) never pulls.
+    let bad = w.blocks[0];
+    for s in 0..3 {
+        w.ks.with(&w.job.dst, s, |m| m.pull_fail.push(bad.hash));
+    }
+    let mut c = config();
+    c.prefix_length = 0;
+    let (result, events, _) = go(&w, policy(), c);
+    let t = result.expect("runs").report.totals;
+    assert_eq!((t.pulled_blocks, t.fallback_blocks), (29, 1));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Warning(text) if text.contains("but pulled another block"))));
 }
