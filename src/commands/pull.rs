@@ -39,19 +39,24 @@ pub fn run(args: PullArgs, control: Arc<Control>) -> Result<Outcome, PullCommand
     control.set_bwlimit(copy.bwlimit.0, copy.bwlimit.1);
     let prepared = prepare(copy, "pull")?;
     log_line("Before pull: pause keep-balance on the destination cluster for the duration: a running keep-balance sends its own pull lists, and each replaces keepmover's (keepmover sends what is still missing again, but every replacement costs a round of patience).");
-    let ttl =
-        |api: &super::setup::ApiClient| api.discovery().ok().and_then(|d| d.blob_signature_ttl);
     let job = &prepared.run.job;
     let same_key = match (&job.signing, &prepared.dst_signing_key) {
         (Some(src), Some(dst)) => Some(src.key == dst.as_bytes()),
         _ => None,
     };
-    let diagnosis = Diagnosis {
-        single_cluster: prepared.single_cluster,
-        src_ttl: ttl(&prepared.src_api),
-        dst_ttl: ttl(&prepared.dst_api),
-        same_key,
-    };
+    // Only asked for when a trial pull fails: each answer is an API request.
+    let (src_api, dst_api, single_cluster) =
+        (prepared.src_api, prepared.dst_api, prepared.single_cluster);
+    let diagnose = Box::new(move || {
+        let ttl =
+            |api: &super::setup::ApiClient| api.discovery().ok().and_then(|d| d.blob_signature_ttl);
+        Diagnosis {
+            single_cluster,
+            src_ttl: ttl(&src_api),
+            dst_ttl: ttl(&dst_api),
+            same_key,
+        }
+    });
     let counters = Arc::new(Counters::default());
     let current: CurrentCounters = Arc::new(std::sync::Mutex::new(counters.clone()));
     let _signals = super::signals::install(control.clone(), status_printer(current));
@@ -72,7 +77,7 @@ pub fn run(args: PullArgs, control: Arc<Control>) -> Result<Outcome, PullCommand
         PullRun {
             run: prepared.run,
             policy: args.policy.clone(),
-            diagnosis,
+            diagnose,
         },
         factory,
         control,

@@ -110,14 +110,25 @@ pub struct Diagnosis {
     pub same_key: Option<bool>,
 }
 
+/// Finds the [`Diagnosis`] when it is needed (a trial failed): it costs API requests.
+pub type Diagnose = Box<dyn Fn() -> Diagnosis>;
+
 /// A whole pull run.
-#[derive(Debug)]
 pub struct PullRun {
     /// The job, selection and engine settings (the fallback copy uses them; `mode` is
     /// ignored).
     pub run: Run,
     pub policy: PullPolicy,
-    pub diagnosis: Diagnosis,
+    pub diagnose: Diagnose,
+}
+
+impl std::fmt::Debug for PullRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullRun")
+            .field("run", &self.run)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a dry run would have sent.
@@ -194,8 +205,10 @@ pub fn run<F: KeepstoresFactory>(
 
 /// Blocks whose placement is computed together (one SIMD batch).
 const ORDER_BATCH: usize = 1024;
-/// How often the trial looks at the index.
+/// The trial looks at the index after this, then after an eighth of the time it has waited,
+/// at most every second.
 const TRIAL_POLL: Duration = Duration::from_millis(100);
+const TRIAL_POLL_MAX: Duration = Duration::from_secs(1);
 
 struct Puller<F: KeepstoresFactory> {
     pull: PullRun,
@@ -920,7 +933,7 @@ impl<F: KeepstoresFactory> Puller<F> {
             if self.control.is_stopping() {
                 return Err(TrialFailure::NotPulled);
             }
-            compio::time::sleep(TRIAL_POLL).await;
+            compio::time::sleep((began.elapsed() / 8).clamp(TRIAL_POLL, TRIAL_POLL_MAX)).await;
             let mut entries = Vec::new();
             let listed = keepstores
                 .index(dst, server, IndexSource::Server, &hash, 16, &mut entries)
@@ -982,7 +995,7 @@ impl<F: KeepstoresFactory> Puller<F> {
             text.push_str("\nThe destination keepstores refused the pull list: pull lists are admin requests, so the destination settings file's ARVADOS_API_TOKEN must be the destination cluster's SystemRootToken.");
         }
         text.push_str("\nA keepstore signs the GETs of its pulls with its own blob signing key, its own BlobSigningTTL and a fixed token, so it can pull only from servers that accept its signatures: the same cluster, or a cluster with the same BlobSigningKey and the same BlobSigningTTL (or with BlobSigning off).");
-        let d = &self.pull.diagnosis;
+        let d = &(self.pull.diagnose)();
         let reach = format!(
             "the destination keepstores cannot reach the source addresses in the list ({}: the source's keep_services addresses as keepmover sees them)",
             sources.join(", ")

@@ -95,7 +95,7 @@ fn go(
                 mode: Mode::Copy,
             },
             policy,
-            diagnosis: Diagnosis::default(),
+            diagnose: Box::new(Diagnosis::default),
         },
         w.ks.clone(),
         Arc::new(Control::new()),
