@@ -64,7 +64,12 @@ for n in $KEEPSTORES; do
     perf stat -x, -e task-clock -o "$work/perf" -- /usr/bin/time -o "$work/time" -f "%e" \
       ./target/release/keepmover $sub -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" \
       -replications "$REPLICAS" -progress log -json "$work/summary.json" $EXTRA \
-      >"$work/out" 2>&1 || { echo "$mode failed:" >&2; tail -5 "$work/out" >&2; }
+      >"$work/out" 2>&1 || {
+      echo "| $n | $mode | FAILED: $(tail -1 "$work/out" | cut -c1-200) |"
+      tail -5 "$work/out" >&2
+      stop_sim
+      continue
+    }
     if [ -n "$AGAIN" ]; then
       # shellcheck disable=SC2086
       perf stat -x, -e task-clock -o "$work/perf-again" -- ./target/release/keepmover $sub \

@@ -1123,6 +1123,8 @@ impl<F: KeepstoresFactory> Puller<F> {
                 .map(|&s| states[s].sent_at.elapsed() / 8)
                 .min()
                 .unwrap_or_default();
+            // What was said so far goes out now, not after the wait.
+            emitter.flush();
             compio::time::sleep(wait.clamp(policy.poll_min, policy.poll_max)).await;
             let half = policy.patience / 2;
             let mut full: Vec<usize> = active
