@@ -10,6 +10,7 @@ mod demo_flags;
 mod listen_flags;
 mod move_flags;
 mod plan_flags;
+mod pull_flags;
 mod report_flags;
 mod rsync_flags;
 mod status_flags;
@@ -41,6 +42,8 @@ Subcommands (keepmover SUBCOMMAND -help for their flags):
   report   report merge FILE...: add up the -json summaries of a plan's shards
   status   a running job's status (started with -listen); without an address, lists them
   ctl      steer a running job: pause, resume, cancel, concurrency N, bwlimit RATE
+  pull     the destination keepstores pull the missing blocks themselves (keepstore pull
+           lists); keepmover plans, watches and confirms (same key and TTL on both sides)
 
 With no subcommand, keepmover takes keep-rsync's flags, e.g.
   keepmover -src old -dst new -replications 2
@@ -86,6 +89,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Some("report") => report_flags::run_report(&program, &rest[1..]),
         Some("status") => status_flags::run_status(&rest[1..]),
         Some("ctl") => status_flags::run_ctl(&rest[1..]),
+        Some("pull") => pull_flags::run_pull(&program, &rest[1..]),
         Some("help") => {
             print_usage(&program);
             exit::SUCCESS

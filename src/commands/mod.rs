@@ -9,6 +9,7 @@ pub mod listen;
 pub mod moves;
 pub mod plan;
 pub mod preflight;
+pub mod pull;
 pub mod report;
 pub mod rsync;
 pub mod setup;

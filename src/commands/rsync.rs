@@ -96,6 +96,7 @@ impl SelectionArgs {
             filter: self.filter.clone(),
             locators,
             order: self.order,
+            include_present: false,
         })
     }
 

@@ -63,7 +63,18 @@ pub struct MemServer {
     pub heads: u64,
     pub puts: u64,
     pub index_reads: u64,
+    /// The last pull list received (after `pull_drop_second_half_once`).
     pub pull_list: Vec<PullItem>,
+    /// Pull lists received.
+    pub pull_lists: u64,
+    /// Pulls are carried out at once when the list arrives (keepstore's workers, without
+    /// the wait): each item's block is copied from the first listed server holding a good
+    /// copy. With `pull_ignore` lists are recorded and nothing is pulled.
+    pub pull_ignore: bool,
+    /// The next list of two or more items loses its second half (then the flag clears).
+    pub pull_drop_second_half_once: bool,
+    /// Pulls of these blocks always fail (keepstore's MD5 check of what it fetched).
+    pub pull_fail: Vec<BlockHash>,
     pub trash_list: Vec<TrashItem>,
 }
 
@@ -84,6 +95,10 @@ impl Default for MemServer {
             puts: 0,
             index_reads: 0,
             pull_list: Vec::new(),
+            pull_lists: 0,
+            pull_ignore: false,
+            pull_drop_second_half_once: false,
+            pull_fail: Vec::new(),
             trash_list: Vec::new(),
         }
     }
@@ -436,7 +451,52 @@ impl Keepstores for MemoryKeepstores {
         server: usize,
         items: &[PullItem],
     ) -> Result<(), Cause> {
-        self.with(cluster, server, |s| s.pull_list = items.to_vec());
+        if items.first().is_some_and(|i| i.locator.len() == 32) {
+            return Err(status(
+                400,
+                "rejecting pull list containing a locator without a size hint",
+            ));
+        }
+        let origin = origin_of(cluster, server)?;
+        let mount = cluster.services[server].uuid.replace("-bi6l4-", "-nyw5e-");
+        let mut servers = self.lock();
+        let me = servers.entry(origin.clone()).or_default();
+        let mut items = items.to_vec();
+        if items.len() >= 2 && std::mem::take(&mut me.pull_drop_second_half_once) {
+            items.truncate(items.len().div_ceil(2));
+        }
+        me.pull_lists += 1;
+        me.pull_list = items.clone();
+        if me.pull_ignore || me.read_only {
+            return Ok(());
+        }
+        let failing = me.pull_fail.clone();
+        for item in &items {
+            let Ok(loc) = parse_keepstore(&item.locator) else {
+                continue;
+            };
+            if failing.contains(&loc.hash)
+                || !(item.mount_uuid.is_empty() || item.mount_uuid == mount)
+            {
+                continue;
+            }
+            let good = |b: &MemBlock| {
+                loc.size.is_none_or(|s| s == b.data.len() as u64)
+                    && crate::hash::md5(&b.data) == loc.hash.0
+            };
+            let found = item.servers.iter().find_map(|url| {
+                let from: Origin = url.parse().ok()?;
+                servers
+                    .get(&from)?
+                    .blocks
+                    .get(&loc.hash)
+                    .filter(|b| good(b))
+                    .map(|b| b.data.clone())
+            });
+            if let (Some(data), Some(me)) = (found, servers.get_mut(&origin)) {
+                me.blocks.insert(loc.hash, MemBlock { data, mtime_ns: 1 });
+            }
+        }
         Ok(())
     }
 

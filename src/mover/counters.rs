@@ -72,6 +72,18 @@ counters! {
     trashed_blocks,
     trashed_bytes,
     not_removed_blocks,
+    /// Pull mode: blocks the destination keepstores pulled, confirmed by their indexes
+    /// (also counted as copied).
+    pulled_blocks,
+    pulled_bytes,
+    /// Pull lists sent (trial lists included), and list items sent again because the
+    /// destination had not carried them out.
+    pull_lists,
+    pull_items_resent,
+    /// Pull mode: blocks copied through keepmover after their pulls kept failing (also
+    /// counted as copied).
+    fallback_blocks,
+    fallback_bytes,
     /// Bytes received in block bodies and sent in block bodies.
     bytes_in,
     bytes_out,

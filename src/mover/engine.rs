@@ -164,6 +164,10 @@ pub struct Selection {
     /// `-locators FILE`.
     pub locators: Option<LocatorList>,
     pub order: Order,
+    /// Hand out the selected blocks the destination already lists too, to be copied again
+    /// (pull's fallback: a block a pull left short of replicas or classes is topped up by
+    /// PUTs, which keepstore counts for the copies it already holds).
+    pub include_present: bool,
 }
 
 /// What a run does with the blocks it walks.
@@ -799,7 +803,9 @@ impl<F: KeepstoresFactory> Engine<F> {
         let filter: Option<&crate::index::walk::EntryFilter<'_>> =
             (!select.filter.is_empty()).then_some(&accepts);
         let wants = DiffWants {
-            present: !matches!(self.run.mode, Mode::Copy) || self.run.config.verify_existing,
+            present: !matches!(self.run.mode, Mode::Copy)
+                || self.run.config.verify_existing
+                || select.include_present,
         };
         let per_server;
         let layouts = match self.layouts.get() {
@@ -891,7 +897,7 @@ impl<F: KeepstoresFactory> Engine<F> {
         }
         // Move, vacate and -verify-existing handle the blocks already there too.
         let (blocks, bytes) = match self.run.mode {
-            Mode::Copy if !self.run.config.verify_existing => {
+            Mode::Copy if !self.run.config.verify_existing && !self.run.select.include_present => {
                 (plan.to_copy_blocks, plan.to_copy_bytes)
             }
             _ => (

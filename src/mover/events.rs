@@ -41,6 +41,8 @@ pub enum Action {
     Verified,
     Replaced,
     Trashed,
+    /// Pulled by a destination keepstore from a pull list, confirmed in its index.
+    Pulled,
     Failed,
 }
 
@@ -52,6 +54,7 @@ impl Action {
             Action::Verified => "verified",
             Action::Replaced => "replaced",
             Action::Trashed => "trashed",
+            Action::Pulled => "pulled",
             Action::Failed => "failed",
         }
     }
@@ -119,6 +122,8 @@ pub enum Event {
     Warning(String),
     /// `validate`: one block checked (boxed: a verdict is larger than the other events).
     Checked(Box<super::validate::CheckRecord>),
+    /// Progress worth a line that is not a problem (pull mode's per-slice lines).
+    Note(String),
     Phase(Phase),
 }
 

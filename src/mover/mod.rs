@@ -13,6 +13,7 @@ pub mod events;
 pub mod gates;
 pub mod hash_batch;
 pub mod pool;
+pub mod pull;
 pub mod retry;
 pub mod slices;
 pub mod transfer;

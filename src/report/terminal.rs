@@ -168,7 +168,9 @@ impl EventSink for Terminal {
                     let why = record.error.as_ref().map_or("", |e| e.text.as_str());
                     self.println(&format!("Error copying data block: {} {why}", record.block));
                 }
-                Event::Warning(text) if self.display != Display::Quiet => self.println(text),
+                Event::Warning(text) | Event::Note(text) if self.display != Display::Quiet => {
+                    self.println(text)
+                }
                 Event::Phase(phase) => self.phase = *phase,
                 _ => {}
             }

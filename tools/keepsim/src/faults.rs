@@ -64,6 +64,14 @@ pub struct Faults {
     /// Probability (0..1) of answering a block GET with 401 `expired signature` (whatever
     /// the signature), to exercise re-signing and retrying.
     pub expired_401: f64,
+    /// Pull-list test hook: the next list of two or more items loses its second half (as if
+    /// keep-balance had replaced part of it); the flag then clears itself.
+    pub pull_drop_second_half_once: bool,
+    /// Pull test hook: blocks whose hash starts with one of these arrive damaged at this
+    /// keepstore's pull worker (so its MD5 check fails), while other clients read them fine.
+    pub pull_corrupt: Vec<String>,
+    /// Pull test hook: lists are accepted and their items taken, but nothing is pulled.
+    pub pull_ignore: bool,
 }
 
 impl Faults {

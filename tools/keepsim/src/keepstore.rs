@@ -103,7 +103,8 @@ pub struct Keepstore {
     pub(crate) restarter: std::sync::OnceLock<Restarter>,
     /// How many times this keepstore was restarted.
     pub restarts: AtomicUsize,
-    pub(crate) pull: WorkQueue<PullItem>,
+    /// The pull queue and its workers' counters.
+    pub pull: WorkQueue<PullItem>,
     pub(crate) trash: WorkQueue<TrashItem>,
     /// Index-only synthetic listing (nothing stored; see [`crate::indexgen`]).
     pub(crate) index_only: Option<crate::indexgen::KeepstoreListing>,
@@ -996,7 +997,7 @@ impl Keepstore {
             Ok(b) => b.to_bytes(),
             Err(_) => return text(500, "reading body"),
         };
-        let items: Vec<PullItem> = match serde_json::from_slice(&body) {
+        let mut items: Vec<PullItem> = match serde_json::from_slice(&body) {
             Ok(i) => i,
             Err(e) => return text(500, &e.to_string()),
         };
@@ -1005,6 +1006,15 @@ impl Keepstore {
                 400,
                 "rejecting pull list containing a locator without a size hint -- this probably means keep-balance needs to be upgraded",
             );
+        }
+        let drop_half = items.len() >= 2
+            && self
+                .faults
+                .lock()
+                .map(|mut f| std::mem::take(&mut f.pull_drop_second_half_once))
+                .unwrap_or(false);
+        if drop_half {
+            items.truncate(items.len().div_ceil(2));
         }
         self.pull.replace(items);
         bare(200)

@@ -89,7 +89,7 @@ struct Args {
     #[arg(long)]
     no_blob_trash: bool,
     /// Collections.BlobReplicateConcurrency (pull workers per keepstore).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, alias = "blob-replicate-concurrency", default_value_t = 4)]
     replicate_concurrency: usize,
     /// Collections.BlobTrashConcurrency (trash workers per keepstore).
     #[arg(long, default_value_t = 4)]
@@ -125,6 +125,10 @@ struct Args {
     /// Queued requests before answering 503 (MaxQueuedRequests).
     #[arg(long, default_value_t = 128)]
     max_queued: usize,
+    /// Give every cluster the first cluster's blob signing key (and the same TTL), so their
+    /// keepstores accept each other's pulls (keepmover pull).
+    #[arg(long)]
+    shared_signing_key: bool,
 }
 
 /// `123`, `4096`, `64MiB`, `1GiB`, `10G`, `5M`, `4KiB`, `4k`.
@@ -283,6 +287,13 @@ fn configs(args: &Args) -> Result<Vec<keepsim::ClusterConfig>, String> {
         config.config_exports_private = !args.real_config_export;
         config.max_concurrent = args.max_concurrent;
         config.max_queued = args.max_queued;
+        if args.shared_signing_key {
+            if let Some(first) = out.first() {
+                let first: &keepsim::ClusterConfig = first;
+                config.blob_signing_key = first.blob_signing_key.clone();
+                config.blob_signing_ttl = first.blob_signing_ttl;
+            }
+        }
         config.data_dir = args.data_dir.as_ref().map(|d| d.join(id));
         config.digest_only = args.digest_only && i > 0;
         config.bench_serving = args.bench_serving;

@@ -191,6 +191,14 @@ async fn pull_one(ks: &Keepstore, item: &PullItem) -> Outcome {
     let Ok(loc) = parse_keepstore(&item.locator) else {
         return Outcome::Skipped;
     };
+    let faults = ks.faults();
+    if faults.pull_ignore {
+        return Outcome::Skipped;
+    }
+    let damaged = faults
+        .pull_corrupt
+        .iter()
+        .any(|prefix| item.locator.starts_with(prefix.as_str()));
     let restarts = ks.restarts.load(Ordering::SeqCst);
     let target = if item.mount_uuid.is_empty() {
         match ks
@@ -240,7 +248,7 @@ async fn pull_one(ks: &Keepstore, item: &PullItem) -> Outcome {
             Some(size) => got.content_length == Some(size) && got.body.len() as u64 == size,
             None => got.content_length == Some(got.body.len() as u64),
         };
-        if !size_ok || crate::hash::md5(&got.body) != loc.hash.0 {
+        if damaged || !size_ok || crate::hash::md5(&got.body) != loc.hash.0 {
             return Outcome::Failed;
         }
         if ks.restarts.load(Ordering::SeqCst) != restarts {

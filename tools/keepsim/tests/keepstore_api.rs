@@ -377,6 +377,137 @@ fn pull_list_copies_from_another_keepstore() {
     assert_eq!(c.blocks_on(1), vec![loc]);
 }
 
+fn send_pull(c: &Cluster, server: usize, list: &serde_json::Value) -> u16 {
+    request(
+        c.keepstore_ports[server],
+        "PUT",
+        "/pull",
+        Some(&c.config.system_root_token),
+        list.to_string().as_bytes(),
+    )
+    .status
+}
+
+fn wait_for(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn pull_refuses_a_first_locator_without_size_and_bad_json() {
+    let c = Cluster::start(ClusterConfig::new("zzzzz", 2)).unwrap();
+    let bare = serde_json::json!([{"locator": hex(b"x"), "servers": [c.keepstore_url(0)]}]);
+    assert_eq!(send_pull(&c, 1, &bare), 400);
+    let r = request(
+        c.keepstore_ports[1],
+        "PUT",
+        "/pull",
+        Some(&c.config.system_root_token),
+        b"not json",
+    );
+    assert_eq!(r.status, 500);
+    assert_eq!(send_pull(&c, 1, &serde_json::json!([])), 200);
+}
+
+#[test]
+fn pulls_sign_with_the_pulling_keepstores_own_key() {
+    // Same key and TTL on both clusters: the pull's signature verifies at the source.
+    let src = Cluster::start(ClusterConfig::new("srcaa", 1)).unwrap();
+    let mut config = ClusterConfig::new("dstbb", 1);
+    config.blob_signing_key = src.config.blob_signing_key.clone();
+    let dst = Cluster::start(config).unwrap();
+    let loc = src.put_block(0, b"shared key").unwrap();
+    let list = serde_json::json!([{"locator": loc, "servers": [src.keepstore_url(0)]}]);
+    assert_eq!(send_pull(&dst, 0, &list), 200);
+    assert!(wait_for(|| dst.blocks_on(0) == vec![loc.clone()]));
+    // Another key: the source answers 400 to the pull's GET and nothing arrives.
+    let other = Cluster::start(ClusterConfig::new("othcc", 1)).unwrap();
+    let loc2 = src.put_block(0, b"other key").unwrap();
+    let list = serde_json::json!([{"locator": loc2, "servers": [src.keepstore_url(0)]}]);
+    assert_eq!(send_pull(&other, 0, &list), 200);
+    assert!(wait_for(|| other.keepstores[0].pull.stats().failed == 1));
+    assert!(other.blocks_on(0).is_empty());
+}
+
+#[test]
+fn a_new_pull_list_replaces_the_queue() {
+    let mut config = ClusterConfig::new("zzzzz", 2);
+    config.blob_signing = false;
+    config.blob_replicate_concurrency = 1;
+    let c = Cluster::start(config).unwrap();
+    let items: Vec<serde_json::Value> = (0..50)
+        .map(|i| {
+            let loc = c.put_block(0, format!("queued {i}").as_bytes()).unwrap();
+            serde_json::json!({"locator": loc, "servers": [c.keepstore_url(0)]})
+        })
+        .collect();
+    // The source answers slowly: the one worker is busy with the first item while the
+    // other 49 wait in the queue, and the next list replaces them.
+    c.set_faults(
+        0,
+        Faults {
+            delay_ms: 300,
+            ..Faults::default()
+        },
+    );
+    assert_eq!(send_pull(&c, 1, &serde_json::Value::from(items)), 200);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let last = c.put_block(0, b"only this one").unwrap();
+    let list = serde_json::json!([{"locator": last, "servers": [c.keepstore_url(0)]}]);
+    assert_eq!(send_pull(&c, 1, &list), 200);
+    assert!(wait_for(|| c.blocks_on(1).contains(&last)));
+    assert_eq!(c.keepstores[1].pull.stats().queued, 0);
+    assert_eq!(
+        c.blocks_on(1).len(),
+        2,
+        "the first item and the last list's one"
+    );
+}
+
+#[test]
+fn pull_hooks_drop_half_a_list_once_and_damage_chosen_blocks() {
+    let mut config = ClusterConfig::new("zzzzz", 2);
+    config.blob_signing = false;
+    let c = Cluster::start(config).unwrap();
+    let locs: Vec<String> = (0..4)
+        .map(|i| c.put_block(0, format!("hook {i}").as_bytes()).unwrap())
+        .collect();
+    c.set_faults(
+        1,
+        Faults {
+            pull_drop_second_half_once: true,
+            ..Faults::default()
+        },
+    );
+    let list = |locs: &[String]| -> serde_json::Value {
+        locs.iter()
+            .map(|l| serde_json::json!({"locator": l, "servers": [c.keepstore_url(0)]}))
+            .collect::<Vec<_>>()
+            .into()
+    };
+    assert_eq!(send_pull(&c, 1, &list(&locs)), 200);
+    assert!(wait_for(|| c.blocks_on(1).len() == 2));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(c.blocks_on(1).len(), 2, "the second half was dropped");
+    assert!(!c.keepstores[1].faults().pull_drop_second_half_once);
+    c.set_faults(
+        1,
+        Faults {
+            pull_corrupt: vec![locs[3][..32].to_string()],
+            ..Faults::default()
+        },
+    );
+    assert_eq!(send_pull(&c, 1, &list(&locs)), 200);
+    assert!(wait_for(|| c.keepstores[1].pull.stats().failed == 1));
+    assert!(wait_for(|| c.blocks_on(1).len() == 3));
+    assert!(!c.blocks_on(1).contains(&locs[3]));
+}
+
 #[test]
 fn api_server_answers_discovery_and_services_over_https() {
     let c = cluster(true);
