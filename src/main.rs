@@ -4,5 +4,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    keepmover::mover::pool::no_huge_pages();
     std::process::exit(keepmover::cli::run(std::env::args_os().collect()));
 }

@@ -30,7 +30,7 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("version", FlagKind::Bool, "false", "Print version information and exit."),
     // keepmover extensions
     flag("workers", FlagKind::Int, "0", "keepmover: worker threads, each with its own io_uring ring (0 = one per two cores)"),
-    flag("concurrency", FlagKind::Int, "32", "keepmover: most blocks in flight per worker thread"),
+    flag("concurrency", FlagKind::Int, "512", "keepmover: most blocks in flight per worker thread: a ceiling; the memory budget (big blocks) and -per-server-requests (small blocks on a slow network) bind first"),
     flag("memory", FlagKind::String, "1GiB", "keepmover: memory budget for block buffers (e.g. 512MiB, 4GiB); at least 64MiB"),
     flag("io", FlagKind::String, "auto", "keepmover: I/O backend: auto (io_uring if the kernel allows it, else epoll), uring, epoll"),
     flag("checkpoint", FlagKind::String, "", "keepmover: resume file; the run skips the hash prefixes it records as done and records each prefix once all its blocks are confirmed. It is bound to this job (clusters, replicas, classes, prefix) and locked while a run uses it"),
@@ -47,7 +47,7 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("dry-run", FlagKind::Bool, "false", "keepmover: walk and diff the indexes, report what would be copied, copy nothing"),
     flag("grace", FlagKind::Duration, "30s", "keepmover: after SIGINT/SIGTERM, how long blocks in flight may take to finish before they are abandoned (a second signal abandons them at once)"),
     flag("dst-index-errors", FlagKind::String, "fail", "keepmover: what an unreadable destination index does: fail (stop, as keep-rsync), or copy (treat it as empty: its blocks may be copied again)"),
-    flag("per-server-requests", FlagKind::Int, "32", "keepmover: most requests in flight to one keepstore from one worker; fewer while it answers 503/429/408"),
+    flag("per-server-requests", FlagKind::Int, "64", "keepmover: most requests in flight to one keepstore, all workers together (keepstore's default limit is 64); fewer while it answers 503/429/408"),
     flag("storage-classes", FlagKind::String, "", "keepmover: comma list of destination storage classes (default: the destination's default classes); a block counts as copied only when every class confirms its replicas"),
     flag("report", FlagKind::String, "", "keepmover: write one JSON line per block (locator, action, servers, bytes, attempts, error) to this file as the run goes"),
     flag("json", FlagKind::String, "", "keepmover: write the run's summary as JSON to this file"),

@@ -11,6 +11,21 @@ pub fn log_timestamp() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as libc::time_t)
         .unwrap_or(0);
+    // One `localtime_r` and one format a second per thread, however many lines.
+    thread_local! {
+        static LAST: std::cell::RefCell<(libc::time_t, String)> = const { std::cell::RefCell::new((-1, String::new())) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != now {
+            *last = (now, format_local(now));
+        }
+        last.1.clone()
+    })
+}
+
+/// `now` (seconds since the epoch) as Go's `log` prints it, in local time.
+fn format_local(now: libc::time_t) -> String {
     local_time(now).map_or_else(
         || "1970/01/01 00:00:00".to_string(),
         |tm| {

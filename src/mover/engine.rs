@@ -68,7 +68,9 @@ pub enum Counting {
 pub struct EngineConfig {
     /// Worker threads; 0 = one per two cores.
     pub workers: usize,
-    /// Most blocks in flight per worker.
+    /// Most blocks in flight per worker: a ceiling. The memory budget (big blocks) and the
+    /// per-keepstore limits with their 503 back-off (small blocks on a slow network) bind
+    /// first, so the blocks in flight follow block size and server latency.
     pub concurrency: usize,
     /// Bytes of block buffers.
     pub memory_budget: usize,
@@ -84,7 +86,9 @@ pub struct EngineConfig {
     /// How long blocks in flight may take to finish after a stop was asked.
     pub grace: Duration,
     pub dst_index_errors: DstIndexErrors,
-    /// Most requests in flight to one server from one worker.
+    /// Most requests in flight to one keepstore, all workers together (each worker gets its
+    /// share); fewer while it answers 503/429/408. Keepstore's own default limit is 64
+    /// concurrent requests (`API.MaxConcurrentRequests`), then it queues.
     pub per_server_requests: usize,
     /// Stop cleanly once this many bytes are copied (`-max-transfer`).
     pub max_transfer: Option<u64>,
@@ -101,7 +105,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             workers: 0,
-            concurrency: 32,
+            concurrency: 512,
             memory_budget: 1 << 30,
             io: IoBackend::Auto,
             retry: RetryPolicy {
@@ -115,7 +119,7 @@ impl Default for EngineConfig {
             checkpoint: None,
             grace: Duration::from_secs(30),
             dst_index_errors: DstIndexErrors::Fail,
-            per_server_requests: 32,
+            per_server_requests: 64,
             max_transfer: None,
             max_duration: None,
             verify_existing: false,
@@ -644,6 +648,7 @@ impl<F: KeepstoresFactory> Engine<F> {
                 requeued: requeued.clone(),
                 outstanding: outstanding.clone(),
                 emitter: emitter.fork(),
+                per_server_requests: self.run.config.per_server_requests.div_ceil(workers),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("keepmover-worker-{worker}"))
@@ -1179,6 +1184,8 @@ struct WorkerState<F: KeepstoresFactory> {
     requeued: Arc<Requeued>,
     outstanding: Arc<std::sync::atomic::AtomicU64>,
     emitter: Emitter,
+    /// This worker's share of `per_server_requests`.
+    per_server_requests: usize,
 }
 
 fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), EngineError> {
@@ -1199,6 +1206,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
         requeued,
         outstanding,
         emitter,
+        per_server_requests,
     } = state;
     runtime.block_on(async move {
         let keepstores = Rc::new(factory.client());
@@ -1206,7 +1214,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
         let gates = Gates::new(
             run.job.src.services.len(),
             run.job.dst.services.len(),
-            run.config.per_server_requests,
+            per_server_requests,
         );
         let emitter = Rc::new(RefCell::new(emitter));
         // Held events go out at least every FLUSH_EVERY even when no block finishes.

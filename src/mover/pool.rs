@@ -19,6 +19,17 @@ use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 
+/// Turns transparent huge pages off for this process (see the module comment), once. The
+/// binary calls it first thing, so the index walk's memory is in small pages too; the first
+/// pool calls it again for library users.
+pub fn no_huge_pages() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Best effort: an old kernel without the prctl just keeps its huge pages.
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
+    });
+}
+
 /// Smallest buffer handed out; smaller blocks share this class.
 const MIN_CLASS: usize = 64 << 10;
 
@@ -85,11 +96,7 @@ impl BufferPool {
 
     /// The general form: a small blocks' reserve and a bytes-in-use gauge.
     pub fn with_options(budget: usize, reserve: usize, in_use: Arc<InUse>) -> BufferPool {
-        static NO_HUGE_PAGES: std::sync::Once = std::sync::Once::new();
-        NO_HUGE_PAGES.call_once(|| {
-            // Best effort: an old kernel without the prctl just keeps its huge pages.
-            let _ = rustix::thread::disable_transparent_huge_pages(true);
-        });
+        no_huge_pages();
         in_use.0.store(0, Relaxed);
         BufferPool {
             inner: Arc::new(PoolInner {

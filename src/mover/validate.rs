@@ -496,7 +496,12 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Valida
         let keepstores = Rc::new(factory.client());
         let hasher = HashBatcher::new();
         let dst_count = job.dst.services.len();
-        let gates = Gates::new(dst_count, dst_count, job.config.per_server_requests);
+        // Each worker's share of the per-keepstore limit (it is for all workers together).
+        let per_server = job
+            .config
+            .per_server_requests
+            .div_ceil(workers(&job.config));
+        let gates = Gates::new(dst_count, dst_count, per_server);
         // The copy's read path reads "the source": here the source is the destination.
         let read_job = Rc::new(Job {
             src: job.dst.clone(),

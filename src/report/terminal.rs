@@ -2,14 +2,13 @@
 //! byte for byte, so existing log parsers keep working; on a terminal it draws a live bar
 //! (indicatif) with the same numbers and prints only problems above it.
 
-use std::io::IsTerminal;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
 use crate::gocompat::duration::format_go_duration;
 use crate::mover::counters::Counters;
 use crate::mover::events::{Action, Event, EventSink, Phase};
-
-use super::log_line;
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +42,9 @@ pub struct Terminal {
     limits: Option<Box<dyn Fn() -> String + Send>>,
     /// The phase as the controls know it (a pause shows before the walker's next event).
     live_phase: Option<Box<dyn Fn() -> Phase + Send>>,
+    /// Log lines of the batch being handled, written to stderr in one call at its end (one
+    /// write per batch, not per block: small blocks come thousands a second).
+    pending: String,
 }
 
 impl Terminal {
@@ -54,6 +56,7 @@ impl Terminal {
             phase: Phase::Planning,
             limits: None,
             live_phase: None,
+            pending: String::new(),
         }
     }
 
@@ -69,11 +72,29 @@ impl Terminal {
         self
     }
 
-    fn println(&self, message: &str) {
+    /// A log line (Go `log` format): above the bar, or queued for the batch's write.
+    fn println(&mut self, message: &str) {
         match &self.bar {
             Some(bar) => bar.println(format!("{} {message}", crate::gocompat::log_timestamp())),
-            None => log_line(message),
+            None => {
+                let _ = writeln!(
+                    self.pending,
+                    "{} {message}",
+                    crate::gocompat::log_timestamp()
+                );
+            }
         }
+    }
+
+    /// Writes the batch's queued lines.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(self.pending.as_bytes());
+        let _ = err.flush();
+        self.pending.clear();
     }
 
     fn start_bar(&mut self, length: u64) {
@@ -141,12 +162,12 @@ impl EventSink for Terminal {
                     if self.display == Display::Quiet {
                         continue;
                     }
-                    log_line(&format!(
+                    self.println(&format!(
                         "Before keep-rsync, there are {} blocks in src and {} blocks in dst. Start copying {} blocks from src not found in dst.",
                         plan.src_blocks, plan.dst_blocks, plan.to_copy_blocks
                     ));
                     if let Some(slices) = plan.estimated_from_slices {
-                        log_line(&format!(
+                        self.println(&format!(
                             "These totals are estimated from the first {slices} of {} index slices (the hash space is uniform); the exact totals are printed at the end.",
                             plan.slices_total
                         ));
@@ -162,7 +183,7 @@ impl EventSink for Terminal {
                     block,
                 } if self.display == Display::Log => {
                     let line = self.copying_line(*number, *planned, *finished, block.as_str());
-                    log_line(&line);
+                    self.println(&line);
                 }
                 Event::Done(record) if record.action == Action::Failed => {
                     let why = record.error.as_ref().map_or("", |e| e.text.as_str());
@@ -175,6 +196,7 @@ impl EventSink for Terminal {
                 _ => {}
             }
         }
+        self.flush();
         self.refresh_bar(counters);
     }
 
@@ -183,6 +205,7 @@ impl EventSink for Terminal {
     }
 
     fn finish(&mut self, _counters: &Counters) {
+        self.flush();
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
