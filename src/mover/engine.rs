@@ -448,5 +448,6 @@ pub fn default_http_config() -> ClientConfig {
         max_idle_per_origin: 64,
         pool_idle_expiry: Duration::from_secs(90),
         max_head_bytes: 64 << 10,
+        ..ClientConfig::default()
     }
 }
