@@ -28,8 +28,10 @@ use crate::net::origin::Origin;
 
 /// Largest single read into a caller's buffer (keeps syscalls few for 64 MiB bodies).
 pub(crate) const MAX_READ: usize = 4 << 20;
-/// Largest single write (a timeout bounds each one, so it must not be huge).
-const MAX_WRITE: usize = 4 << 20;
+/// Largest single write. The idle timeout bounds each write, and an io_uring send does not
+/// complete until all of it is sent, so a write must take well under the idle timeout even
+/// to a peer reading at the minimum rate (1 MiB at 64 KiB/s: 16 s).
+const MAX_WRITE: usize = 1 << 20;
 /// Read size for heads, chunk-size lines and other framing.
 const FRAMING_READ: usize = 16 << 10;
 /// Ciphertext read size on TLS connections.
@@ -113,7 +115,42 @@ pub(crate) struct Conn {
     /// When the connection last went idle (into the pool).
     pub(crate) idle_since: Instant,
     /// Set when a timeout shut the socket down: every later operation fails with it.
-    aborted: Option<Phase>,
+    aborted: Option<NetError>,
+    /// This connection's place under its origin's cap (freed on drop).
+    pub(crate) slot: Option<crate::net::pool::Slot>,
+    /// The minimum-rate deadline of the transfer in progress, if any.
+    pace: Option<Pace>,
+}
+
+/// The minimum-progress rule of one transfer: by `deadline` the next byte must have moved
+/// (the owner pushes the deadline on as bytes move). Failing it is [`NetError::TooSlow`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    pub(crate) deadline: Instant,
+    pub(crate) min_rate: u64,
+}
+
+impl Pace {
+    /// The rule for a transfer that started at `start`, has moved `moved` bytes, at
+    /// `min_rate` bytes/s, with a grace of `grace`: `start + grace + moved / min_rate`.
+    ///
+    /// Why this form rather than a sliding window: it needs no per-read bookkeeping, one
+    /// formula serves every framing (Content-Length, chunked, until EOF, request bodies), and
+    /// it bounds the whole transfer by `grace + size / min_rate` — a server sending a byte
+    /// every 59 s fails after one grace period (the average is far below the floor), while a
+    /// transfer that stays above the average rate never trips it, however its bytes bunch.
+    /// A fast start earns credit for a later slow patch, but never more than the average
+    /// allows. `min_rate == 0` disables the rule (None).
+    pub(crate) fn new(start: Instant, grace: Duration, moved: u64, min_rate: u64) -> Option<Pace> {
+        if min_rate == 0 {
+            return None;
+        }
+        let credit = Duration::from_secs_f64(moved as f64 / min_rate as f64);
+        Some(Pace {
+            deadline: start + grace + credit,
+            min_rate,
+        })
+    }
 }
 
 impl Conn {
@@ -140,6 +177,8 @@ impl Conn {
                 rpos: 0,
                 idle_since: Instant::now(),
                 aborted: None,
+                slot: None,
+                pace: None,
             };
             if let Some(config) = tls_config {
                 let tls_error = |detail: String| NetError::Tls {
@@ -274,14 +313,15 @@ impl Conn {
         timeout: Duration,
         phase: Phase,
     ) -> (Result<usize, NetError>, B) {
-        if let Some(phase) = self.aborted {
-            return (Err(self.timeout_error(phase)), buf);
+        if let Some(err) = &self.aborted {
+            return (Err(err.clone_kind()), buf);
         }
+        let (timeout, phase) = self.paced(timeout, phase);
         let mut reader = &self.stream;
         let (BufResult(result, buf), fired) =
             run_with_timeout(&self.stream, timeout, reader.read(buf)).await;
         if fired {
-            self.aborted = Some(phase);
+            self.aborted = Some(self.timeout_error(phase));
         }
         let result = match result {
             // Bytes that raced the timer are delivered; the next read reports the timeout.
@@ -294,9 +334,36 @@ impl Conn {
     }
 
     fn timeout_error(&self, phase: Phase) -> NetError {
-        NetError::Timeout {
-            origin: self.origin.clone(),
-            phase,
+        match (phase, self.pace) {
+            (Phase::TooSlow, Some(pace)) => NetError::TooSlow {
+                origin: self.origin.clone(),
+                min_rate: pace.min_rate,
+            },
+            _ => NetError::Timeout {
+                origin: self.origin.clone(),
+                phase,
+            },
+        }
+    }
+
+    /// Sets (or clears) the minimum-rate deadline for the following reads and writes.
+    pub(crate) fn set_pace(&mut self, pace: Option<Pace>) {
+        self.pace = pace;
+    }
+
+    /// The wait for one operation: the idle timeout, or less if the minimum-rate deadline
+    /// comes first (then a timeout means too slow).
+    fn paced(&self, timeout: Duration, phase: Phase) -> (Duration, Phase) {
+        match self.pace {
+            Some(pace) if phase == Phase::Idle => {
+                let left = pace.deadline.saturating_duration_since(Instant::now());
+                if left < timeout {
+                    (left, Phase::TooSlow)
+                } else {
+                    (timeout, phase)
+                }
+            }
+            _ => (timeout, phase),
         }
     }
 
@@ -311,16 +378,17 @@ impl Conn {
         let len = buf.buf_len();
         let mut pos = 0;
         while pos < len {
-            if let Some(phase) = self.aborted {
-                return (Err(self.timeout_error(phase)), buf);
+            if let Some(err) = &self.aborted {
+                return (Err(err.clone_kind()), buf);
             }
             let end = (pos + MAX_WRITE).min(len);
+            let (timeout, phase) = self.paced(timeout, phase);
             let mut writer = &self.stream;
             let (BufResult(result, slice), fired) =
                 run_with_timeout(&self.stream, timeout, writer.write(buf.slice(pos..end))).await;
             buf = slice.into_inner();
             if fired {
-                self.aborted = Some(phase);
+                self.aborted = Some(self.timeout_error(phase));
             }
             match result {
                 Ok(0) if fired => return (Err(self.timeout_error(phase)), buf),
@@ -334,15 +402,7 @@ impl Conn {
                     )
                 }
                 Ok(n) => pos += n,
-                Err(_) if fired => {
-                    return (
-                        Err(NetError::Timeout {
-                            origin: self.origin.clone(),
-                            phase,
-                        }),
-                        buf,
-                    )
-                }
+                Err(_) if fired => return (Err(self.timeout_error(phase)), buf),
                 Err(source) => return (Err(self.io_error(source)), buf),
             }
         }
@@ -375,6 +435,21 @@ impl Conn {
     /// Sends a request head and its body. The body `Bytes` goes to the kernel as is on plain
     /// connections (no copy) unless it is small enough to ride with the head.
     pub(crate) async fn write_request(
+        &mut self,
+        head: Vec<u8>,
+        body: Option<Bytes>,
+        timeout: Duration,
+        min_rate: u64,
+    ) -> Result<(), NetError> {
+        // The whole request must move at `min_rate` (its size is known up front).
+        let size = head.len() as u64 + body.as_ref().map_or(0, |b| b.len() as u64);
+        self.pace = Pace::new(Instant::now(), timeout, size, min_rate);
+        let result = self.write_request_inner(head, body, timeout).await;
+        self.pace = None;
+        result
+    }
+
+    async fn write_request_inner(
         &mut self,
         mut head: Vec<u8>,
         body: Option<Bytes>,
