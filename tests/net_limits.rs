@@ -129,6 +129,25 @@ on_both_backends! {
         assert!(started.elapsed() < Duration::from_secs(2));
     };
 
+    endless_interim_heads_fail_fast => |_| async {
+        let server = serve(|_, mut stream| {
+            if read_request(&mut stream).is_some() {
+                let junk = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(1000);
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_secs(10) {
+                    if stream.write_all(&junk).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let client = HttpClient::new(ClientConfig { first_byte_timeout: Duration::from_secs(5), ..test_config() });
+        let started = Instant::now();
+        let err = get(&client, &server).await.expect_err("endless 1xx");
+        assert!(matches!(err, NetError::HeadTooLarge { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    };
+
     body_limit_for_every_framing => |_| async {
         let server = serve_each(|req| {
             if req.request_line().contains("/length") {

@@ -201,7 +201,12 @@ impl Inner {
                     continue;
                 } else {
                     let (tx, rx) = oneshot::channel();
-                    state.waiters.push_back(tx);
+                    if my_turn {
+                        // Woken, but someone else got there first: keep our place in line.
+                        state.waiters.push_front(tx);
+                    } else {
+                        state.waiters.push_back(tx);
+                    }
                     Some(rx)
                 }
             };
