@@ -1,7 +1,9 @@
-//! The HTTP/1.1 client a worker thread uses: keep-alive pools per origin, request sending
-//! with one retry on a stale pooled connection, responses whose bodies are read straight
-//! into the caller's buffer, and opt-in pipelining. One client per worker thread (`!Send`,
-//! `Rc`/`RefCell` inside); clones share the pools.
+//! Sending one request: the client's configuration ([`ClientConfig`], the one place HTTP
+//! defaults live), [`Request`], and [`HttpClient::send`] — check a connection out of the pool
+//! (`pool.rs`), write the request, read the final response head (`read_final_head`, 1xx
+//! skipped within a budget) and hand back a [`Response`] (`response.rs`); one retry of an
+//! idempotent request on a stale pooled connection. One client per worker thread (`!Send`,
+//! `Rc`/`RefCell` inside); clones share the pools. Pipelining lives in `pipeline.rs`.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
