@@ -290,6 +290,11 @@ pub fn head_step(buffered: &[u8], max_head_bytes: usize) -> Result<HeadStep, Hea
                 return Err(too_large);
             }
             match head.status {
+                // httparse takes any three digits; RFC 9110 §15 defines 100–599 only (a
+                // `000` or `099` status must not reach callers as an answer).
+                status @ (0..=99 | 600..) => Err(HeadError::Bad(format!(
+                    "status code {status:03} out of range"
+                ))),
                 101 => Err(HeadError::Bad("unexpected 101 Switching Protocols".into())),
                 100..=199 => Ok(HeadStep::Interim(head.head_len)),
                 _ => Ok(HeadStep::Final(head)),
@@ -426,6 +431,30 @@ mod tests {
         assert!(!head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").keep_alive());
         assert!(!head("HTTP/1.0 200 OK\r\n\r\n").keep_alive());
         assert!(head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n").keep_alive());
+    }
+
+    /// Found by the `head_loop` fuzz target: httparse accepts `HTTP/1.0 000`, which was
+    /// handed on as a final response with status 0.
+    #[test]
+    fn status_codes_outside_100_599_are_refused() {
+        for raw in [
+            "HTTP/1.0 000\n\n",
+            "HTTP/1.1 099 X\r\n\r\n",
+            "HTTP/1.1 600 X\r\n\r\n",
+        ] {
+            assert!(
+                matches!(head_step(raw.as_bytes(), 4096), Err(HeadError::Bad(_))),
+                "{raw:?}"
+            );
+        }
+        assert!(matches!(
+            head_step(b"HTTP/1.1 599 X\r\n\r\n", 4096),
+            Ok(HeadStep::Final(_))
+        ));
+        assert!(matches!(
+            head_step(b"HTTP/1.1 100 Continue\r\n\r\n", 4096),
+            Ok(HeadStep::Interim(25))
+        ));
     }
 
     #[test]
