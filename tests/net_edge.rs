@@ -43,6 +43,7 @@ fn config() -> ClientConfig {
         max_idle_per_origin: 8,
         pool_idle_expiry: Duration::from_secs(60),
         max_head_bytes: 16 << 10,
+        ..ClientConfig::default()
     }
 }
 

@@ -18,6 +18,9 @@ use crate::net::{ClientConfig, IoBackend};
 use crate::report::terminal::Display;
 pub use crate::units::parse_byte_size;
 
+/// `-min-rate`, shared by every command that moves blocks.
+pub const MIN_RATE: FlagSpec = flag("min-rate", FlagKind::String, "64KiB", "keepmover: slowest a transfer may average, in bytes/s: a body must be done within -idle-timeout plus its size at this rate, so a trickling server cannot hold a block for days (0 = no floor)");
+
 /// keep-rsync's eight flags followed by keepmover's extensions.
 pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("src", FlagKind::String, "", "Source configuration filename. May be either a pathname to a config file, or (for example) 'foo' as shorthand for $HOME/.config/arvados/foo.conf file. This file is expected to specify the values for ARVADOS_API_TOKEN, ARVADOS_API_HOST, ARVADOS_API_HOST_INSECURE, and ARVADOS_BLOB_SIGNING_KEY for the source."),
@@ -37,6 +40,7 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("connect-timeout", FlagKind::Duration, "10s", "keepmover: TCP connect + TLS handshake timeout"),
     flag("first-byte-timeout", FlagKind::Duration, "1m0s", "keepmover: time from a request being sent to its response head arriving"),
     flag("idle-timeout", FlagKind::Duration, "1m0s", "keepmover: longest time a transfer may go without moving a byte (replaces keep-rsync's 20s whole-request cap)"),
+    MIN_RATE,
     flag("retries", FlagKind::Int, "2", "keepmover: retries per block after the first attempt, as keepclient's Retries"),
     flag("retry-delay", FlagKind::Duration, "2s", "keepmover: first retry delay; doubles each time, capped at 10x"),
     flag("index-by", FlagKind::String, "mount", "keepmover: list each distinct mount once (mount: /mounts/<uuid>/blocks, as keep-balance; a volume shared by several keepstores is read once), or each server (server: /index/, as keep-rsync)"),
@@ -162,6 +166,16 @@ pub fn http_config(parsed: &ParsedFlags) -> Result<ClientConfig, String> {
         connect_timeout: parsed.duration("connect-timeout", true)?,
         first_byte_timeout: parsed.duration("first-byte-timeout", true)?,
         idle_timeout: parsed.duration("idle-timeout", true)?,
+        min_rate: match parsed.get("min-rate") {
+            None => ClientConfig::default().min_rate,
+            Some(text) => crate::units::parse_rate(text).ok_or_else(|| {
+                invalid(
+                    "min-rate",
+                    text,
+                    "expected a rate such as 64KiB, or 0 (no floor)",
+                )
+            })?,
+        },
         ..ClientConfig::default()
     })
 }
@@ -297,9 +311,10 @@ mod tests {
         assert_eq!(http.connect_timeout, want.connect_timeout);
         assert_eq!(http.first_byte_timeout, want.first_byte_timeout);
         assert_eq!(http.idle_timeout, want.idle_timeout);
+        assert_eq!(http.min_rate, want.min_rate);
         // And the help text prints them.
         let help = crate::gocompat::flag::print_defaults(RSYNC_FLAGS);
-        assert!(help.contains("(default 32)"), "{help}");
+        assert!(help.contains("(default 512)"), "{help}");
         assert!(help.contains("(default \"1GiB\")"), "{help}");
         assert!(help.contains("(default 1m0s)"), "{help}");
     }

@@ -22,6 +22,7 @@ pub const TOUCH_FLAGS: &[FlagSpec] = &[
     flag("connect-timeout", FlagKind::Duration, "10s", "TCP connect + TLS handshake timeout"),
     flag("first-byte-timeout", FlagKind::Duration, "1m0s", "Time from a request being sent to its response head arriving"),
     flag("idle-timeout", FlagKind::Duration, "1m0s", "Longest time a request may go without moving a byte"),
+    super::rsync_flags::MIN_RATE,
     flag("report", FlagKind::String, "", "Write one JSON line per touched copy, failure or block not found to this file"),
     flag("json", FlagKind::String, "", "Write the totals as JSON to this file"),
     flag("version", FlagKind::Bool, "false", "Print version information and exit."),

@@ -44,6 +44,7 @@ pub const VALIDATE_FLAGS: &[FlagSpec] = &[
     flag("connect-timeout", FlagKind::Duration, "10s", "TCP connect + TLS handshake timeout"),
     flag("first-byte-timeout", FlagKind::Duration, "1m0s", "Time from a request being sent to its response head arriving"),
     flag("idle-timeout", FlagKind::Duration, "1m0s", "Longest time a transfer may go without moving a byte"),
+    super::rsync_flags::MIN_RATE,
     flag("retries", FlagKind::Int, "2", "Retries per read after the first attempt"),
     flag("retry-delay", FlagKind::Duration, "2s", "First retry delay; doubles each time, capped at 10x"),
     flag("prefix-length", FlagKind::Int, "0", "Hex digits per index slice (0 = chosen from the block count)"),

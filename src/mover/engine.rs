@@ -623,6 +623,13 @@ impl<F: KeepstoresFactory> Engine<F> {
             0 => default_workers(),
             n => n,
         };
+        // Every block in flight may hold a connection to its source and one per replica.
+        let sockets = workers * self.run.config.concurrency * (1 + self.run.job.replicas as usize);
+        if let Err(e) = crate::net::raise_nofile_limit(sockets as u64 + 256) {
+            emitter.emit(Event::Warning(format!(
+                "{e}; connections beyond it fail with \"too many open files\" and are retried"
+            )));
+        }
         let queue = workers * self.run.config.concurrency * 2;
         let batches = (queue / TASK_BATCH).max(4);
         let (sender, receiver) = async_channel::bounded::<Vec<Task>>(batches);

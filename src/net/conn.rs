@@ -28,8 +28,10 @@ use crate::net::origin::Origin;
 
 /// Largest single read into a caller's buffer (keeps syscalls few for 64 MiB bodies).
 pub(crate) const MAX_READ: usize = 4 << 20;
-/// Largest single write (a timeout bounds each one, so it must not be huge).
-const MAX_WRITE: usize = 4 << 20;
+/// Largest single write. The idle timeout bounds each write, and an io_uring send does not
+/// complete until all of it is sent, so a write must take well under the idle timeout even
+/// to a peer reading at the minimum rate (1 MiB at 64 KiB/s: 16 s).
+const MAX_WRITE: usize = 1 << 20;
 /// Read size for heads, chunk-size lines and other framing.
 const FRAMING_READ: usize = 16 << 10;
 /// Ciphertext read size on TLS connections.
@@ -37,10 +39,36 @@ const CIPHER_READ: usize = 256 << 10;
 /// Bodies up to this size are sent in the same write as the head (one copy, one syscall).
 const COALESCE_BODY: usize = 16 << 10;
 
-/// Runs an I/O future; if `timeout` passes first, cancels its operation (through a compio
-/// `CancelToken`) and keeps polling until the operation completes, so its buffer is handed
-/// back. Returns the output and whether the timer fired.
-pub(crate) async fn run_with_timeout<F: Future>(timeout: Duration, fut: F) -> (F::Output, bool) {
+/// Runs an I/O future on `stream`; if `timeout` passes first, makes the operation end and
+/// keeps polling until it does, so its buffer is handed back. Returns the output and
+/// whether the timer fired (the connection is then unusable).
+///
+/// # Why the socket is shut down (the mid-body stall hang)
+///
+/// This used to rely on compio's `CancelToken` alone: the future ran inside
+/// `with_cancel(token)`, and on timeout `token.cancel()` was to cancel the registered
+/// operation. But compio-runtime 0.12 finds the token through the task's `Waker`: `Submit`
+/// registers its operation only if `get_ext(waker)` recognises compio's `ExtWaker` by
+/// comparing `waker.vtable()` with `ExtWaker::VTABLE`, a `const`. `RawWakerVTable`'s
+/// equality compares function pointers, and in optimized builds the vtable and its
+/// functions are instantiated in more than one crate/codegen unit (the generic `with_cancel`
+/// poll path is monomorphised in *our* crate), so the comparison fails, the operation is
+/// never registered, `cancel()` cancels nothing, and this function then waited forever for
+/// an operation that only the peer could complete. Debug builds compare equal, which is why
+/// every test passed while release builds hung: on io_uring the worker sat in
+/// `io_uring_enter` (no timer left, the read still armed), on epoll in `epoll_wait`. A server
+/// that stalls mid-body with the connection open hit it on every body read.
+///
+/// The fix does not depend on that lookup: when the timer fires we `shutdown(2)` the socket
+/// (both directions). The kernel then completes any pending `recv` (0 bytes) or `send`
+/// (EPIPE) at once, on io_uring and epoll alike, and the operation returns its buffer. The
+/// connection is dropped afterwards anyway (a timed-out exchange is never reused). The token
+/// is still armed: where compio does find it, the cancellation only comes sooner.
+pub(crate) async fn run_with_timeout<F: Future>(
+    stream: &TcpStream,
+    timeout: Duration,
+    fut: F,
+) -> (F::Output, bool) {
     let token = CancelToken::new();
     let mut fut = pin!(fut.with_cancel(token.clone()));
     let mut sleep = pin!(compio::time::sleep(timeout));
@@ -51,6 +79,7 @@ pub(crate) async fn run_with_timeout<F: Future>(timeout: Duration, fut: F) -> (F
         }
         if !fired && sleep.as_mut().poll(cx).is_ready() {
             fired = true;
+            abort_io(stream);
             token.clone().cancel();
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready((out, true));
@@ -59,6 +88,12 @@ pub(crate) async fn run_with_timeout<F: Future>(timeout: Duration, fut: F) -> (F
         Poll::Pending
     })
     .await
+}
+
+/// Ends every pending operation on `stream` by shutting the socket down in both directions
+/// (see [`run_with_timeout`]). Errors (say, already disconnected) mean nothing is pending.
+pub(crate) fn abort_io(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
 struct TlsState {
@@ -79,6 +114,43 @@ pub(crate) struct Conn {
     rpos: usize,
     /// When the connection last went idle (into the pool).
     pub(crate) idle_since: Instant,
+    /// Set when a timeout shut the socket down: every later operation fails with it.
+    aborted: Option<NetError>,
+    /// This connection's place under its origin's cap (freed on drop).
+    pub(crate) slot: Option<crate::net::pool::Slot>,
+    /// The minimum-rate deadline of the transfer in progress, if any.
+    pace: Option<Pace>,
+}
+
+/// The minimum-progress rule of one transfer: by `deadline` the next byte must have moved
+/// (the owner pushes the deadline on as bytes move). Failing it is [`NetError::TooSlow`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    pub(crate) deadline: Instant,
+    pub(crate) min_rate: u64,
+}
+
+impl Pace {
+    /// The rule for a transfer that started at `start`, has moved `moved` bytes, at
+    /// `min_rate` bytes/s, with a grace of `grace`: `start + grace + moved / min_rate`.
+    ///
+    /// Why this form rather than a sliding window: it needs no per-read bookkeeping, one
+    /// formula serves every framing (Content-Length, chunked, until EOF, request bodies), and
+    /// it bounds the whole transfer by `grace + size / min_rate` — a server sending a byte
+    /// every 59 s fails after one grace period (the average is far below the floor), while a
+    /// transfer that stays above the average rate never trips it, however its bytes bunch.
+    /// A fast start earns credit for a later slow patch, but never more than the average
+    /// allows. `min_rate == 0` disables the rule (None).
+    pub(crate) fn new(start: Instant, grace: Duration, moved: u64, min_rate: u64) -> Option<Pace> {
+        if min_rate == 0 {
+            return None;
+        }
+        let credit = Duration::from_secs_f64(moved as f64 / min_rate as f64);
+        Some(Pace {
+            deadline: start + grace + credit,
+            min_rate,
+        })
+    }
 }
 
 impl Conn {
@@ -104,6 +176,9 @@ impl Conn {
                 rbuf: Vec::with_capacity(FRAMING_READ),
                 rpos: 0,
                 idle_since: Instant::now(),
+                aborted: None,
+                slot: None,
+                pace: None,
             };
             if let Some(config) = tls_config {
                 let tls_error = |detail: String| NetError::Tls {
@@ -238,17 +313,58 @@ impl Conn {
         timeout: Duration,
         phase: Phase,
     ) -> (Result<usize, NetError>, B) {
+        if let Some(err) = &self.aborted {
+            return (Err(err.clone_kind()), buf);
+        }
+        let (timeout, phase) = self.paced(timeout, phase);
+        let mut reader = &self.stream;
         let (BufResult(result, buf), fired) =
-            run_with_timeout(timeout, self.stream.read(buf)).await;
+            run_with_timeout(&self.stream, timeout, reader.read(buf)).await;
+        if fired {
+            self.aborted = Some(self.timeout_error(phase));
+        }
         let result = match result {
-            Ok(n) => Ok(n),
-            Err(_) if fired => Err(NetError::Timeout {
-                origin: self.origin.clone(),
-                phase,
-            }),
+            // Bytes that raced the timer are delivered; the next read reports the timeout.
+            Ok(n) if n > 0 || !fired => Ok(n),
+            Ok(_) => Err(self.timeout_error(phase)),
+            Err(_) if fired => Err(self.timeout_error(phase)),
             Err(source) => Err(self.io_error(source)),
         };
         (result, buf)
+    }
+
+    fn timeout_error(&self, phase: Phase) -> NetError {
+        match (phase, self.pace) {
+            (Phase::TooSlow, Some(pace)) => NetError::TooSlow {
+                origin: self.origin.clone(),
+                min_rate: pace.min_rate,
+            },
+            _ => NetError::Timeout {
+                origin: self.origin.clone(),
+                phase,
+            },
+        }
+    }
+
+    /// Sets (or clears) the minimum-rate deadline for the following reads and writes.
+    pub(crate) fn set_pace(&mut self, pace: Option<Pace>) {
+        self.pace = pace;
+    }
+
+    /// The wait for one operation: the idle timeout, or less if the minimum-rate deadline
+    /// comes first (then a timeout means too slow).
+    fn paced(&self, timeout: Duration, phase: Phase) -> (Duration, Phase) {
+        match self.pace {
+            Some(pace) if phase == Phase::Idle => {
+                let left = pace.deadline.saturating_duration_since(Instant::now());
+                if left < timeout {
+                    (left, Phase::TooSlow)
+                } else {
+                    (timeout, phase)
+                }
+            }
+            _ => (timeout, phase),
+        }
     }
 
     /// Writes all of `buf`; each write (at most `MAX_WRITE` bytes) must make progress within
@@ -262,11 +378,20 @@ impl Conn {
         let len = buf.buf_len();
         let mut pos = 0;
         while pos < len {
+            if let Some(err) = &self.aborted {
+                return (Err(err.clone_kind()), buf);
+            }
             let end = (pos + MAX_WRITE).min(len);
+            let (timeout, phase) = self.paced(timeout, phase);
+            let mut writer = &self.stream;
             let (BufResult(result, slice), fired) =
-                run_with_timeout(timeout, self.stream.write(buf.slice(pos..end))).await;
+                run_with_timeout(&self.stream, timeout, writer.write(buf.slice(pos..end))).await;
             buf = slice.into_inner();
+            if fired {
+                self.aborted = Some(self.timeout_error(phase));
+            }
             match result {
+                Ok(0) if fired => return (Err(self.timeout_error(phase)), buf),
                 Ok(0) => {
                     return (
                         Err(NetError::Closed {
@@ -277,15 +402,7 @@ impl Conn {
                     )
                 }
                 Ok(n) => pos += n,
-                Err(_) if fired => {
-                    return (
-                        Err(NetError::Timeout {
-                            origin: self.origin.clone(),
-                            phase,
-                        }),
-                        buf,
-                    )
-                }
+                Err(_) if fired => return (Err(self.timeout_error(phase)), buf),
                 Err(source) => return (Err(self.io_error(source)), buf),
             }
         }
@@ -318,6 +435,21 @@ impl Conn {
     /// Sends a request head and its body. The body `Bytes` goes to the kernel as is on plain
     /// connections (no copy) unless it is small enough to ride with the head.
     pub(crate) async fn write_request(
+        &mut self,
+        head: Vec<u8>,
+        body: Option<Bytes>,
+        timeout: Duration,
+        min_rate: u64,
+    ) -> Result<(), NetError> {
+        // The whole request must move at `min_rate` (its size is known up front).
+        let size = head.len() as u64 + body.as_ref().map_or(0, |b| b.len() as u64);
+        self.pace = Pace::new(Instant::now(), timeout, size, min_rate);
+        let result = self.write_request_inner(head, body, timeout).await;
+        self.pace = None;
+        result
+    }
+
+    async fn write_request_inner(
         &mut self,
         mut head: Vec<u8>,
         body: Option<Bytes>,
@@ -533,5 +665,62 @@ fn recv_nonblocking(fd: std::os::fd::RawFd, buf: &mut [u8], peek: bool) -> io::R
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    use super::*;
+
+    /// Forwards wake-ups to the task's waker but hides compio's waker extension, so a
+    /// `CancelToken` cannot be found from inside: what happens in optimized builds (see
+    /// `run_with_timeout`), reproduced in any build.
+    struct Forward(Waker);
+
+    impl Wake for Forward {
+        fn wake(self: Arc<Self>) {
+            self.0.wake_by_ref();
+        }
+    }
+
+    fn hide_cancel_token<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+        let mut fut = Box::pin(fut);
+        std::future::poll_fn(move |cx| {
+            let waker = Waker::from(Arc::new(Forward(cx.waker().clone())));
+            fut.as_mut().poll(&mut Context::from_waker(&waker))
+        })
+    }
+
+    #[test]
+    fn timeout_ends_a_read_even_when_the_cancel_token_is_not_seen() {
+        for backend in [crate::net::IoBackend::Uring, crate::net::IoBackend::Epoll] {
+            if backend == crate::net::IoBackend::Uring && !crate::net::io_uring_available() {
+                continue;
+            }
+            let (runtime, _) = crate::net::build_runtime(backend).expect("runtime");
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            runtime.block_on(async move {
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                // Keep the peer open and silent.
+                let _peer = listener.accept().expect("accept");
+                let started = Instant::now();
+                let mut reader = &stream;
+                let buf = Vec::with_capacity(64 << 20);
+                let (BufResult(result, buf), fired) = run_with_timeout(
+                    &stream,
+                    Duration::from_millis(100),
+                    hide_cancel_token(reader.read(buf)),
+                )
+                .await;
+                assert!(fired, "{backend}: the timer fired");
+                assert!(!matches!(result, Ok(n) if n > 0), "{backend}: {result:?}");
+                assert_eq!(buf.capacity(), 64 << 20, "{backend}: the buffer came back");
+                assert!(started.elapsed() < Duration::from_secs(2), "{backend}");
+            });
+        }
     }
 }

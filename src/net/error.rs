@@ -16,6 +16,8 @@ pub enum Phase {
     FirstByte,
     /// No byte moved for too long while sending or receiving a body.
     Idle,
+    /// A body moved, but below the minimum rate (reported as [`NetError::TooSlow`]).
+    TooSlow,
 }
 
 impl fmt::Display for Phase {
@@ -24,6 +26,7 @@ impl fmt::Display for Phase {
             Phase::Connect => "connect",
             Phase::FirstByte => "waiting for the response head",
             Phase::Idle => "no progress",
+            Phase::TooSlow => "below the minimum rate",
         })
     }
 }
@@ -67,6 +70,12 @@ pub enum NetError {
     },
     #[error("{origin}: invalid request: {detail}")]
     InvalidRequest { origin: Origin, detail: String },
+    /// A transfer fell below `ClientConfig::min_rate` (bytes/s) on average.
+    #[error("{origin}: transfer too slow (below {min_rate} bytes/s)")]
+    TooSlow { origin: Origin, min_rate: u64 },
+    /// Chunk framing lines or trailers beyond their budget.
+    #[error("{origin}: response framing too large: {detail}")]
+    FramingTooLarge { origin: Origin, detail: String },
 }
 
 impl NetError {
@@ -78,6 +87,7 @@ impl NetError {
             self,
             NetError::Connect { .. }
                 | NetError::Timeout { .. }
+                | NetError::TooSlow { .. }
                 | NetError::Io { .. }
                 | NetError::Closed { .. }
                 | NetError::BodyTooShort { .. }
@@ -97,7 +107,9 @@ impl NetError {
             | NetError::BodyTooLong { origin, .. }
             | NetError::BadChunk { origin, .. }
             | NetError::Closed { origin, .. }
-            | NetError::InvalidRequest { origin, .. } => origin,
+            | NetError::InvalidRequest { origin, .. }
+            | NetError::TooSlow { origin, .. }
+            | NetError::FramingTooLarge { origin, .. } => origin,
         }
     }
 
@@ -116,9 +128,28 @@ impl NetError {
         }
     }
 
+    /// A copy of a timeout-like error (the variants a timed-out connection keeps
+    /// reporting); anything else becomes `Closed`.
+    pub(crate) fn clone_kind(&self) -> NetError {
+        match self {
+            NetError::Timeout { origin, phase } => NetError::Timeout {
+                origin: origin.clone(),
+                phase: *phase,
+            },
+            NetError::TooSlow { origin, min_rate } => NetError::TooSlow {
+                origin: origin.clone(),
+                min_rate: *min_rate,
+            },
+            other => NetError::Closed {
+                origin: other.origin().clone(),
+                detail: "after an earlier failure",
+            },
+        }
+    }
+
     fn io_kind(&self) -> io::ErrorKind {
         match self {
-            NetError::Timeout { .. } => io::ErrorKind::TimedOut,
+            NetError::Timeout { .. } | NetError::TooSlow { .. } => io::ErrorKind::TimedOut,
             NetError::BodyTooShort { .. } | NetError::Closed { .. } => io::ErrorKind::UnexpectedEof,
             NetError::Io { source, .. } | NetError::Connect { source, .. } => source.kind(),
             _ => io::ErrorKind::InvalidData,

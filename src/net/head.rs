@@ -256,6 +256,61 @@ pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&
         .map(|(_, v)| v.as_str())
 }
 
+/// One step of reading a final response head from the bytes received so far (pure: the
+/// loop in `client.rs` and the `head_loop` fuzz target drive it).
+#[derive(Debug)]
+pub enum HeadStep {
+    /// A final (non-1xx) head; `head.head_len` bytes are its.
+    Final(ResponseHead),
+    /// An interim 1xx head of this many bytes: drop them and look again.
+    Interim(usize),
+    /// Need more bytes.
+    Partial,
+}
+
+/// Why a response head is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("response head larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    Bad(String),
+}
+
+/// Looks at the start of `buffered` for a response head within `max_head_bytes`.
+/// Interim heads count against the limit one by one (each is dropped once seen); a caller
+/// should also bound how many it skips in total (see `MAX_INTERIM_BYTES`).
+pub fn head_step(buffered: &[u8], max_head_bytes: usize) -> Result<HeadStep, HeadError> {
+    let too_large = HeadError::TooLarge {
+        limit: max_head_bytes,
+    };
+    match parse_response_head(buffered) {
+        Ok(ParseOutcome::Complete(head)) => {
+            if head.head_len > max_head_bytes {
+                return Err(too_large);
+            }
+            match head.status {
+                // httparse takes any three digits; RFC 9110 §15 defines 100–599 only (a
+                // `000` or `099` status must not reach callers as an answer).
+                status @ (0..=99 | 600..) => Err(HeadError::Bad(format!(
+                    "status code {status:03} out of range"
+                ))),
+                101 => Err(HeadError::Bad("unexpected 101 Switching Protocols".into())),
+                100..=199 => Ok(HeadStep::Interim(head.head_len)),
+                _ => Ok(HeadStep::Final(head)),
+            }
+        }
+        Ok(ParseOutcome::Partial) if buffered.len() >= max_head_bytes => Err(too_large),
+        Ok(ParseOutcome::Partial) => Ok(HeadStep::Partial),
+        Err(detail) if detail == TOO_MANY_HEADERS => Err(too_large),
+        Err(detail) => Err(HeadError::Bad(detail)),
+    }
+}
+
+/// Interim (1xx) heads skipped before one final head may add up to at most this many times
+/// `max_head_bytes` (a server sending `100 Continue` forever is refused, not followed).
+pub const MAX_INTERIM_FACTOR: usize = 4;
+
 /// Parses a chunk-size line without its CRLF: hex digits, then optional `;extensions`.
 pub fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
     let digits_end = line
@@ -376,6 +431,30 @@ mod tests {
         assert!(!head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").keep_alive());
         assert!(!head("HTTP/1.0 200 OK\r\n\r\n").keep_alive());
         assert!(head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n").keep_alive());
+    }
+
+    /// Found by the `head_loop` fuzz target: httparse accepts `HTTP/1.0 000`, which was
+    /// handed on as a final response with status 0.
+    #[test]
+    fn status_codes_outside_100_599_are_refused() {
+        for raw in [
+            "HTTP/1.0 000\n\n",
+            "HTTP/1.1 099 X\r\n\r\n",
+            "HTTP/1.1 600 X\r\n\r\n",
+        ] {
+            assert!(
+                matches!(head_step(raw.as_bytes(), 4096), Err(HeadError::Bad(_))),
+                "{raw:?}"
+            );
+        }
+        assert!(matches!(
+            head_step(b"HTTP/1.1 599 X\r\n\r\n", 4096),
+            Ok(HeadStep::Final(_))
+        ));
+        assert!(matches!(
+            head_step(b"HTTP/1.1 100 Continue\r\n\r\n", 4096),
+            Ok(HeadStep::Interim(25))
+        ));
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn test_config() -> ClientConfig {
         max_idle_per_origin: 8,
         pool_idle_expiry: Duration::from_secs(30),
         max_head_bytes: 64 << 10,
+        ..ClientConfig::default()
     }
 }
 

@@ -312,6 +312,7 @@ fn run_http(addr: SocketAddr, driver: DriverType, conns: usize, secs: f64) -> Re
             max_idle_per_origin: 64,
             pool_idle_expiry: Duration::from_secs(60),
             max_head_bytes: 16 << 10,
+            ..ClientConfig::default()
         });
         let handles: Vec<_> = (0..conns)
             .map(|_| {

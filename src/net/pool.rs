@@ -1,0 +1,250 @@
+//! Keep-alive connection pools per origin and the per-origin connection cap. A connection
+//! counts against its origin's cap from the moment its connect starts until it is closed,
+//! whether it is carrying a request or idle in the pool; a request to an origin at its cap
+//! waits (async, first come first served) for a pooled connection or a free slot.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::time::Instant;
+
+use futures_channel::oneshot;
+
+use crate::net::client::ClientConfig;
+use crate::net::conn::Conn;
+use crate::net::error::NetError;
+use crate::net::origin::Origin;
+use crate::net::tls::{client_config, TlsPolicy};
+
+/// Per-origin bookkeeping.
+#[derive(Default)]
+struct OriginState {
+    idle: Vec<Conn>,
+    /// Live connections (checked out, idle or connecting).
+    open: usize,
+    /// Requests waiting for a connection, oldest first.
+    waiters: VecDeque<oneshot::Sender<()>>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    origins: RefCell<HashMap<Origin, OriginState>>,
+    pub(crate) tls_policies: RefCell<HashMap<Origin, TlsPolicy>>,
+    pub(crate) connections_opened: Cell<u64>,
+    me: Weak<Inner>,
+}
+
+/// A connection's slot under its origin's cap; freeing it (when the connection is dropped)
+/// lets the oldest waiter go.
+pub(crate) struct Slot {
+    origin: Origin,
+    inner: Weak<Inner>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.release(&self.origin);
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn new(config: ClientConfig) -> Rc<Inner> {
+        Rc::new_cyclic(|me| Inner {
+            config,
+            origins: RefCell::new(HashMap::new()),
+            tls_policies: RefCell::new(HashMap::new()),
+            connections_opened: Cell::new(0),
+            me: me.clone(),
+        })
+    }
+
+    fn release(&self, origin: &Origin) {
+        // try_borrow_mut: a slot may be dropped while the map is borrowed (a connection
+        // closed during pool maintenance); that path wakes waiters itself.
+        let Ok(mut origins) = self.origins.try_borrow_mut() else {
+            return;
+        };
+        if let Some(state) = origins.get_mut(origin) {
+            state.open = state.open.saturating_sub(1);
+            wake_one(state);
+        }
+    }
+
+    /// Closes connections; called outside any borrow of the map, so each one's slot is
+    /// released (and a waiter woken) as it drops.
+    fn close_all(&self, _origin: &Origin, conns: Vec<Conn>) {
+        drop(conns);
+    }
+
+    pub(crate) fn idle_connections(&self, origin: &Origin) -> usize {
+        self.origins
+            .borrow()
+            .get(origin)
+            .map_or(0, |s| s.idle.len())
+    }
+
+    /// Live connections to `origin` (busy, idle or connecting).
+    pub(crate) fn open_connections(&self, origin: &Origin) -> usize {
+        self.origins.borrow().get(origin).map_or(0, |s| s.open)
+    }
+
+    pub(crate) fn forget_pool(&self, origin: &Origin) {
+        let idle = self
+            .origins
+            .borrow_mut()
+            .get_mut(origin)
+            .map(|s| std::mem::take(&mut s.idle))
+            .unwrap_or_default();
+        self.close_all(origin, idle);
+    }
+
+    /// A pooled connection that still looks alive, newest first; expired or dead ones are
+    /// closed on the way.
+    fn take_pooled(&self, origin: &Origin) -> Option<Conn> {
+        let mut dead = Vec::new();
+        let found = {
+            let mut origins = self.origins.borrow_mut();
+            let state = origins.get_mut(origin)?;
+            let mut found = None;
+            while let Some(mut conn) = state.idle.pop() {
+                if conn.idle_since.elapsed() <= self.config.pool_idle_expiry && conn.still_usable()
+                {
+                    found = Some(conn);
+                    break;
+                }
+                dead.push(conn);
+            }
+            found
+        };
+        self.close_all(origin, dead);
+        found
+    }
+
+    pub(crate) fn put_back(&self, mut conn: Conn) {
+        if self.config.max_idle_per_origin == 0 {
+            return;
+        }
+        conn.idle_since = Instant::now();
+        let origin = conn.origin.clone();
+        let expiry = self.config.pool_idle_expiry;
+        let mut dropped = Vec::new();
+        {
+            let mut origins = self.origins.borrow_mut();
+            let state = origins.entry(origin.clone()).or_default();
+            let (keep, expired): (Vec<Conn>, Vec<Conn>) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|c| c.idle_since.elapsed() <= expiry);
+            state.idle = keep;
+            dropped.extend(expired);
+            if state.idle.len() >= self.config.max_idle_per_origin {
+                // Drop the oldest.
+                dropped.push(state.idle.remove(0));
+            }
+            state.idle.push(conn);
+            wake_one(state);
+        }
+        self.close_all(&origin, dropped);
+    }
+
+    async fn connect(&self, origin: &Origin, slot: Slot) -> Result<Conn, NetError> {
+        let tls_config = if origin.tls {
+            let policy = self
+                .tls_policies
+                .borrow()
+                .get(origin)
+                .copied()
+                .unwrap_or_default();
+            Some(client_config(policy).map_err(|detail| NetError::Tls {
+                origin: origin.clone(),
+                detail,
+            })?)
+        } else {
+            None
+        };
+        let mut conn = Conn::connect(origin, tls_config, self.config.connect_timeout).await?;
+        conn.slot = Some(slot);
+        self.connections_opened
+            .set(self.connections_opened.get() + 1);
+        Ok(conn)
+    }
+
+    /// A pooled connection if there is one (`true` = reused), else a new one; at the
+    /// origin's cap, waits in line for either.
+    pub(crate) async fn checkout(
+        &self,
+        origin: &Origin,
+        fresh: bool,
+    ) -> Result<(Conn, bool), NetError> {
+        let cap = self.config.max_conns_per_origin;
+        let mut my_turn = false;
+        loop {
+            if !fresh || my_turn {
+                if let Some(conn) = self.take_pooled(origin) {
+                    self.pass_turn(origin, my_turn);
+                    return Ok((conn, true));
+                }
+            }
+            let waiter = {
+                let mut origins = self.origins.borrow_mut();
+                let state = origins.entry(origin.clone()).or_default();
+                let queue_free = my_turn || state.waiters.iter().all(|w| w.is_canceled());
+                if cap == 0 || (state.open < cap && queue_free) {
+                    state.open += 1;
+                    None
+                } else if fresh && !state.idle.is_empty() && queue_free {
+                    // A fresh connection is wanted and an idle one holds the slot: close it.
+                    let idle = state.idle.remove(0);
+                    drop(origins);
+                    self.close_all(origin, vec![idle]);
+                    continue;
+                } else {
+                    let (tx, rx) = oneshot::channel();
+                    if my_turn {
+                        // Woken, but someone else got there first: keep our place in line.
+                        state.waiters.push_front(tx);
+                    } else {
+                        state.waiters.push_back(tx);
+                    }
+                    Some(rx)
+                }
+            };
+            match waiter {
+                None => {
+                    self.pass_turn(origin, my_turn);
+                    let slot = Slot {
+                        origin: origin.clone(),
+                        inner: self.me.clone(),
+                    };
+                    return Ok((self.connect(origin, slot).await?, false));
+                }
+                Some(rx) => {
+                    // The sender lives in the map, which lives as long as `self`.
+                    let _ = rx.await;
+                    my_turn = true;
+                }
+            }
+        }
+    }
+
+    /// A waiter that was woken but found its way without using the wake-up for itself
+    /// (or while others still wait) passes the turn on, so nobody is stranded.
+    fn pass_turn(&self, origin: &Origin, my_turn: bool) {
+        if my_turn {
+            if let Some(state) = self.origins.borrow_mut().get_mut(origin) {
+                if state.open < self.config.max_conns_per_origin || !state.idle.is_empty() {
+                    wake_one(state);
+                }
+            }
+        }
+    }
+}
+
+fn wake_one(state: &mut OriginState) {
+    while let Some(waiter) = state.waiters.pop_front() {
+        if waiter.send(()).is_ok() {
+            return;
+        }
+    }
+}
