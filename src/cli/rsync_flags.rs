@@ -156,6 +156,7 @@ pub fn engine_tuning(parsed: &ParsedFlags) -> Result<EngineConfig, String> {
         },
         prefix_length: parsed.int_in("prefix-length", 0..=8)?,
         per_server_requests: parsed.int_in("per-server-requests", 1..=65_536)?,
+        min_rate: http_config(parsed)?.min_rate,
         ..EngineConfig::default()
     })
 }

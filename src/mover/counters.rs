@@ -21,6 +21,9 @@ macro_rules! counters {
             pub buffers_in_use: Arc<InUse>,
             /// The buffer pool's budget, in bytes (set when copying starts).
             pub buffer_budget: AtomicU64,
+            /// Blocks the workers' adaptive windows allow in flight now, all workers together
+            /// (see `mover::window`).
+            pub window_blocks: AtomicU64,
             errors_by: Mutex<BTreeMap<(String, ErrorKind), u64>>,
             latency: Mutex<BTreeMap<(Op, String), LatencyHistogram>>,
         }

@@ -36,6 +36,7 @@ use super::retry::RetryPolicy;
 use super::slices::{Settled, SliceTracker};
 use super::transfer::{source_locator, Ctx, Job, Outcome};
 use super::trash::{MovedBlock, MovedSlice};
+use super::window::{self, Window};
 use crate::index::filter::BlockFilter;
 use crate::index::layout;
 use crate::index::locators::{retain_wanted, LocatorCursor, LocatorList};
@@ -99,6 +100,9 @@ pub struct EngineConfig {
     pub verify_existing: bool,
     /// List each distinct mount once (`/mounts/<uuid>/blocks`), or each server (`/index/`).
     pub index_by_mount: bool,
+    /// The HTTP client's minimum transfer rate (its `min_rate`): a bandwidth limit never
+    /// spreads itself over so many blocks that each would fall under it.
+    pub min_rate: u64,
 }
 
 impl Default for EngineConfig {
@@ -124,6 +128,7 @@ impl Default for EngineConfig {
             max_duration: None,
             verify_existing: false,
             index_by_mount: true,
+            min_rate: crate::net::ClientConfig::default().min_rate,
         }
     }
 }
@@ -656,6 +661,7 @@ impl<F: KeepstoresFactory> Engine<F> {
                 outstanding: outstanding.clone(),
                 emitter: emitter.fork(),
                 per_server_requests: self.run.config.per_server_requests.div_ceil(workers),
+                workers,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("keepmover-worker-{worker}"))
@@ -1193,6 +1199,8 @@ struct WorkerState<F: KeepstoresFactory> {
     emitter: Emitter,
     /// This worker's share of `per_server_requests`.
     per_server_requests: usize,
+    /// How many workers share the run (for their share of a bandwidth limit).
+    workers: usize,
 }
 
 fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), EngineError> {
@@ -1214,6 +1222,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
         outstanding,
         emitter,
         per_server_requests,
+        workers,
     } = state;
     runtime.block_on(async move {
         let keepstores = Rc::new(factory.client());
@@ -1240,10 +1249,20 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
             Some((feeder, local)) => (Some(feeder), Some(local)),
             None => (None, None),
         };
+        let window = Window::new(window::FLOOR.min(run.config.concurrency));
+        let steering = compio::runtime::spawn(steer_window(
+            window.clone(),
+            gates.clone(),
+            control.clone(),
+            counters.clone(),
+            run.config.concurrency,
+            run.config.min_rate,
+            workers,
+        ));
         let lanes: Vec<_> = (0..run.config.concurrency)
             .map(|lane| {
                 let lane_state = Lane {
-                    index: lane,
+                    window: window.clone(),
                     run: run.clone(),
                     control: control.clone(),
                     counters: counters.clone(),
@@ -1274,6 +1293,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
         futures_util::pin_mut!(all_lanes);
         futures_util::pin_mut!(hard_stop);
         let outcome = futures_util::future::select(all_lanes, hard_stop).await;
+        drop(steering);
         drop(flusher);
         drop(main_feeder);
         drop(small_feeder);
@@ -1296,7 +1316,8 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
 
 /// One of a worker's block slots.
 struct Lane<K: Keepstores> {
-    index: usize,
+    /// The worker's adaptive number of blocks in flight (see [`window`]).
+    window: Rc<Window>,
     run: Arc<Run>,
     control: Arc<Control>,
     counters: Arc<Counters>,
@@ -1314,22 +1335,25 @@ struct Lane<K: Keepstores> {
 impl<K: Keepstores> Lane<K> {
     async fn go(self) {
         loop {
-            // A lane above the live concurrency, or any lane while paused, waits.
-            while (self.control.is_paused()
-                || self.index >= self.control.concurrency(self.run.config.concurrency))
-                && !self.control.is_stopping()
-            {
-                // The walk is over and the other lanes took the last blocks: nothing left
-                // for this lane (without this, a lane parked by a lowered concurrency
-                // would keep the run from ending).
+            // While paused, every lane waits.
+            while self.control.is_paused() && !self.control.is_stopping() {
                 if self.receiver.is_closed() && self.receiver.is_empty() {
+                    self.window.close();
                     return;
                 }
                 compio::time::sleep(CONTROL_POLL).await;
             }
-            let Ok(task) = self.receiver.recv().await else {
+            // Lanes beyond the window (adaptive, and at most the live concurrency) wait here
+            // without polling; a closed window means the walk is over and the queue empty.
+            let Some(slot) = self.window.enter().await else {
                 return;
             };
+            let Ok(task) = self.receiver.recv().await else {
+                // Nothing left: release the lanes still waiting for a slot.
+                self.window.close();
+                return;
+            };
+            let _working = slot.working();
             if self.control.is_stopping() {
                 // Not started: abandoned (its slice stays open; a rerun copies it).
                 self.outstanding.fetch_sub(1, Relaxed);
@@ -1381,6 +1405,43 @@ impl<K: Keepstores> Lane<K> {
                 Tried::Requeue => self.requeued.push(task),
             }
             self.outstanding.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+/// A worker's window controller: every [`window::TICK`], the adaptive rule, bounded by the
+/// live concurrency (`ctl concurrency`) and by what the bandwidth limit allows.
+async fn steer_window(
+    window: Rc<Window>,
+    gates: Rc<Gates>,
+    control: Arc<Control>,
+    counters: Arc<Counters>,
+    ceiling: usize,
+    min_rate: u64,
+    workers: usize,
+) {
+    let mut controller = window::Controller::new(ceiling);
+    let mut shown = 0u64;
+    loop {
+        compio::time::sleep(window::TICK).await;
+        let (heads, head_latency) = gates.take_heads();
+        let adaptive = controller.tick(window::Sample {
+            heads,
+            head_latency,
+            peak_busy: window.take_peak(),
+        });
+        let mut limit = adaptive.min(control.concurrency(ceiling));
+        if let Some(cap) = window::bandwidth_cap(control.bw_in.rate(), min_rate, workers) {
+            limit = limit.min(cap);
+        }
+        window.set_limit(limit);
+        // The sum over workers, for the status and /metrics.
+        let now = limit as u64;
+        if now != shown {
+            counters
+                .window_blocks
+                .fetch_add(now.wrapping_sub(shown), Relaxed);
+            shown = now;
         }
     }
 }

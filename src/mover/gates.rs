@@ -6,11 +6,12 @@
 //!
 //! One `Gates` per worker thread (single-threaded: `RefCell` and wakers, no locks).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 #[derive(Debug)]
 struct Gate {
@@ -25,6 +26,9 @@ pub struct Gates {
     gates: RefCell<Vec<Gate>>,
     src_count: usize,
     cap: usize,
+    /// GET response heads since the worker's window controller last looked: how many, and
+    /// their latencies added up (its signal of queueing at the servers; see `window`).
+    heads: Cell<(u32, Duration)>,
 }
 
 /// Which server: source or destination, and its index in that cluster.
@@ -68,7 +72,20 @@ impl Gates {
             ),
             src_count: src_servers,
             cap,
+            heads: Cell::new((0, Duration::ZERO)),
         })
+    }
+
+    /// A GET's response head arrived `latency` after the request was sent.
+    pub fn record_head(&self, latency: Duration) {
+        let (count, total) = self.heads.get();
+        self.heads
+            .set((count.saturating_add(1), total.saturating_add(latency)));
+    }
+
+    /// The heads recorded since the last call: (count, latencies added up).
+    pub fn take_heads(&self) -> (u32, Duration) {
+        self.heads.replace((0, Duration::ZERO))
     }
 
     fn index(&self, key: Key) -> usize {

@@ -19,6 +19,7 @@ pub mod slices;
 pub mod transfer;
 pub mod trash;
 pub mod validate;
+pub mod window;
 
 pub use control::{Control, StopReason};
 pub use counters::{Counters, Snapshot};

@@ -220,6 +220,8 @@ impl<K: Keepstores> Ctx<'_, K> {
     }
 
     /// One GET into `lease`, hashing as bytes land. Leaves the verified block in the lease.
+    /// `asked`: when the lane asked for the server's gate; the time from then to the
+    /// response head (gate wait included: waiting there is queueing too) steers the window.
     async fn get_once(
         &self,
         cluster: &Cluster,
@@ -227,8 +229,10 @@ impl<K: Keepstores> Ctx<'_, K> {
         locator: &str,
         block: &BlockId,
         lease: &mut BufferLease,
+        asked: std::time::Instant,
     ) -> Result<(), Cause> {
         let mut body = self.keepstores.get_block(cluster, server, locator).await?;
+        self.gates.record_head(asked.elapsed());
         let size = block.size;
         if body.content_length() != Some(size) {
             return Err(Cause::BadReplica(BadReplica::ContentLength {
@@ -296,10 +300,11 @@ impl<K: Keepstores> Ctx<'_, K> {
             Key::Dst(i) => (&self.job.dst, i),
         };
         let mut lease = self.pool.acquire(block.size as usize).await;
+        let asked = std::time::Instant::now();
         let permit = self.gates.enter(key).await;
         let began = std::time::Instant::now();
         let result = self
-            .get_once(cluster, server, locator, block, &mut lease)
+            .get_once(cluster, server, locator, block, &mut lease, asked)
             .await;
         drop(permit);
         self.observe(Op::Get, cluster, server, began);
@@ -332,11 +337,12 @@ impl<K: Keepstores> Ctx<'_, K> {
                 loop {
                     // Signed per request: a signature is never older than one request.
                     let locator = source_locator(src, self.job.signing.as_ref(), short);
+                    let asked = std::time::Instant::now();
                     let permit = self.gates.enter(key).await;
                     outcome.attempts += 1;
                     let began = std::time::Instant::now();
                     result = self
-                        .get_once(src, server, &locator, &block.id, &mut lease)
+                        .get_once(src, server, &locator, &block.id, &mut lease, asked)
                         .await;
                     drop(permit);
                     self.observe(Op::Get, src, server, began);

@@ -28,6 +28,7 @@ struct Scrape {
     phase: Phase,
     watermark: Option<String>,
     concurrency: u64,
+    window: u64,
     workers: u64,
     bw_down: u64,
     bw_up: u64,
@@ -245,6 +246,12 @@ impl Collector for Scrape {
             "Live limit of blocks in flight per worker.",
             self.concurrency,
         )?;
+        gauge(
+            e,
+            "keepmover_in_flight_window_blocks",
+            "Blocks the adaptive windows allow in flight now, all workers together.",
+            self.window,
+        )?;
         gauge(e, "keepmover_workers", "Worker threads.", self.workers)?;
         gauge(
             e,
@@ -374,6 +381,7 @@ pub fn render(live: &Live) -> String {
         phase: live.phase(),
         watermark: status_board.watermark(),
         concurrency: limits.concurrency_per_worker as u64,
+        window: limits.window_blocks,
         workers: limits.workers as u64,
         bw_down: limits.bwlimit_down_bytes_per_s,
         bw_up: limits.bwlimit_up_bytes_per_s,

@@ -214,7 +214,11 @@ pub struct Rates {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
+    /// The ceiling of blocks in flight per worker (`-concurrency`, or `ctl concurrency`).
     pub concurrency_per_worker: usize,
+    /// Blocks in flight the adaptive windows allow now, all workers together (at most the
+    /// ceiling times the workers; fewer when more would only queue).
+    pub window_blocks: u64,
     pub workers: usize,
     /// Bytes per second; 0 = no limit.
     pub bwlimit_down_bytes_per_s: u64,
@@ -322,6 +326,7 @@ impl Live {
         let c = self.counters();
         Limits {
             concurrency_per_worker: self.control.concurrency(self.job.concurrency),
+            window_blocks: c.window_blocks.load(std::sync::atomic::Ordering::Relaxed),
             workers: self.job.workers,
             bwlimit_down_bytes_per_s: self.control.bw_in.rate(),
             bwlimit_up_bytes_per_s: self.control.bw_out.rate(),
@@ -484,7 +489,10 @@ pub fn limits_brief(limits: &Limits) -> String {
         _ if down == up => format!(", bw {}", human_rate(down)),
         _ => format!(", bw up {} down {}", human_rate(up), human_rate(down)),
     };
-    format!(", {}/worker{bw}", limits.concurrency_per_worker)
+    format!(
+        ", window {} (at most {}/worker){bw}",
+        limits.window_blocks, limits.concurrency_per_worker
+    )
 }
 
 /// The human summary of a status document (SIGUSR1, `keepmover status`).
@@ -708,13 +716,20 @@ mod tests {
     fn limits_for_the_bar() {
         let mut l = Limits {
             concurrency_per_worker: 8,
+            window_blocks: 6,
             ..Limits::default()
         };
-        assert_eq!(limits_brief(&l), ", 8/worker");
+        assert_eq!(limits_brief(&l), ", window 6 (at most 8/worker)");
         l.bwlimit_down_bytes_per_s = 1 << 20;
         l.bwlimit_up_bytes_per_s = 1 << 20;
-        assert_eq!(limits_brief(&l), ", 8/worker, bw 1.0 MiB/s");
+        assert_eq!(
+            limits_brief(&l),
+            ", window 6 (at most 8/worker), bw 1.0 MiB/s"
+        );
         l.bwlimit_up_bytes_per_s = 0;
-        assert_eq!(limits_brief(&l), ", 8/worker, bw up off down 1.0 MiB/s");
+        assert_eq!(
+            limits_brief(&l),
+            ", window 6 (at most 8/worker), bw up off down 1.0 MiB/s"
+        );
     }
 }
