@@ -28,6 +28,12 @@
 #   COPIERS="uring epoll" WORKLOADS=64MiB tools/bench_e2e.sh
 #   LATENCY_MS=5 SERVING=default WORKLOADS="1MiB 4KiB" tools/bench_e2e.sh
 #   EXTRA="-concurrency 64" tools/bench_e2e.sh        # extra keepmover flags
+#   TLS=1 COPIERS=uring tools/bench_e2e.sh            # keepstores serve HTTPS (keepsim --tls)
+#
+# TLS=1 starts keepsim with --tls: every keepstore serves HTTPS with a self-signed
+# certificate, and the settings files keepsim writes say ARVADOS_API_HOST_INSECURE=true (its
+# API server is HTTPS either way), so keepmover skips verification for both clusters. The
+# python-sdk copier is not run over TLS (it reads cluster.json, not the settings files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
@@ -38,6 +44,7 @@ LATENCY_MS=${LATENCY_MS:-0}
 PY_THREADS=${PY_THREADS:-16}
 PY_MAX_SMALL=${PY_MAX_SMALL:-20000}
 EXTRA=${EXTRA:-}
+TLS=${TLS:-0}
 work=$(mktemp -d)
 # keepsim's pid, kept in a file: start_sim runs in a command substitution (a subshell).
 cleanup() {
@@ -63,12 +70,17 @@ if ! .venv/bin/python -c "import arvados.keep" >/dev/null 2>&1; then
 fi
 
 serving_flag=()
+tls_label="plain HTTP"
+if [ "$TLS" = 1 ]; then
+  serving_flag+=(--tls)
+  tls_label="HTTPS (keepsim --tls, ARVADOS_API_HOST_INSECURE=true)"
+fi
 serving_label="default serving (blocks generated on the fly, PUT MD5 checked)"
 if [ "$SERVING" = bench ]; then
-  serving_flag=(--bench-serving)
+  serving_flag+=(--bench-serving)
   serving_label="BENCHMARK SERVING (keepsim --bench-serving: source from memory, PUT MD5 not checked)"
 fi
-echo "keepsim: $serving_label; latency ${LATENCY_MS} ms per response; $pinning; $(nproc) cores"
+echo "keepsim: $serving_label; $tls_label; latency ${LATENCY_MS} ms per response; $pinning; $(nproc) cores"
 echo "openssl speed -evp md5 (one stream, the scalar MD5 ceiling): $(openssl speed -seconds 1 -evp md5 2>/dev/null | awk '/^md5/ {print $NF}') per s at 16 KiB"
 echo
 
@@ -113,6 +125,7 @@ for workload in "64MiB 67108864 $((48 * SCALE))" "1MiB 1048576 $((3072 * SCALE))
   read -r name size count <<<"$workload"
   case " $WORKLOADS " in *" $name "*) ;; *) continue ;; esac
   for copier in $COPIERS; do
+    if [ "$copier" = python-sdk ] && [ "$TLS" = 1 ]; then continue; fi
     n=$count
     if [ "$copier" = python-sdk ] && [ "$size" -le 4096 ] && [ "$n" -gt "$PY_MAX_SMALL" ]; then n=$PY_MAX_SMALL; fi
     dir=$(start_sim "${size}x${n}")

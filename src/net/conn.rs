@@ -9,7 +9,7 @@
 //! from the connection's small read buffer.
 
 use std::future::Future;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, BufRead as _, Write as _};
 use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::sync::Arc;
@@ -565,16 +565,20 @@ impl Conn {
             };
             let available = state.plaintext_bytes_to_read();
             if available > 0 && got < max {
-                let n = available.min(max - got);
-                let start = dest.len();
-                dest.resize(start + n, 0);
-                match tls.session.reader().read(&mut dest[start..]) {
-                    Ok(k) => {
-                        dest.truncate(start + k);
+                // Appended from rustls's own buffer: no zero-fill of `dest` first.
+                let mut reader = tls.session.reader();
+                match reader.fill_buf() {
+                    Ok([]) => {
+                        let err = self.tls_error("TLS session announced plaintext it did not give");
+                        return (Err(err), dest);
+                    }
+                    Ok(chunk) => {
+                        let k = chunk.len().min(available).min(max - got);
+                        dest.extend_from_slice(&chunk[..k]);
+                        reader.consume(k);
                         got += k;
                     }
                     Err(e) => {
-                        dest.truncate(start);
                         let err = self.io_error(e);
                         return (Err(err), dest);
                     }

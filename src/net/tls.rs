@@ -23,7 +23,11 @@ pub enum TlsPolicy {
     Insecure,
 }
 
+/// The cryptography: ring, or aws-lc-rs with the `tls-aws-lc-rs` feature.
 fn provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "tls-aws-lc-rs")]
+    return Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    #[cfg(not(feature = "tls-aws-lc-rs"))]
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
