@@ -78,16 +78,18 @@ impl SelectionArgs {
             None => None,
             Some(path) => {
                 let spill = std::env::temp_dir();
-                let list = if path == "-" {
-                    LocatorList::load(std::io::stdin().lock(), DEFAULT_RUN_ENTRIES, &spill)
+                let (list, source) = if path == "-" {
+                    let list =
+                        LocatorList::load(std::io::stdin().lock(), DEFAULT_RUN_ENTRIES, &spill);
+                    (list, "standard input")
                 } else {
                     let file = std::fs::File::open(path).map_err(|source| RsyncError::Input {
                         path: path.into(),
                         source,
                     })?;
-                    LocatorList::load(file, DEFAULT_RUN_ENTRIES, &spill)
+                    (LocatorList::load(file, DEFAULT_RUN_ENTRIES, &spill), path)
                 };
-                Some(list.map_err(|e| RsyncError::Locators(e.to_string()))?)
+                Some(list.map_err(|e| RsyncError::Locators(e.describe(source)))?)
             }
         };
         Ok(Selection {
