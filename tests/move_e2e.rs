@@ -193,6 +193,10 @@ fn on_mount(env: &Env, uuid: &str) -> Vec<String> {
 }
 
 fn vacate(env: &Env, uuid: &str) -> std::process::Output {
+    vacate_with(env, uuid, &[])
+}
+
+fn vacate_with(env: &Env, uuid: &str, extra: &[&str]) -> std::process::Output {
     let src = env.dir.path().join("srcaa.conf").display().to_string();
     std::process::Command::new(env!("CARGO_BIN_EXE_keepmover"))
         .args([
@@ -204,6 +208,7 @@ fn vacate(env: &Env, uuid: &str) -> std::process::Output {
             "-progress",
             "log",
         ])
+        .args(extra)
         .output()
         .expect("runs")
 }
@@ -229,6 +234,16 @@ fn vacate_a_writable_mount_empties_it_alone() {
     let kept_before = on_mount(&env, &kept);
     assert!(!on_mount(&env, &vacated).is_empty(), "something to vacate");
     let before: Vec<usize> = hashes.iter().map(|h| replicas(&env, h)).collect();
+    // -dry-run: the plan, and nothing moves.
+    let planned = on_mount(&env, &vacated).len();
+    let out = vacate_with(&env, &vacated, &["-dry-run"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("; {planned} blocks (")) && err.contains("would leave the source"),
+        "{err}"
+    );
+    assert_eq!(on_mount(&env, &vacated).len(), planned, "{err}");
     let out = vacate(&env, &vacated);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");

@@ -221,7 +221,7 @@ pub fn run(args: MoveArgs, control: Arc<Control>) -> Result<Outcome, MoveError> 
     if dry_run {
         let p = &report.plan;
         log_line(&format!(
-            "Dry run ({action}): {} blocks ({}) to copy and read back, {} blocks ({}) already on the destination to read back; {} blocks ({}) would leave the source.",
+            "Dry run ({action}): {} blocks ({}) not on the destination, to copy and read back; {} blocks ({}) already listed there, to read back (and top up where they have fewer replicas than wanted); {} blocks ({}) would leave the source.",
             p.to_copy_blocks,
             human_bytes(p.to_copy_bytes),
             p.present_blocks,
