@@ -85,12 +85,8 @@ impl LocatorListError {
 pub fn parse_line(line: &str) -> Option<Wanted> {
     let line = line.trim();
     let mut parts = line.split('+');
-    let hex = parts.next()?;
-    // Lowercase only, as locators are written (and as the error message says).
-    if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let hash = BlockHash::from_hex(hex).ok()?;
+    // 32 lowercase hex digits (BlockHash's own rule).
+    let hash = BlockHash::from_hex(parts.next()?).ok()?;
     let size = match parts.next() {
         None => u64::MAX,
         Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
