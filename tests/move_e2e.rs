@@ -147,3 +147,161 @@ fn vacate_one_keepstore_keeps_every_replica_count_without_it() {
         assert!(now >= count, "{hash}: {now} replicas, had {count}");
     }
 }
+
+/// A source of three keepstores with two mounts each (TTL one second); `count` blocks,
+/// each on its first two keepstores in rendezvous order, on mount `n % 2` of each.
+/// Returns the hashes.
+fn two_mount_env(count: usize) -> (Env, Vec<String>) {
+    let mut config = ClusterConfig::new("srcaa", 3);
+    config.mounts_per_keepstore = 2;
+    config.blob_signing_ttl = 1;
+    let env = start(config, ClusterConfig::new("dstbb", 1));
+    let mut hashes = Vec::new();
+    for n in 0..count {
+        let data = block(n, 3000 + n);
+        let hash = hash_of(&data);
+        for &server in order(&env.src, &hash).iter().take(2) {
+            env.src
+                .put_block_on_mount(server, n % 2, &data)
+                .expect("put");
+        }
+        hashes.push(hash);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    (env, hashes)
+}
+
+/// Replicas of `hash` in the source: copies on distinct mounts (replication 1 each).
+fn replicas(env: &Env, hash: &str) -> usize {
+    env.src.locate(hash).len()
+}
+
+/// The hashes on one mount of the source.
+fn on_mount(env: &Env, uuid: &str) -> Vec<String> {
+    let mut out: Vec<String> = env
+        .src
+        .keepstores
+        .iter()
+        .flat_map(|k| k.mounts.iter())
+        .filter(|m| m.uuid == uuid)
+        .flat_map(|m| m.index(""))
+        .map(|(h, _, _)| h.to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn vacate(env: &Env, uuid: &str) -> std::process::Output {
+    vacate_with(env, uuid, &[])
+}
+
+fn vacate_with(env: &Env, uuid: &str, extra: &[&str]) -> std::process::Output {
+    let src = env.dir.path().join("srcaa.conf").display().to_string();
+    std::process::Command::new(env!("CARGO_BIN_EXE_keepmover"))
+        .args([
+            "vacate",
+            "-src",
+            &src,
+            "-src-services",
+            uuid,
+            "-progress",
+            "log",
+        ])
+        .args(extra)
+        .output()
+        .expect("runs")
+}
+
+/// Vacating mount `vacated` emptied it, left the keepstore's other mount as it was (but
+/// for new copies) and kept every block's replica count.
+fn assert_vacated(env: &Env, hashes: &[String], vacated: &str, before: &[usize], err: &str) {
+    assert!(
+        on_mount(env, vacated).is_empty(),
+        "{vacated} is empty: {err}"
+    );
+    for (hash, had) in hashes.iter().zip(before) {
+        let now = replicas(env, hash);
+        assert!(now >= *had, "{hash}: {now} replicas, had {had}: {err}");
+    }
+}
+
+#[test]
+fn vacate_a_writable_mount_empties_it_alone() {
+    let (env, hashes) = two_mount_env(30);
+    let vacated = env.src.keepstores[0].mounts[0].uuid.clone();
+    let kept = env.src.keepstores[0].mounts[1].uuid.clone();
+    let kept_before = on_mount(&env, &kept);
+    assert!(!on_mount(&env, &vacated).is_empty(), "something to vacate");
+    let before: Vec<usize> = hashes.iter().map(|h| replicas(&env, h)).collect();
+    // -dry-run: the plan, and nothing moves.
+    let planned = on_mount(&env, &vacated).len();
+    let out = vacate_with(&env, &vacated, &["-dry-run"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("; {planned} blocks (")) && err.contains("would leave the source"),
+        "{err}"
+    );
+    assert_eq!(on_mount(&env, &vacated).len(), planned, "{err}");
+    let out = vacate(&env, &vacated);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("Vacating mounts {vacated}")), "{err}");
+    assert!(err.contains("take no new copies in this run"), "{err}");
+    assert_vacated(&env, &hashes, &vacated, &before, &err);
+    // A writable vacated mount's keepstore takes no new copies: its other mount is as it was.
+    assert_eq!(on_mount(&env, &kept), kept_before, "{err}");
+}
+
+#[test]
+fn vacate_a_read_only_mount_may_copy_onto_its_keepstores_other_mount() {
+    let (env, hashes) = two_mount_env(30);
+    let vacated = env.src.keepstores[0].mounts[0].uuid.clone();
+    let kept = env.src.keepstores[0].mounts[1].uuid.clone();
+    let kept_before = on_mount(&env, &kept);
+    let before: Vec<usize> = hashes.iter().map(|h| replicas(&env, h)).collect();
+
+    // Read-only without AllowTrashWhenReadOnly: keepstore would ignore the trash lists.
+    assert!(env.src.set_mount_read_only(&vacated, true, false));
+    let out = vacate(&env, &vacated);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("AllowTrashWhenReadOnly"), "{err}");
+    assert_eq!(
+        hashes.iter().map(|h| replicas(&env, h)).collect::<Vec<_>>(),
+        before,
+        "nothing moved: {err}"
+    );
+
+    assert!(env.src.set_mount_read_only(&vacated, true, true));
+    let out = vacate(&env, &vacated);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("take no new copies"), "{err}");
+    assert_vacated(&env, &hashes, &vacated, &before, &err);
+    // The keepstore stayed a destination: its other mount kept what it had.
+    let kept_after = on_mount(&env, &kept);
+    assert!(kept_before.iter().all(|h| kept_after.contains(h)), "{err}");
+}
+
+#[test]
+fn a_filtered_move_removes_only_the_blocks_it_selects() {
+    let env = short_ttl_env();
+    // Sizes 3000 + n.
+    let hashes = fill(&env.src, 12, 3000);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = run(&env, "move", &["-size", "3006.."]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("Removed from the source: 6 blocks"), "{err}");
+    for (n, hash) in hashes.iter().enumerate() {
+        let moved = n >= 6;
+        assert_eq!(
+            on_source(&env, hash),
+            if moved { 0 } else { 2 },
+            "block {n}"
+        );
+        assert_eq!(!holders(&env.dst, hash).is_empty(), moved, "block {n}");
+    }
+}

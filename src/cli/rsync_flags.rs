@@ -18,6 +18,18 @@ use crate::net::{ClientConfig, IoBackend};
 use crate::report::terminal::Display;
 pub use crate::units::parse_byte_size;
 
+/// The selection flags of every command that walks indexes (the copy, `move`, `vacate`,
+/// `pull`, `validate`, `touch`): one definition each, read by [`selection`].
+pub const SHARD: FlagSpec = flag("shard", FlagKind::String, "", "keepmover: I/N: only shard I of N contiguous hash ranges (3-hex prefixes, 4 when N > 4096), as `plan` splits a job; auto/N takes I from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or AWS_BATCH_JOB_ARRAY_INDEX");
+pub const SIZE: FlagSpec = flag(
+    "size",
+    FlagKind::String,
+    "",
+    "keepmover: only blocks of sizes A..B (bytes or with units, either end open), e.g. 1MiB..",
+);
+pub const MTIME: FlagSpec = flag("mtime", FlagKind::String, "", "keepmover: only blocks whose index mtime is in A..B; each bound an RFC 3339 time or an age (a Go duration meaning now minus that): ..720h = older than 30 days, 24h.. = written in the last day");
+pub const LOCATORS: FlagSpec = flag("locators", FlagKind::String, "", "keepmover: only the blocks listed in this file (hash or hash+size per line; - = stdin); sorted on disk beyond memory, so any length works");
+
 /// `-min-rate`, shared by every command that moves blocks.
 pub const MIN_RATE: FlagSpec = flag("min-rate", FlagKind::String, "64KiB", "keepmover: slowest a transfer may average, in bytes/s: a body must be done within -idle-timeout plus its size at this rate, so a trickling server cannot hold a block for days (0 = no floor)");
 
@@ -58,10 +70,10 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("max-transfer", FlagKind::String, "", "keepmover: stop cleanly (exit 8) once this many bytes are copied, e.g. 500GiB"),
     flag("max-duration", FlagKind::Duration, "0s", "keepmover: stop cleanly (exit 10) after this long, e.g. 8h (0 = no limit)"),
     flag("bwlimit", FlagKind::String, "", "keepmover: bandwidth limit in bytes/s, e.g. 100MiB: the rate blocks are read at (so also copied at); UP:DOWN limits bytes sent (all replicas) and received separately; 0 = none"),
-    flag("shard", FlagKind::String, "", "keepmover: I/N: copy only shard I of N contiguous hash ranges (3-hex prefixes, 4 when N > 4096); auto/N takes I from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or AWS_BATCH_JOB_ARRAY_INDEX"),
-    flag("size", FlagKind::String, "", "keepmover: only blocks of sizes A..B (bytes or with units, either end open), e.g. 1MiB.."),
-    flag("mtime", FlagKind::String, "", "keepmover: only blocks whose index mtime is in A..B; each bound an RFC 3339 time or an age (a Go duration meaning now minus that): ..720h = older than 30 days, 24h.. = written in the last day"),
-    flag("locators", FlagKind::String, "", "keepmover: only the blocks listed in this file (hash or hash+size per line; - = stdin); sorted on disk beyond memory, so any length works"),
+    SHARD,
+    SIZE,
+    MTIME,
+    LOCATORS,
     flag("order-by", FlagKind::String, "prefix", "keepmover: order within each slice: prefix, size-asc, size-desc, or mixed (small blocks get their own share of slots and memory)"),
     flag("src-services", FlagKind::String, "", "keepmover: only these source keep services (comma list of uuids); with -src and -dst the same cluster, a single-cluster job"),
     flag("dst-services", FlagKind::String, "", "keepmover: only these destination keep services (comma list of uuids)"),
@@ -193,8 +205,8 @@ pub fn bwlimit(text: &str) -> Result<(u64, u64), String> {
     })
 }
 
-/// What the walk is about: prefix, shard, filters, list, order.
-pub fn selection(parsed: &ParsedFlags) -> Result<SelectionArgs, String> {
+/// `-prefix`: up to 32 lowercase hex digits (every command that takes it).
+pub fn prefix_arg(parsed: &ParsedFlags) -> Result<String, String> {
     let prefix = parsed.text("prefix").to_string();
     if prefix.len() > 32
         || !prefix
@@ -207,6 +219,13 @@ pub fn selection(parsed: &ParsedFlags) -> Result<SelectionArgs, String> {
             "expected up to 32 lowercase hex digits",
         ));
     }
+    Ok(prefix)
+}
+
+/// What the walk is about: prefix, shard, filters, list, order (`-order-by` where the
+/// command's table has it; hash order otherwise).
+pub fn selection(parsed: &ParsedFlags) -> Result<SelectionArgs, String> {
+    let prefix = prefix_arg(parsed)?;
     let shard = match parsed.non_empty("shard") {
         Some(text) => Some(
             Shard::parse(text, &|name| std::env::var(name).ok())
@@ -220,10 +239,12 @@ pub fn selection(parsed: &ParsedFlags) -> Result<SelectionArgs, String> {
         .unwrap_or(0);
     let filter = BlockFilter::parse(parsed.text("size"), parsed.text("mtime"), now_ns)
         .map_err(|e| e.to_string())?;
-    let order_text = parsed.text("order-by");
-    let order = order_text
-        .parse()
-        .map_err(|why: String| invalid("order-by", order_text, &why))?;
+    let order = match parsed.get("order-by") {
+        Some(text) => text
+            .parse()
+            .map_err(|why: String| invalid("order-by", text, &why))?,
+        None => Default::default(),
+    };
     Ok(SelectionArgs {
         prefix,
         shard,

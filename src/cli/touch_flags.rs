@@ -1,9 +1,10 @@
 //! `keepmover touch`'s flags: the destination's settings and services flags, what to touch
-//! (`-locators FILE|-`, `-prefix P`, `-all`), concurrency, retries and timeouts.
+//! (`-locators FILE|-`, `-prefix P`, `-all`, narrowed by the copy's `-shard`, `-size` and
+//! `-mtime`, parsed by the copy's own [`selection`]), concurrency, retries and timeouts.
 
-use super::rsync_flags::http_config;
+use super::rsync_flags::{http_config, selection, LOCATORS, MTIME, SHARD, SIZE};
 use super::{fatal, parse_go_command, usage_error};
-use crate::commands::touch::{self, LocatorInput, Selection, TouchArgs};
+use crate::commands::touch::{self, TouchArgs};
 use crate::gocompat::flag::{flag, invalid, FlagKind, FlagSpec, ParsedFlags};
 use crate::mover::RetryPolicy;
 use crate::net::IoBackend;
@@ -11,9 +12,12 @@ use crate::net::IoBackend;
 pub const TOUCH_FLAGS: &[FlagSpec] = &[
     flag("dst", FlagKind::String, "", "Destination configuration filename or NAME ($HOME/.config/arvados/NAME.conf); its token must be the SystemRootToken"),
     flag("dst-keep-services-json", FlagKind::String, "", "Destination keep services: the JSON text itself, or a file holding it (skips discovery)"),
-    flag("locators", FlagKind::String, "", "File with one hash or hash+size per line (- = standard input); with -prefix, only those under it"),
-    flag("prefix", FlagKind::String, "", "Touch every block whose hash starts with this"),
+    LOCATORS,
+    flag("prefix", FlagKind::String, "", "Touch every block whose hash starts with this (with -locators: only the listed blocks under it)"),
     flag("all", FlagKind::Bool, "false", "Touch every block of the destination"),
+    SHARD,
+    SIZE,
+    MTIME,
     flag("concurrency", FlagKind::Int, "32", "TOUCH requests in flight at once"),
     flag("retries", FlagKind::Int, "2", "Retries per request after the first attempt"),
     flag("retry-delay", FlagKind::Duration, "2s", "First retry delay; doubles each time, capped at 10x"),
@@ -29,40 +33,19 @@ pub const TOUCH_FLAGS: &[FlagSpec] = &[
 ];
 
 pub fn touch_args(parsed: &ParsedFlags) -> Result<TouchArgs, String> {
-    let prefix = parsed.text("prefix").to_string();
-    if prefix.len() > 32
-        || !prefix
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(invalid(
-            "prefix",
-            &prefix,
-            "expected up to 32 lowercase hex digits",
-        ));
-    }
-    let selection = match (parsed.non_empty("locators"), parsed.is_true("all")) {
-        (Some(_), true) => return Err("-locators and -all exclude each other".to_string()),
-        (Some("-"), false) => Selection::Locators {
-            input: LocatorInput::Stdin,
-            prefix,
-        },
-        (Some(path), false) => Selection::Locators {
-            input: LocatorInput::File(path.into()),
-            prefix,
-        },
-        (None, true) if !prefix.is_empty() => {
-            return Err("-prefix and -all exclude each other".to_string())
-        }
-        (None, true) => Selection::Prefix(String::new()),
-        (None, false) if !prefix.is_empty() => Selection::Prefix(prefix),
-        (None, false) => {
+    let select = selection(parsed)?;
+    let all = parsed.is_true("all");
+    match (select.locators.is_some(), all, select.prefix.is_empty()) {
+        (true, true, _) => return Err("-locators and -all exclude each other".to_string()),
+        (false, true, false) => return Err("-prefix and -all exclude each other".to_string()),
+        (false, false, true) => {
             return Err(
                 "say what to touch: -locators FILE (- for standard input), -prefix P, or -all"
                     .to_string(),
             )
         }
-    };
+        _ => {}
+    }
     let io_text = parsed.text("io");
     let io: IoBackend = io_text
         .parse()
@@ -72,7 +55,7 @@ pub fn touch_args(parsed: &ParsedFlags) -> Result<TouchArgs, String> {
         dst_keep_services_json: parsed
             .non_empty("dst-keep-services-json")
             .map(str::to_string),
-        selection,
+        select,
         io,
         http: http_config(parsed)?,
         concurrency: parsed.int_in("concurrency", 1..=65_536)?,
@@ -117,18 +100,28 @@ mod tests {
         assert!(args(&["-dst", "x"]).is_err());
         assert!(args(&["-all", "-prefix", "ab"]).is_err());
         assert!(args(&["-all", "-locators", "f"]).is_err());
+        // The filters and the shard narrow; they do not say what to touch on their own.
+        assert!(args(&["-size", "1..", "-shard", "0/2"]).is_err());
+        let listed = args(&["-locators", "-"]).expect("stdin").select;
+        assert_eq!(listed.locators.as_deref(), Some("-"));
+        assert_eq!(listed.prefix, "");
         assert_eq!(
-            args(&["-locators", "-"]).expect("stdin").selection,
-            Selection::Locators {
-                input: LocatorInput::Stdin,
-                prefix: String::new()
-            }
-        );
-        assert_eq!(
-            args(&["-prefix", "ab"]).expect("prefix").selection,
-            Selection::Prefix("ab".into())
+            args(&["-prefix", "ab"]).expect("prefix").select.prefix,
+            "ab"
         );
         assert!(args(&["-prefix", "AB"]).is_err());
+        // The copy's parsing: the same errors for the same texts.
+        let err = args(&["-all", "-size", "2..1"]).expect_err("empty range");
+        assert!(err.contains("lower bound is above"), "{err}");
+        assert!(args(&["-all", "-shard", "3/2"]).is_err());
+        let some = args(&[
+            "-all", "-shard", "1/4", "-mtime", "..720h", "-size", "1KiB..",
+        ])
+        .expect("narrowed")
+        .select;
+        assert_eq!(some.shard.map(|s| (s.index, s.count)), Some((1, 4)));
+        assert_eq!(some.filter.min_size, Some(1024));
+        assert!(some.filter.max_mtime.is_some());
         // The retry default is the copy's.
         assert_eq!(args(&["-all"]).expect("all").retry, touch::default_retry());
     }

@@ -1,17 +1,21 @@
-//! `keepmover validate`'s flags: keep-rsync's settings and services flags, `-prefix`,
-//! `-replications`, `-storage-classes`, the copy's tuning and timeouts, and rclone check's
-//! output files; and `keepmover preflight`, which takes the copy's own flags so that any
+//! `keepmover validate`'s flags: keep-rsync's settings and services flags, `-prefix`, the
+//! copy's selection (`-shard`, `-size`, `-mtime`, `-locators`, parsed by the copy's own
+//! [`selection`]), `-replications`, `-storage-classes`, the copy's tuning and timeouts, and
+//! rclone check's output files; and `keepmover preflight`, which takes the copy's own flags so that any
 //! copy command line can be checked by putting `preflight` in front of it.
 
 use std::sync::Arc;
 
-use super::rsync_flags::{engine_tuning, http_config, rsync_args, RSYNC_FLAGS};
+use super::rsync_flags::{
+    comma_list, engine_tuning, http_config, rsync_args, selection, LOCATORS, MTIME, RSYNC_FLAGS,
+    SHARD, SIZE,
+};
 use super::{fatal, parse_go_command, usage_error};
 use crate::commands::preflight;
 use crate::commands::rsync::{prepare, RsyncArgs};
 use crate::commands::validate::{self, parse_sample, ValidateArgs};
 use crate::exit;
-use crate::gocompat::flag::{flag, invalid, FlagKind, FlagSpec, ParsedFlags};
+use crate::gocompat::flag::{flag, FlagKind, FlagSpec, ParsedFlags};
 use crate::mover::validate::Reread;
 use crate::mover::Control;
 use crate::report::terminal::Display;
@@ -24,6 +28,10 @@ pub const VALIDATE_FLAGS: &[FlagSpec] = &[
     flag("dst-keep-services-json", FlagKind::String, "", "Destination keep services: the JSON text itself, or a file holding it (skips discovery)"),
     flag("replications", FlagKind::Int, "0", "Replicas every block should have on the destination (0 = the destination's defaultCollectionReplication)"),
     flag("prefix", FlagKind::String, "", "Index prefix: only hashes starting with this"),
+    SHARD,
+    SIZE,
+    MTIME,
+    LOCATORS,
     flag("storage-classes", FlagKind::String, "", "Comma list of storage classes each wanting the replicas (default: the destination's default classes)"),
     flag("src-blob-signature-ttl", FlagKind::Duration, "0s", "Accepted for the copy's command lines (validate does not read source blocks)"),
     flag("dst-blob-signature-ttl", FlagKind::Duration, "0s", "Destination signature TTL for re-reads (0 = the destination's discovery document)"),
@@ -54,18 +62,6 @@ pub const VALIDATE_FLAGS: &[FlagSpec] = &[
 
 /// Typed arguments from parsed validate flags; errors are usage errors.
 pub fn validate_args(parsed: &ParsedFlags) -> Result<ValidateArgs, String> {
-    let prefix = parsed.text("prefix").to_string();
-    if prefix.len() > 32
-        || !prefix
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(invalid(
-            "prefix",
-            &prefix,
-            "expected up to 32 lowercase hex digits",
-        ));
-    }
     let seed: u64 = parsed.int_in("seed", 0..=i64::MAX)?;
     let reread = match (parsed.non_empty("sample"), parsed.is_true("deep")) {
         (Some(text), _) => Reread::Sample {
@@ -89,18 +85,9 @@ pub fn validate_args(parsed: &ParsedFlags) -> Result<ValidateArgs, String> {
             src_services: Vec::new(),
             dst_services: Vec::new(),
             replications: parsed.int_in("replications", 0..=1000)?,
-            select: crate::commands::rsync::SelectionArgs {
-                prefix,
-                ..Default::default()
-            },
+            select: selection(parsed)?,
             src_blob_signature_ttl: parsed.duration("src-blob-signature-ttl", false)?,
-            storage_classes: parsed.non_empty("storage-classes").map(|text| {
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            }),
+            storage_classes: parsed.non_empty("storage-classes").map(comma_list),
             engine: engine_tuning(parsed)?,
             http: http_config(parsed)?,
             display: if parsed.is_true("quiet") {

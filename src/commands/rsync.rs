@@ -78,16 +78,18 @@ impl SelectionArgs {
             None => None,
             Some(path) => {
                 let spill = std::env::temp_dir();
-                let list = if path == "-" {
-                    LocatorList::load(std::io::stdin().lock(), DEFAULT_RUN_ENTRIES, &spill)
+                let (list, source) = if path == "-" {
+                    let list =
+                        LocatorList::load(std::io::stdin().lock(), DEFAULT_RUN_ENTRIES, &spill);
+                    (list, "standard input")
                 } else {
                     let file = std::fs::File::open(path).map_err(|source| RsyncError::Input {
                         path: path.into(),
                         source,
                     })?;
-                    LocatorList::load(file, DEFAULT_RUN_ENTRIES, &spill)
+                    (LocatorList::load(file, DEFAULT_RUN_ENTRIES, &spill), path)
                 };
-                Some(list.map_err(|e| RsyncError::Locators(e.to_string()))?)
+                Some(list.map_err(|e| RsyncError::Locators(e.describe(source)))?)
             }
         };
         Ok(Selection {
@@ -97,6 +99,7 @@ impl SelectionArgs {
             locators,
             order: self.order,
             include_present: false,
+            mounts: Vec::new(),
         })
     }
 
@@ -130,6 +133,8 @@ pub enum RsyncError {
     SelfCopy(String),
     #[error("{cluster} has no keep service {uuid}")]
     UnknownService { cluster: &'static str, uuid: String },
+    #[error("{uuid} is a mount (volume) uuid, not a keep service: only vacate empties mounts (-src-services of vacate takes both)")]
+    MountNotService { uuid: String },
     #[error("preflight found {0} errors (above); refusing to start. Fix them, or skip the checks with -preflight=false")]
     Preflight(usize),
     #[error(transparent)]
@@ -169,6 +174,9 @@ fn select_services(
     }
     for uuid in uuids {
         if !cluster.services.iter().any(|s| &s.uuid == uuid) {
+            if is_mount_uuid(uuid) {
+                return Err(RsyncError::MountNotService { uuid: uuid.clone() });
+            }
             return Err(RsyncError::UnknownService {
                 cluster: cluster.label,
                 uuid: uuid.clone(),
@@ -179,9 +187,27 @@ fn select_services(
     Ok(())
 }
 
+/// Whether `uuid` names a keepstore mount (an Arvados volume: type infix `nyw5e`, as in
+/// `GET /mounts` and the `Volumes` section of config.yml) rather than a keep service
+/// (`bi6l4`).
+pub fn is_mount_uuid(uuid: &str) -> bool {
+    uuid.split('-').nth(1) == Some("nyw5e")
+}
+
 /// Reads the settings, discovers both clusters, and builds the job (shared with the other
 /// commands that walk two clusters).
 pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
+    prepare_sharing(args, action, &[])
+}
+
+/// [`prepare`], with the keep services in `shared` allowed on both sides of a single-cluster
+/// job: `vacate` of one of their mounts, where the source lists only that mount and the
+/// destination every other.
+pub fn prepare_sharing(
+    args: &RsyncArgs,
+    action: &str,
+    shared: &[String],
+) -> Result<Prepared, RsyncError> {
     let io = args.engine.io;
     let src_settings = load_settings("src", &args.src)?;
     let dst_settings = load_settings("dst", &args.dst)?;
@@ -207,11 +233,16 @@ pub fn prepare(args: &RsyncArgs, action: &str) -> Result<Prepared, RsyncError> {
     let explicit = args.src_keep_services_json.is_some() && args.dst_keep_services_json.is_some()
         || !args.src_services.is_empty()
         || !args.dst_services.is_empty();
+    let apart = |cluster: &crate::cluster::Cluster| {
+        let mut view = cluster.clone();
+        view.services.retain(|s| !shared.contains(&s.uuid));
+        view
+    };
     if let Some(why) = super::preflight::same_cluster(
         &src_settings.api_host,
         &dst_settings.api_host,
-        &src.cluster,
-        &dst.cluster,
+        &apart(&src.cluster),
+        &apart(&dst.cluster),
         explicit,
     ) {
         return Err(RsyncError::SelfCopy(why));

@@ -4,13 +4,17 @@
 //! collection (which trashes unreferenced blocks older than `BlobSigningTTL`) while the
 //! database move is pending. Touching is idempotent and writes no data.
 //!
-//! Which servers hold a block comes from their indexes: slice by slice for `-prefix` and
-//! `-all` (memory bounded by one slice, as in the copy), and for a `-locators` list either
-//! the slice holding many of the listed blocks or one `index/<hash>` probe per block. Many
-//! TOUCH requests are in flight at once, each retried by keepclient's rules.
+//! What to touch is the copy's selection ([`SelectionArgs`]: prefix, `-shard`, the
+//! `-locators` list read alongside the walk, and `-size`/`-mtime` through the same
+//! [`BlockFilter`]), here applied to each destination copy's index line: `-mtime ..300h`
+//! renews only the copies written more than 300 hours ago. Which servers hold a block comes
+//! from their indexes: slice by slice (memory bounded by one slice, as in the copy), and for
+//! a `-locators` list either the slice holding many of the listed blocks or one
+//! `index/<hash>` probe per block. Many TOUCH requests are in flight at once, each retried
+//! by keepclient's rules.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufWriter, Write as _};
+use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -18,41 +22,31 @@ use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
+use super::rsync::{RsyncError, SelectionArgs};
 use super::setup::{build_cluster, load_settings, ApiClient, SetupError};
 use crate::cluster::Cluster;
 use crate::exit::Outcome;
-use crate::index::merge::{choose_extra_digits, prefixes};
+use crate::index::filter::BlockFilter;
+use crate::index::locators::Wanted;
+use crate::index::merge::choose_extra_digits;
+use crate::index::shard::walk_prefixes;
 use crate::index::walk::{estimate_source_blocks, WalkError, MAX_SLICE_ENTRIES};
-use crate::keep::{BlockHash, BlockId};
+use crate::keep::index_format::IndexEntry;
+use crate::keep::BlockId;
 use crate::keepstore::http::HttpFactory;
 use crate::keepstore::{Cause, IndexSource, Keepstores, KeepstoresFactory};
 use crate::mover::retry::{next_for, RetryPolicy, Rounds};
 use crate::net::{build_runtime, ClientConfig, IoBackend};
 use crate::report::log_line;
 
-/// Where `-locators` reads from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LocatorInput {
-    File(PathBuf),
-    /// `-locators -`.
-    Stdin,
-}
-
-/// Which blocks to touch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Selection {
-    /// The blocks a list names (filtered by `-prefix` when both are given).
-    Locators { input: LocatorInput, prefix: String },
-    /// Every block under a prefix (`-all` is the empty prefix).
-    Prefix(String),
-}
-
 /// Every option of `touch`, typed. Built by `cli`.
 #[derive(Clone, Debug)]
 pub struct TouchArgs {
     pub dst: String,
     pub dst_keep_services_json: Option<String>,
-    pub selection: Selection,
+    /// What to touch: `-prefix` (empty with `-all`), `-shard`, `-locators`, `-size`,
+    /// `-mtime`, parsed as the copy parses them.
+    pub select: SelectionArgs,
     pub io: IoBackend,
     pub http: ClientConfig,
     /// TOUCH requests in flight at once.
@@ -68,17 +62,9 @@ pub struct TouchArgs {
 pub enum TouchError {
     #[error(transparent)]
     Setup(#[from] SetupError),
-    #[error("{source_name} line {line}: {text:?} is not a block hash or hash+size")]
-    BadLine {
-        source_name: String,
-        line: usize,
-        text: String,
-    },
-    #[error("reading {source_name}: {source}")]
-    Read {
-        source_name: String,
-        source: std::io::Error,
-    },
+    /// The `-locators` list could not be read, or has a malformed line.
+    #[error("{0}")]
+    List(RsyncError),
     #[error("Error while touching: {0}")]
     Walk(Box<WalkError>),
     #[error("starting the I/O runtime: {0}")]
@@ -96,63 +82,8 @@ impl From<WalkError> for TouchError {
     }
 }
 
-/// One requested block: its hash, and its size when the line gave one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Wanted {
-    pub hash: BlockHash,
-    pub size: Option<u64>,
-}
-
-impl Wanted {
-    fn text(&self) -> String {
-        match self.size {
-            Some(size) => format!("{}+{size}", self.hash),
-            None => self.hash.to_string(),
-        }
-    }
-}
-
-/// Parses a locator list: one `hash` or `hash+size` per line (surrounding blanks and empty
-/// lines ignored); the first malformed line is an error naming it. Sorted, deduplicated.
-pub fn parse_locators(text: &str, source_name: &str) -> Result<Vec<Wanted>, TouchError> {
-    let mut out = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let bad = || TouchError::BadLine {
-            source_name: source_name.to_string(),
-            line: index + 1,
-            text: line.chars().take(80).collect(),
-        };
-        let (hash_text, size_text) = match line.split_once('+') {
-            Some((h, s)) => (h, Some(s)),
-            None => (line, None),
-        };
-        if hash_text.len() != 32
-            || !hash_text
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return Err(bad());
-        }
-        let hash = BlockHash::from_hex(hash_text).map_err(|_| bad())?;
-        let size = match size_text {
-            None => None,
-            Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() <= 20 => {
-                Some(s.parse::<u64>().map_err(|_| bad())?)
-            }
-            Some(_) => return Err(bad()),
-        };
-        out.push(Wanted { hash, size });
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
-}
-
-/// A block to touch, and the destination servers whose index lists it.
+/// A block to touch, and the destination servers whose index lists a copy of it that the
+/// filter takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub id: BlockId,
@@ -172,12 +103,13 @@ fn walk_error(cluster: &Cluster, server: usize, prefix: &str, cause: Cause) -> W
     }
 }
 
-/// Lists `prefix` on every server and returns each `hash+size` with the servers listing it.
-pub async fn slice_targets<K: Keepstores>(
+/// Every copy listed under `prefix`: each `hash+size` with the servers listing it and the
+/// copy's mtime there (the oldest, when a server lists it on two mounts).
+async fn slice_copies<K: Keepstores>(
     ks: &K,
     dst: &Cluster,
     prefix: &str,
-) -> Result<Vec<Target>, WalkError> {
+) -> Result<BTreeMap<BlockId, Vec<(usize, i64)>>, WalkError> {
     let lists = (0..dst.services.len()).map(|server| async move {
         let mut entries = Vec::new();
         ks.index(
@@ -192,68 +124,92 @@ pub async fn slice_targets<K: Keepstores>(
         .map(|()| (server, entries))
         .map_err(|cause| walk_error(dst, server, prefix, cause))
     });
-    let mut by_block: BTreeMap<BlockId, Vec<usize>> = BTreeMap::new();
+    let mut by_block: BTreeMap<BlockId, Vec<(usize, i64)>> = BTreeMap::new();
     for result in join_all(lists).await {
         let (server, entries) = result?;
         for e in entries {
-            let servers = by_block.entry(BlockId::new(e.hash, e.size)).or_default();
-            if !servers.contains(&server) {
-                servers.push(server);
+            let copies = by_block.entry(BlockId::new(e.hash, e.size)).or_default();
+            match copies.iter_mut().find(|(s, _)| *s == server) {
+                Some((_, mtime)) => *mtime = (*mtime).min(e.mtime_ns),
+                None => copies.push((server, e.mtime_ns)),
             }
         }
     }
-    Ok(by_block
+    Ok(by_block)
+}
+
+/// The servers whose copy of `id` the filter takes; `None` when it takes none.
+fn target(filter: &BlockFilter, id: BlockId, copies: &[(usize, i64)]) -> Option<Target> {
+    let servers: Vec<usize> = copies
+        .iter()
+        .filter(|(_, mtime_ns)| {
+            filter.accepts(&IndexEntry {
+                hash: id.hash,
+                size: id.size,
+                mtime_ns: *mtime_ns,
+            })
+        })
+        .map(|(server, _)| *server)
+        .collect();
+    (!servers.is_empty()).then_some(Target { id, servers })
+}
+
+/// Lists `prefix` on every server and returns each `hash+size` with the servers listing a
+/// copy the filter takes.
+pub async fn slice_targets<K: Keepstores>(
+    ks: &K,
+    dst: &Cluster,
+    prefix: &str,
+    filter: &BlockFilter,
+) -> Result<Vec<Target>, WalkError> {
+    Ok(slice_copies(ks, dst, prefix)
+        .await?
         .into_iter()
-        .map(|(id, servers)| Target { id, servers })
+        .filter_map(|(id, copies)| target(filter, id, &copies))
         .collect())
 }
 
 /// Listed blocks in one slice at least this many: list the slice rather than probe each.
 const LIST_SLICE_AT: usize = 64;
 
-/// The targets for a locator list, and the listed blocks no server has (with why).
+/// The targets for the listed blocks of one slice (`slice`: the walk's prefix they are
+/// under, sorted as the list is), and the listed blocks no server has (with why). A listed
+/// block whose copies the filter all leaves out is neither.
 pub async fn locator_targets<K: Keepstores>(
     ks: &K,
     dst: &Cluster,
+    slice: &str,
     wanted: &[Wanted],
-    extra_digits: usize,
+    filter: &BlockFilter,
 ) -> Result<(Vec<Target>, Vec<(Wanted, String)>), WalkError> {
+    let listed: BTreeMap<BlockId, Vec<(usize, i64)>> = if wanted.len() >= LIST_SLICE_AT {
+        slice_copies(ks, dst, slice).await?
+    } else {
+        let mut all = BTreeMap::new();
+        for w in wanted {
+            all.extend(slice_copies(ks, dst, &w.hash.to_string()).await?);
+        }
+        all
+    };
     let mut targets = Vec::new();
     let mut not_found = Vec::new();
-    let mut groups: BTreeMap<String, Vec<Wanted>> = BTreeMap::new();
     for w in wanted {
-        let hex = w.hash.to_string();
-        groups
-            .entry(hex[..extra_digits.min(32)].to_string())
-            .or_default()
-            .push(*w);
-    }
-    for (slice, group) in groups {
-        let listed: Vec<Target> = if group.len() >= LIST_SLICE_AT {
-            slice_targets(ks, dst, &slice).await?
-        } else {
-            let mut all = Vec::new();
-            for w in &group {
-                all.extend(slice_targets(ks, dst, &w.hash.to_string()).await?);
-            }
-            all
-        };
-        for w in group {
-            let same_hash: Vec<&Target> = listed.iter().filter(|t| t.id.hash == w.hash).collect();
-            let matching: Vec<&Target> = same_hash
-                .iter()
-                .copied()
-                .filter(|t| w.size.is_none_or(|s| s == t.id.size))
-                .collect();
-            if matching.is_empty() {
-                let why = match same_hash.first() {
-                    Some(t) => format!("the destination lists it only as {}", t.id.short()),
-                    None => "no destination server lists it".to_string(),
-                };
-                not_found.push((w, why));
-            }
-            targets.extend(matching.into_iter().cloned());
+        let same_hash: Vec<(&BlockId, &Vec<(usize, i64)>)> = listed
+            .range(BlockId::new(w.hash, 0)..=BlockId::new(w.hash, u64::MAX))
+            .collect();
+        let matching: Vec<_> = same_hash.iter().filter(|(id, _)| w.matches(id)).collect();
+        if matching.is_empty() {
+            let why = match same_hash.first() {
+                Some((id, _)) => format!("the destination lists it only as {}", id.short()),
+                None => "no destination server lists it".to_string(),
+            };
+            not_found.push((*w, why));
         }
+        targets.extend(
+            matching
+                .into_iter()
+                .filter_map(|(id, copies)| target(filter, **id, copies)),
+        );
     }
     Ok((targets, not_found))
 }
@@ -394,7 +350,7 @@ impl Sink {
 
     fn not_found(&mut self, w: &Wanted, why: &str) {
         self.totals.not_found += 1;
-        let text = w.text();
+        let text = w.to_string();
         if self.logged < LOGGED_FAILURES {
             self.logged += 1;
             log_line(&format!("Not touched {text}: {why}"));
@@ -408,47 +364,11 @@ impl Sink {
     }
 }
 
-fn read_input(input: &LocatorInput) -> Result<(String, String), TouchError> {
-    match input {
-        LocatorInput::Stdin => {
-            let mut text = String::new();
-            for line in std::io::stdin().lock().lines() {
-                let line = line.map_err(|source| TouchError::Read {
-                    source_name: "standard input".into(),
-                    source,
-                })?;
-                text.push_str(&line);
-                text.push('\n');
-            }
-            Ok(("standard input".to_string(), text))
-        }
-        LocatorInput::File(path) => {
-            let name = path.display().to_string();
-            std::fs::read_to_string(path)
-                .map(|text| (name.clone(), text))
-                .map_err(|source| TouchError::Read {
-                    source_name: name,
-                    source,
-                })
-        }
-    }
-}
-
 /// Runs `touch`.
 pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
-    // The list is checked before any request: a malformed line touches nothing.
-    let listed = match &args.selection {
-        Selection::Locators { input, prefix } => {
-            let (name, text) = read_input(input)?;
-            let all = parse_locators(&text, &name)?;
-            Some(
-                all.into_iter()
-                    .filter(|w| w.hash.to_string().starts_with(prefix.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-        }
-        Selection::Prefix(_) => None,
-    };
+    // The list is read, sorted and checked before any request: a malformed line touches
+    // nothing.
+    let select = args.select.load().map_err(TouchError::List)?;
     let settings = load_settings("dst", &args.dst)?;
     let api = ApiClient::new(&settings, args.io, args.http.clone())?;
     let dst = build_cluster(
@@ -482,54 +402,67 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
     let started = Instant::now();
     runtime.block_on(async {
         let ks = factory.client();
-        let base = match &args.selection {
-            Selection::Prefix(p) => p.clone(),
-            Selection::Locators { prefix, .. } => prefix.clone(),
-        };
+        let base = &select.prefix;
         let extra = match args.prefix_length {
             0 => {
-                let estimate = estimate_source_blocks(&ks, &dst, &base).await?;
+                let estimate = estimate_source_blocks(&ks, &dst, base).await?;
                 choose_extra_digits(estimate, base.len(), 1_000_000)
             }
             n => n.saturating_sub(base.len()).min(8),
         };
-        match &listed {
-            Some(wanted) => {
-                log_line(&format!(
-                    "Touching {} listed blocks on {} destination servers",
-                    wanted.len(),
-                    dst.services.len()
-                ));
-                let (targets, missing) =
-                    locator_targets(&ks, &dst, wanted, base.len() + extra).await?;
-                for (w, why) in &missing {
-                    sink.not_found(w, why);
+        // The copy's slicing: a shard touches exactly the prefixes the copy's shard walks.
+        let extra = select.shard.map_or(extra, |s| extra.max(s.digits()));
+        let what = match &select.locators {
+            Some(list) => format!("the blocks listed ({} lines)", list.entries),
+            None => "every block".to_string(),
+        };
+        let mut narrowed = Vec::new();
+        if !base.is_empty() {
+            narrowed.push(format!("under prefix {base}"));
+        }
+        if let Some(shard) = select.shard {
+            narrowed.push(format!("in shard {shard}"));
+        }
+        if !select.filter.text.is_empty() {
+            narrowed.push(format!("whose copy has {}", select.filter.text));
+        }
+        log_line(&format!(
+            "Touching {what}{}{} on {} destination servers",
+            if narrowed.is_empty() { "" } else { " " },
+            narrowed.join(", "),
+            dst.services.len()
+        ));
+        let mut cursor = select
+            .locators
+            .as_ref()
+            .map(|list| list.cursor())
+            .transpose()
+            .map_err(|e| TouchError::List(RsyncError::Locators(e.describe("the list"))))?;
+        for slice in walk_prefixes(base, extra, select.shard) {
+            let targets = match &mut cursor {
+                Some(cursor) => {
+                    let listed = cursor.take_prefix(&slice).map_err(|e| {
+                        TouchError::List(RsyncError::Locators(format!(
+                            "-locators: reading the sorted list: {e}"
+                        )))
+                    })?;
+                    if listed.is_empty() {
+                        continue;
+                    }
+                    let (targets, missing) =
+                        locator_targets(&ks, &dst, &slice, &listed, &select.filter).await?;
+                    for (w, why) in &missing {
+                        sink.not_found(w, why);
+                    }
+                    targets
                 }
-                sink.totals.blocks = targets.len() as u64;
-                touch_targets(&ks, &dst, &targets, args.concurrency, args.retry, |t| {
-                    sink.touched(t)
-                })
-                .await;
-            }
-            None => {
-                log_line(&format!(
-                    "Touching every block{} on {} destination servers",
-                    if base.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" under prefix {base}")
-                    },
-                    dst.services.len()
-                ));
-                for slice in prefixes(&base, extra) {
-                    let targets = slice_targets(&ks, &dst, &slice).await?;
-                    sink.totals.blocks += targets.len() as u64;
-                    touch_targets(&ks, &dst, &targets, args.concurrency, args.retry, |t| {
-                        sink.touched(t)
-                    })
-                    .await;
-                }
-            }
+                None => slice_targets(&ks, &dst, &slice, &select.filter).await?,
+            };
+            sink.totals.blocks += targets.len() as u64;
+            touch_targets(&ks, &dst, &targets, args.concurrency, args.retry, |t| {
+                sink.touched(t)
+            })
+            .await;
         }
         Ok::<(), TouchError>(())
     })?;
@@ -587,37 +520,14 @@ pub fn default_retry() -> RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::locators::parse_line;
+    use crate::keep::BlockHash;
     use crate::keepstore::memory::{self, MemoryKeepstores};
     use crate::net::build_runtime;
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         let (runtime, _) = build_runtime(IoBackend::Auto).expect("runtime");
         runtime.block_on(f)
-    }
-
-    #[test]
-    fn a_malformed_line_is_named() {
-        let hash = "acbd18db4cc2f85cedef654fccc4a4d8";
-        let text = format!("{hash}\n\n  {hash}+3  \n37b51d194a7513e45b56f6524f2d51f2+3\n");
-        let parsed = parse_locators(&text, "list").expect("valid");
-        assert_eq!(parsed.len(), 3, "{parsed:?}");
-        for (bad, line) in [
-            (format!("{hash}\nnot-a-hash\n"), 2),
-            (format!("{hash}+3+A0000@1\n"), 1),
-            (format!("{}\n", hash.to_uppercase()), 1),
-            (format!("\n\n{hash}+\n"), 3),
-            (format!("{hash}x\n"), 1),
-        ] {
-            match parse_locators(&bad, "list") {
-                Err(TouchError::BadLine { line: got, .. }) => assert_eq!(got, line, "{bad}"),
-                other => panic!("{bad}: {other:?}"),
-            }
-        }
-        let err = parse_locators("zzz\n", "locators.txt").expect_err("bad");
-        assert_eq!(
-            err.to_string(),
-            "locators.txt line 1: \"zzz\" is not a block hash or hash+size"
-        );
     }
 
     #[test]
@@ -628,22 +538,16 @@ mod tests {
         ks.put(&dst, 2, b"alpha", 10);
         let b = ks.put(&dst, 1, b"beta", 10);
         let absent = BlockHash(crate::hash::md5(b"gamma"));
-        let wanted = vec![
-            Wanted {
-                hash: a.hash,
-                size: None,
-            },
-            Wanted {
-                hash: b.hash,
-                size: Some(999),
-            },
-            Wanted {
-                hash: absent,
-                size: None,
-            },
+        let line = |text: String| parse_line(&text).expect("a list line");
+        let mut wanted = vec![
+            line(a.hash.to_string()),
+            line(format!("{}+999", b.hash)),
+            line(absent.to_string()),
         ];
+        wanted.sort();
+        let all = BlockFilter::default();
         let (targets, missing) =
-            block_on(locator_targets(&ks, &dst, &wanted, 0)).expect("listings");
+            block_on(locator_targets(&ks, &dst, "", &wanted, &all)).expect("listings");
         assert_eq!(
             targets,
             vec![Target {
@@ -677,7 +581,8 @@ mod tests {
         let a = ks.put(&dst, 0, b"one", 1);
         ks.put(&dst, 1, b"one", 1);
         ks.put(&dst, 1, b"two", 1);
-        let targets = block_on(slice_targets(&ks, &dst, "")).expect("listing");
+        let targets =
+            block_on(slice_targets(&ks, &dst, "", &BlockFilter::default())).expect("listing");
         assert_eq!(targets.len(), 2);
         let one = targets.iter().find(|t| t.id == a).expect("one");
         assert_eq!(one.servers, vec![0, 1]);

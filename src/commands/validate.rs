@@ -89,7 +89,8 @@ fn reread_text(reread: Reread) -> String {
 
 /// Runs a validation and prints its findings and summary.
 pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, ValidateCommandError> {
-    let prepared = prepare(&args.common, "validate")?;
+    let mut prepared = prepare(&args.common, "validate")?;
+    let select = std::mem::take(&mut prepared.run.select);
     let job = &prepared.run.job;
     let dst_signing = match prepared
         .dst_settings
@@ -143,12 +144,16 @@ pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, Validat
         replicas: job.replicas,
         classes: job.classes.clone(),
     };
-    let prefix = prepared.run.select.prefix.clone();
+    let prefix = select.prefix.clone();
+    let shard = select.shard.map(|s| s.to_string());
+    let filters = args.common.select.describe_filters();
     log_line(&format!(
-        "Validating {} against {}{}: {} source and {} destination servers ({} listings per slice), {} replicas wanted{}; re-reading {}",
+        "Validating {} against {}{}{}{}: {} source and {} destination servers ({} listings per slice), {} replicas wanted{}; re-reading {}",
         prepared.run.identity.dst,
         prepared.run.identity.src,
         if prefix.is_empty() { String::new() } else { format!(" under prefix {prefix}") },
+        shard.as_ref().map(|s| format!(", shard {s}")).unwrap_or_default(),
+        if filters.is_empty() { String::new() } else { format!(", only blocks with {filters}") },
         job.src.services.len(),
         job.dst.services.len(),
         dst_layout.locations.len(),
@@ -192,7 +197,7 @@ pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, Validat
         dst_signing,
         layout: dst_layout,
         wanted: wanted.clone(),
-        prefix: prefix.clone(),
+        select,
         reread: args.reread,
         every_block,
         config: prepared.run.config.clone(),
@@ -261,6 +266,8 @@ pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, Validat
             &wanted.classes,
             &reread,
         );
+        doc.shard = shard.clone();
+        doc.filters = filters.clone();
         doc.garbage_collection = window
             .and_then(|w| serde_json::to_value(w).ok())
             .unwrap_or(serde_json::Value::Null);

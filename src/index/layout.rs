@@ -163,6 +163,41 @@ impl Layout {
 }
 
 impl Layout {
+    /// The servers that expose one of `mounts`.
+    pub fn servers_exposing(&self, mounts: &[String]) -> Vec<usize> {
+        let mut servers: Vec<usize> = self
+            .locations
+            .iter()
+            .filter(|l| l.mount.as_ref().is_some_and(|m| mounts.contains(m)))
+            .flat_map(|l| l.servers.iter().copied())
+            .collect();
+        servers.sort_unstable();
+        servers.dedup();
+        servers
+    }
+
+    /// The source side of a job that empties `mounts` (vacate by mount): on the servers
+    /// exposing one of them only those mounts are listed; other servers stay whole.
+    pub fn keep_only_mounts(&mut self, mounts: &[String]) {
+        if mounts.is_empty() {
+            return;
+        }
+        let scoped = self.servers_exposing(mounts);
+        self.locations.retain(|l| {
+            l.mount.as_ref().is_some_and(|m| mounts.contains(m))
+                || l.servers.iter().all(|s| !scoped.contains(s))
+        });
+    }
+
+    /// The destination side of that job: every location but `mounts` (the rest of the
+    /// cluster, including the other mounts of the servers exposing them).
+    pub fn without_mounts(&mut self, mounts: &[String]) {
+        self.locations
+            .retain(|l| l.mount.as_ref().is_none_or(|m| !mounts.contains(m)));
+    }
+}
+
+impl Layout {
     /// One whole-server listing (`/index/<prefix>`) per server, keep-rsync's way.
     pub fn whole_servers(cluster: &Cluster) -> Layout {
         Layout {
@@ -246,6 +281,52 @@ mod tests {
         assert_eq!(layout.write_capacity(&cluster, 0, Some("default")), 1);
         assert_eq!(layout.write_capacity(&cluster, 1, Some("default")), 0);
         assert_eq!(layout.write_capacity(&cluster, 2, Some("default")), 1);
+    }
+
+    #[test]
+    fn vacating_a_mount_lists_only_it_on_its_server_and_everything_else_on_the_rest() {
+        let cluster = memory::cluster("src", "aaaaa", 3);
+        let answers = vec![
+            ServerMounts::Known(vec![
+                mount("m-0a", 1, true, &[]),
+                mount("m-0b", 1, true, &[]),
+            ]),
+            ServerMounts::Known(vec![
+                mount("m-1a", 1, true, &[]),
+                mount("m-s", 1, true, &[]),
+            ]),
+            ServerMounts::Known(vec![mount("m-s", 1, true, &[])]),
+        ];
+        let layout = Layout::from_answers(&cluster, answers);
+        let vacated = vec!["m-0a".to_string(), "m-s".to_string()];
+        assert_eq!(layout.servers_exposing(&vacated), vec![0, 1, 2]);
+        let mut src = layout.clone();
+        src.keep_only_mounts(&vacated);
+        let listed: Vec<_> = src
+            .locations
+            .iter()
+            .filter_map(|l| l.mount.clone())
+            .collect();
+        assert_eq!(listed, vec!["m-0a", "m-s"]);
+        let mut dst = layout.clone();
+        dst.without_mounts(&vacated);
+        let listed: Vec<_> = dst
+            .locations
+            .iter()
+            .filter_map(|l| l.mount.clone())
+            .collect();
+        assert_eq!(listed, vec!["m-0b", "m-1a"]);
+        // A server exposing none of them stays whole on the source side.
+        let mut src = layout.clone();
+        src.keep_only_mounts(&["m-0a".to_string()]);
+        assert_eq!(
+            src.locations.len(),
+            3,
+            "m-0a, and servers 1 and 2 whole: {src:?}"
+        );
+        let mut unchanged = layout.clone();
+        unchanged.keep_only_mounts(&[]);
+        assert_eq!(unchanged, layout);
     }
 
     #[test]

@@ -24,6 +24,16 @@ pub struct Wanted {
     size: u64,
 }
 
+impl std::fmt::Display for Wanted {
+    /// As the list gave it: `hash` or `hash+size`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.size() {
+            Some(size) => write!(f, "{}+{size}", self.hash),
+            None => write!(f, "{}", self.hash),
+        }
+    }
+}
+
 impl Wanted {
     pub fn size(&self) -> Option<u64> {
         (self.size != u64::MAX).then_some(self.size)
@@ -55,16 +65,27 @@ impl Wanted {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocatorListError {
-    #[error("-locators line {line}: expected a block hash (32 lowercase hex digits) or hash+size")]
-    Line { line: u64 },
-    #[error("-locators: {0}")]
+    #[error("line {line}: {text:?} is not a block hash or hash+size (32 lowercase hex digits, then optionally +size)")]
+    Line { line: u64, text: String },
+    #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl LocatorListError {
+    /// The error for people, naming the list it came from (a path, or standard input).
+    pub fn describe(&self, source: &str) -> String {
+        match self {
+            LocatorListError::Line { .. } => format!("-locators: {source} {self}"),
+            LocatorListError::Io(e) => format!("-locators: reading {source}: {e}"),
+        }
+    }
 }
 
 /// Parses one line: `hash`, `hash+size`, or a full locator whose hints are ignored.
 pub fn parse_line(line: &str) -> Option<Wanted> {
     let line = line.trim();
     let mut parts = line.split('+');
+    // 32 lowercase hex digits (BlockHash's own rule).
     let hash = BlockHash::from_hex(parts.next()?).ok()?;
     let size = match parts.next() {
         None => u64::MAX,
@@ -120,8 +141,9 @@ impl LocatorList {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let wanted = parse_line(trimmed).ok_or(LocatorListError::Line {
+            let wanted = parse_line(trimmed).ok_or_else(|| LocatorListError::Line {
                 line: number as u64 + 1,
+                text: trimmed.chars().take(80).collect(),
             })?;
             run.push(wanted);
             list.entries += 1;
@@ -319,7 +341,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = format!("{}\nbogus\n", hash(1));
         let err = LocatorList::load(text.as_bytes(), 10, dir.path()).err();
-        assert!(matches!(err, Some(LocatorListError::Line { line: 2 })));
+        assert!(matches!(err, Some(LocatorListError::Line { line: 2, .. })));
+        let err = LocatorList::load("zzz\n".as_bytes(), 10, dir.path()).err();
+        assert_eq!(
+            err.map(|e| e.describe("locators.txt")).as_deref(),
+            Some("-locators: locators.txt line 1: \"zzz\" is not a block hash or hash+size (32 lowercase hex digits, then optionally +size)")
+        );
+        // Upper case, a size that is not a number, nothing after the +: refused.
+        for bad in [
+            "ACBD18DB4CC2F85CEDEF654FCCC4A4D8".to_string(),
+            format!("{}+", hash(1)),
+            format!("{}x", hash(1)),
+        ] {
+            assert!(parse_line(&bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

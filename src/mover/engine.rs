@@ -177,6 +177,10 @@ pub struct Selection {
     /// (pull's fallback: a block a pull left short of replicas or classes is topped up by
     /// PUTs, which keepstore counts for the copies it already holds).
     pub include_present: bool,
+    /// Vacate by mount: on the source servers exposing one of these mounts only they are
+    /// listed, and the destination lists every mount but them ([`layout::Layout::keep_only_mounts`],
+    /// [`layout::Layout::without_mounts`]). Needs per-mount listings.
+    pub mounts: Vec<String>,
 }
 
 /// What a run does with the blocks it walks.
@@ -755,7 +759,7 @@ impl<F: KeepstoresFactory> Engine<F> {
     async fn plan(&self, keepstores: &F::Client) -> Result<Slicing, EngineError> {
         let config = &self.run.config;
         let job = &self.run.job;
-        let layouts = if config.index_by_mount {
+        let mut layouts = if config.index_by_mount {
             Layouts {
                 src: layout::discover(keepstores, &job.src).await,
                 dst: layout::discover(keepstores, &job.dst).await,
@@ -763,6 +767,8 @@ impl<F: KeepstoresFactory> Engine<F> {
         } else {
             Layouts::per_server(&job.src, &job.dst)
         };
+        layouts.src.keep_only_mounts(&self.run.select.mounts);
+        layouts.dst.without_mounts(&self.run.select.mounts);
         let _ = self.layouts.set(layouts);
         let resume = match &config.checkpoint {
             Some(path) => checkpoint::load(path, &self.run.identity)?,
@@ -1391,6 +1397,7 @@ impl<K: Keepstores> Lane<K> {
                     let moved = movable.then(|| MovedBlock {
                         id: task.block.id,
                         holders: task.block.holders.clone(),
+                        replicas: task.replicas,
                     });
                     let mut emitter = self.emitter.borrow_mut();
                     self.ledger.complete(

@@ -12,6 +12,13 @@
 //! keep-balance's 100 000 entries, and confirms each by reading the source index again,
 //! with growing patience. Every block it could not remove is reported with the reason when
 //! it can tell.
+//!
+//! `vacate` adds two things. Before any trash list, the rest of the cluster's listings of
+//! the slice are read again, and a block is trashed only if they show its replicas (summed
+//! over distinct mounts, as keep-balance counts): never the last replica, whatever a PUT
+//! reply said. And when mounts rather than keepstores are vacated, the vacated mount is
+//! listed on its own and every trash item names it (`mount_uuid`), so keepstore trashes
+//! that copy only and leaves the server's other mounts alone.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::counters::Counters;
 use super::events::{Action, BlockError, BlockRecord, Emitter, Event};
 use crate::cluster::Cluster;
+use crate::index::join::fetch_listings;
+use crate::index::layout::Layout;
 use crate::index::walk::MAX_SLICE_ENTRIES;
 use crate::keep::index_format::IndexEntry;
 use crate::keep::wire::{TrashItem, LIST_LIMIT};
@@ -34,6 +43,8 @@ pub struct MovedBlock {
     pub id: BlockId,
     /// The source servers (indexes into the source cluster) whose index listed it.
     pub holders: Vec<u16>,
+    /// Replicas it must keep on the destination (vacate: its own count).
+    pub replicas: u32,
 }
 
 /// A settled slice's movable blocks.
@@ -52,6 +63,47 @@ pub struct TrashPolicy {
     /// still listed.
     pub patience: Duration,
     pub io: IoBackend,
+    /// Vacate by mount: per source server (index into the source cluster), the mounts to
+    /// empty on it. Those servers are listed per mount and their trash items name the mount;
+    /// the others are listed and trashed whole.
+    pub mounts_by_server: BTreeMap<usize, Vec<String>>,
+    /// Vacate: where the replicas must be (the rest of the cluster) before a block may be
+    /// trashed.
+    pub confirm: Option<Elsewhere>,
+}
+
+/// The rest of the cluster, as `vacate` counts a block's replicas there.
+#[derive(Clone, Debug)]
+pub struct Elsewhere {
+    pub cluster: Cluster,
+    /// Its listings: every mount but the vacated ones.
+    pub layout: Layout,
+}
+
+impl Elsewhere {
+    /// Per block listed under `prefix`: its replicas, the sum of `replication` over the
+    /// distinct locations listing it.
+    async fn replicas<K: Keepstores>(
+        &self,
+        keepstores: &K,
+        prefix: &str,
+    ) -> Result<BTreeMap<BlockId, u32>, String> {
+        let (listings, _) = fetch_listings(keepstores, &self.cluster, &self.layout, prefix)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut count: BTreeMap<BlockId, u32> = BTreeMap::new();
+        for listing in listings {
+            let replication = self
+                .layout
+                .locations
+                .get(listing.location as usize)
+                .map_or(1, |l| l.replication);
+            for (id, _) in listing.entries {
+                *count.entry(id).or_default() += replication;
+            }
+        }
+        Ok(count)
+    }
 }
 
 /// The trasher thread: removes each slice's moved blocks from the source servers.
@@ -105,19 +157,68 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// One server's listing of `prefix`, or why not.
+/// What one trash list covers: a whole server, or one mount of it (vacate by mount).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Unit {
+    server: usize,
+    mount: Option<String>,
+}
+
+impl Unit {
+    fn source(&self) -> IndexSource<'_> {
+        match &self.mount {
+            Some(uuid) => IndexSource::Mount(uuid),
+            None => IndexSource::Server,
+        }
+    }
+
+    fn name(&self, src: &Cluster) -> String {
+        let origin = src.services[self.server].origin.to_string();
+        match &self.mount {
+            Some(uuid) => format!("{origin} (mount {uuid})"),
+            None => origin,
+        }
+    }
+}
+
+/// The trash lists a slice needs: one per holding server, or, on a server whose mounts are
+/// vacated, one per vacated mount (a mount several servers expose, once).
+fn units(holders: &std::collections::BTreeSet<usize>, policy: &TrashPolicy) -> Vec<Unit> {
+    let mut out: Vec<Unit> = Vec::new();
+    for &server in holders {
+        match policy.mounts_by_server.get(&server) {
+            None => out.push(Unit {
+                server,
+                mount: None,
+            }),
+            Some(mounts) => {
+                for mount in mounts {
+                    if !out.iter().any(|u| u.mount.as_ref() == Some(mount)) {
+                        out.push(Unit {
+                            server,
+                            mount: Some(mount.clone()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One unit's listing of `prefix`, or why not.
 async fn listing<K: Keepstores>(
     keepstores: &K,
     src: &Cluster,
-    server: usize,
+    unit: &Unit,
     prefix: &str,
 ) -> Result<Vec<IndexEntry>, String> {
     let mut entries = Vec::new();
     keepstores
         .index(
             src,
-            server,
-            IndexSource::Server,
+            unit.server,
+            unit.source(),
             prefix,
             MAX_SLICE_ENTRIES,
             &mut entries,
@@ -155,24 +256,54 @@ async fn trash_slice<K: Keepstores>(
     if slice.blocks.is_empty() {
         return;
     }
-    let wanted: HashSet<BlockId> = slice.blocks.iter().map(|b| b.id).collect();
+    // Per block: still listed somewhere (after the lists), and why if known.
+    let mut kept: BTreeMap<BlockId, String> = BTreeMap::new();
+    if let Some(elsewhere) = &policy.confirm {
+        match elsewhere.replicas(keepstores, &slice.prefix).await {
+            Ok(count) => {
+                for b in &slice.blocks {
+                    let have = count.get(&b.id).copied().unwrap_or(0);
+                    if have < b.replicas {
+                        kept.insert(
+                            b.id,
+                            format!("the rest of the cluster lists {have} replicas of it, not the {} it must keep; not trashed", b.replicas),
+                        );
+                    }
+                }
+            }
+            Err(why) => {
+                for b in &slice.blocks {
+                    kept.insert(
+                        b.id,
+                        format!("its replicas elsewhere could not be counted ({why}); not trashed"),
+                    );
+                }
+            }
+        }
+    }
+    let wanted: HashSet<BlockId> = slice
+        .blocks
+        .iter()
+        .map(|b| b.id)
+        .filter(|id| !kept.contains_key(id))
+        .collect();
     let servers: std::collections::BTreeSet<usize> = slice
         .blocks
         .iter()
+        .filter(|b| wanted.contains(&b.id))
         .flat_map(|b| b.holders.iter().map(|&h| h as usize))
         .collect();
     let cutoff = now_ns().saturating_sub(policy.blob_signing_ttl.as_nanos() as i64);
-    // Per block: still listed somewhere (after the lists), and why if known.
-    let mut kept: BTreeMap<BlockId, String> = BTreeMap::new();
-    for server in servers {
-        let origin = src.services[server].origin.to_string();
-        let entries = match listing(keepstores, src, server, &slice.prefix).await {
+    for unit in units(&servers, policy) {
+        let origin = unit.name(src);
+        let entries = match listing(keepstores, src, &unit, &slice.prefix).await {
             Ok(e) => e,
             Err(why) => {
                 for b in slice
                     .blocks
                     .iter()
-                    .filter(|b| b.holders.contains(&(server as u16)))
+                    .filter(|b| wanted.contains(&b.id))
+                    .filter(|b| b.holders.contains(&(unit.server as u16)))
                 {
                     kept.insert(b.id, format!("{origin}: index unreadable: {why}"));
                 }
@@ -198,12 +329,11 @@ async fn trash_slice<K: Keepstores>(
             items.push(TrashItem {
                 locator: id.short().to_string(),
                 block_mtime: e.mtime_ns,
-                mount_uuid: String::new(),
+                mount_uuid: unit.mount.clone().unwrap_or_default(),
             });
         }
         for chunk in items.chunks(LIST_LIMIT) {
-            let left =
-                send_and_confirm(keepstores, src, server, &slice.prefix, chunk, policy).await;
+            let left = send_and_confirm(keepstores, src, &unit, &slice.prefix, chunk, policy).await;
             match left {
                 Ok(still) => {
                     for id in still {
@@ -252,13 +382,13 @@ fn short_to_id(locator: &str) -> Option<BlockId> {
 async fn send_and_confirm<K: Keepstores>(
     keepstores: &K,
     src: &Cluster,
-    server: usize,
+    unit: &Unit,
     prefix: &str,
     items: &[TrashItem],
     policy: &TrashPolicy,
 ) -> Result<Vec<BlockId>, String> {
     keepstores
-        .send_trash(src, server, items)
+        .send_trash(src, unit.server, items)
         .await
         .map_err(|e| format!("PUT /trash failed: {e}"))?;
     let targets: HashSet<(BlockId, i64)> = items
@@ -269,7 +399,7 @@ async fn send_and_confirm<K: Keepstores>(
     let mut wait = Duration::from_millis(100);
     loop {
         compio::time::sleep(wait).await;
-        let entries = listing(keepstores, src, server, prefix).await?;
+        let entries = listing(keepstores, src, unit, prefix).await?;
         let still: Vec<BlockId> = entries
             .iter()
             .map(|e| (BlockId::new(e.hash, e.size), e.mtime_ns))

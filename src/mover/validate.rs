@@ -1,12 +1,14 @@
 //! The validation engine behind `keepmover validate`: it never writes. A walker streams
-//! both clusters' indexes slice by slice, as the copy does (memory bounded by one slice),
-//! joins every source block with every destination copy of its hash
-//! ([`crate::index::join`]) and classifies it ([`crate::index::placement`]). Blocks chosen
-//! for re-reading (`-deep`: all; `-sample`: a deterministic share) go to worker threads that
-//! GET each destination copy from each server holding it with the copy's own read path,
-//! [`Ctx::fetch`] with a one-server order: pooled buffers, MD5 in SIMD lanes as chunks land,
-//! keepclient's retry rounds, many blocks in flight. Every block ends as one
-//! [`Event::Checked`]; the reports are sinks outside the engine.
+//! both clusters' indexes slice by slice, as the copy does (memory bounded by one slice;
+//! the copy's [`Selection`]: prefix, shard, filters and locator list, so a plan's shards
+//! and a filtered copy are validated exactly as they were copied), joins every source block
+//! with every destination copy of its hash ([`crate::index::join`]) and classifies it
+//! ([`crate::index::placement`]). Blocks chosen for re-reading (`-deep`: all; `-sample`: a
+//! deterministic share) go to worker threads that GET each destination copy from each
+//! server holding it with the copy's own read path, [`Ctx::fetch`] with a one-server order:
+//! pooled buffers, MD5 in SIMD lanes as chunks land, keepclient's retry rounds, many blocks
+//! in flight. Every block ends as one [`Event::Checked`]; the reports are sinks outside the
+//! engine.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -20,7 +22,7 @@ use serde::Serialize;
 
 use super::control::{Control, StopReason};
 use super::counters::Counters;
-use super::engine::{default_workers, EngineConfig};
+use super::engine::{default_workers, EngineConfig, Selection};
 use super::events::{Emitter, Event, EventSink, Pump};
 use super::gates::Gates;
 use super::hash_batch::HashBatcher;
@@ -29,10 +31,13 @@ use super::transfer::{Ctx, Job, Outcome, Signing, TransferError};
 use crate::cluster::Cluster;
 use crate::index::join::{self, Joined};
 use crate::index::layout::Layout;
-use crate::index::merge::{self, choose_extra_digits, prefixes};
+use crate::index::locators::{retain_wanted, LocatorCursor, Wanted as Listed};
+use crate::index::merge::{self, choose_extra_digits};
 use crate::index::placement::{self, Finding, FindingKind, Verdict, Wanted};
-use crate::index::walk::{estimate_source_blocks, fetch_slice, WalkError};
+use crate::index::shard::walk_prefixes;
+use crate::index::walk::{estimate_source_blocks, fetch_slice, EntryFilter, WalkError};
 use crate::index::SourceBlock;
+use crate::keep::index_format::IndexEntry;
 use crate::keep::rendezvous::probe_orders_go;
 use crate::keepstore::{BadReplica, Cause, Keepstores, KeepstoresFactory};
 use crate::net::{build_runtime, IoBackend};
@@ -59,7 +64,7 @@ impl Reread {
 }
 
 /// What to validate, and how.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ValidateJob {
     pub src: Cluster,
     pub dst: Cluster,
@@ -67,8 +72,10 @@ pub struct ValidateJob {
     pub dst_signing: Option<Signing>,
     pub layout: Layout,
     pub wanted: Wanted,
-    /// Only hashes starting with this.
-    pub prefix: String,
+    /// Which blocks: the copy's selection (prefix, shard, `-size`/`-mtime` on the source
+    /// index lines, the `-locators` list read alongside the walk), applied as the copy
+    /// applies it. Its order is not used: blocks are classified in hash order.
+    pub select: Selection,
     pub reread: Reread,
     /// Emit a [`Event::Checked`] for blocks without findings too (`-combined`, `-report`
     /// list every block); without, only problems and destination-only blocks are events.
@@ -245,6 +252,8 @@ pub enum ValidateError {
     Thread(std::io::Error),
     #[error("worker thread failed: {0}")]
     Worker(String),
+    #[error("reading the -locators list: {0}")]
+    Locators(String),
 }
 
 impl From<WalkError> for ValidateError {
@@ -314,14 +323,16 @@ impl<F: KeepstoresFactory> Walker<F> {
     async fn go(&self, mut emitter: Emitter) -> Result<(u64, usize), ValidateError> {
         let keepstores = self.factory.client();
         let job = &self.job;
+        let prefix = &job.select.prefix;
         let extra_digits = match job.config.prefix_length {
             0 => {
-                let estimate = estimate_source_blocks(&keepstores, &job.src, &job.prefix).await?;
-                choose_extra_digits(estimate, job.prefix.len(), job.config.slice_target)
+                let estimate = estimate_source_blocks(&keepstores, &job.src, prefix).await?;
+                choose_extra_digits(estimate, prefix.len(), job.config.slice_target)
             }
-            wanted => wanted.saturating_sub(job.prefix.len()).min(8),
+            wanted => wanted.saturating_sub(prefix.len()).min(8),
         };
-        let pending: Vec<String> = prefixes(&job.prefix, extra_digits).collect();
+        // The copy's slicing: a shard walks exactly the prefixes the copy's shard walks.
+        let pending = walk_prefixes(prefix, extra_digits, job.select.shard);
         self.counters
             .slices_total
             .store(pending.len() as u64, Relaxed);
@@ -376,13 +387,30 @@ impl<F: KeepstoresFactory> Walker<F> {
     ) -> Result<u64, ValidateError> {
         let job = &self.job;
         let dst_uuids = job.dst.uuids();
+        let select = &job.select;
+        let accepts = |e: &IndexEntry| select.filter.accepts(e);
+        let filter: Option<&EntryFilter<'_>> = (!select.filter.is_empty()).then_some(&accepts);
+        let mut wanted: Option<LocatorCursor> = select
+            .locators
+            .as_ref()
+            .map(|list| list.cursor())
+            .transpose()
+            .map_err(|e| ValidateError::Locators(e.to_string()))?;
         let mut walked = 0u64;
         for prefix in pending {
             if self.control.is_stopping() {
                 break;
             }
+            let listed: Option<Vec<Listed>> = match &mut wanted {
+                Some(cursor) => Some(
+                    cursor
+                        .take_prefix(prefix)
+                        .map_err(|e| ValidateError::Locators(e.to_string()))?,
+                ),
+                None => None,
+            };
             let src_fetches = (0..job.src.services.len())
-                .map(|i| fetch_slice(keepstores, &job.src, i, prefix, None));
+                .map(|i| fetch_slice(keepstores, &job.src, i, prefix, filter));
             let (src_results, dst_result) = futures_util::join!(
                 join_all(src_fetches),
                 join::fetch_listings(keepstores, &job.dst, &job.layout, prefix)
@@ -398,12 +426,21 @@ impl<F: KeepstoresFactory> Walker<F> {
             lines += dst_lines;
             let c = &self.counters;
             c.index_lines.fetch_add(lines, Relaxed);
-            let source: Vec<SourceBlock> = merge::merge_sources(src_slices);
+            let mut source: Vec<SourceBlock> = merge::merge_sources(src_slices);
+            if let Some(listed) = &listed {
+                retain_wanted(&mut source, listed, |b| b.id);
+            }
             c.src_blocks.fetch_add(source.len() as u64, Relaxed);
             self.totals
                 .src_blocks
                 .fetch_add(source.len() as u64, Relaxed);
-            let joined = join::join(source, listings);
+            let mut joined = join::join(source, listings);
+            if filter.is_some() || listed.is_some() {
+                // The filters and the list select by source index lines: a block only the
+                // destination lists is outside what they can say (and a source block they
+                // left out would otherwise show up as one).
+                joined.retain(|item| matches!(item, Joined::Source { .. }));
+            }
             let mut items = joined.into_iter().peekable();
             while items.peek().is_some() {
                 let batch: Vec<Joined> = items.by_ref().take(ORDER_BATCH).collect();
@@ -734,7 +771,7 @@ mod tests {
                     replicas: 2,
                     classes: vec!["default".into()],
                 },
-                prefix: String::new(),
+                select: Selection::default(),
                 reread,
                 every_block: true,
                 config: EngineConfig {

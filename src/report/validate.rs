@@ -427,6 +427,10 @@ pub struct ValidateJson<'a> {
     pub elapsed_s: f64,
     pub io_backend: String,
     pub prefix: &'a str,
+    /// `-shard I/N`, when given (so a plan's shards can be told apart).
+    pub shard: Option<String>,
+    /// `-size`, `-mtime`, `-locators` as given (empty: none).
+    pub filters: String,
     pub wanted_replicas: u32,
     pub wanted_classes: &'a [String],
     pub reread: &'a str,
@@ -472,6 +476,8 @@ impl<'a> ValidateJson<'a> {
             elapsed_s: report.elapsed.as_secs_f64(),
             io_backend: report.io_backend.to_string(),
             prefix,
+            shard: None,
+            filters: String::new(),
             wanted_replicas,
             wanted_classes,
             reread,

@@ -298,6 +298,8 @@ fn go_move(w: &World, vacate: bool) -> (RunReport, Arc<Counters>) {
             blob_signing_ttl: Duration::ZERO,
             patience: Duration::from_secs(2),
             io: IoBackend::Auto,
+            mounts_by_server: Default::default(),
+            confirm: None,
         },
         receiver,
         counters.clone(),

@@ -1418,6 +1418,7 @@ impl<F: KeepstoresFactory> Puller<F> {
                 locators: Some(list),
                 order: Order::Prefix,
                 include_present: true,
+                mounts: Vec::new(),
             },
             config: super::EngineConfig {
                 prefix_length: prefix.len().max(1),

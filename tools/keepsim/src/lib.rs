@@ -797,6 +797,24 @@ impl Cluster {
         }
     }
 
+    /// Sets one mount's `ReadOnly` and `AllowTrashWhenReadOnly` (on every keepstore that
+    /// exposes it), as an operator draining a volume would; false if no keepstore has it.
+    pub fn set_mount_read_only(&self, uuid: &str, read_only: bool, allow_trash: bool) -> bool {
+        let mut found = false;
+        for m in self.keepstores.iter().flat_map(|k| k.mounts.iter()) {
+            if m.uuid == uuid {
+                found = true;
+                if let Ok(mut r) = m.read_only.write() {
+                    *r = read_only;
+                }
+                if let Ok(mut a) = m.allow_trash_when_read_only.write() {
+                    *a = allow_trash;
+                }
+            }
+        }
+        found
+    }
+
     /// Limits each mount of `server` to `bytes` (then PUT answers 507).
     pub fn set_capacity(&self, server: usize, bytes: Option<u64>) {
         for m in &self.keepstores[server].mounts {

@@ -169,6 +169,9 @@ pub struct Mount {
     /// Highest priority of its classes (keepstore orders mounts by it first).
     pub priority: i32,
     pub read_only: RwLock<bool>,
+    /// The volume's `AllowTrashWhenReadOnly`: trash lists (and DELETE) still apply to it
+    /// while it is read-only (how an operator drains a volume).
+    pub allow_trash_when_read_only: RwLock<bool>,
     /// Bytes the mount can hold; `None` = unlimited.
     pub capacity: RwLock<Option<u64>>,
     /// An S3-like mount shared by several keepstores: index in key order, mtimes in whole
@@ -276,6 +279,7 @@ impl Mount {
             classes,
             priority,
             read_only: RwLock::new(false),
+            allow_trash_when_read_only: RwLock::new(false),
             capacity: RwLock::new(None),
             shared: false,
             index_requests: AtomicU64::new(0),
@@ -326,9 +330,14 @@ impl Mount {
         !self.read_only.read().map(|r| *r).unwrap_or(true)
     }
 
-    /// keepstore's AllowTrash (AllowTrashWhenReadOnly is never set here).
+    /// keepstore's mount `AllowTrash`: writable, or read-only with `AllowTrashWhenReadOnly`.
     pub fn allows_trash(&self) -> bool {
         self.is_writable()
+            || self
+                .allow_trash_when_read_only
+                .read()
+                .map(|a| *a)
+                .unwrap_or(false)
     }
 
     fn path_of(root: &Path, hash: &BlockHash) -> PathBuf {

@@ -275,8 +275,10 @@ fn trash_one(ks: &Keepstore, item: &TrashItem) -> Outcome {
     if now_ns() - item.block_mtime < ttl_ns {
         return Outcome::Skipped;
     }
+    // trash_worker.go: no mount named = the writable mounts (mountsW); a named mount only
+    // if it allows trash (writable, or AllowTrashWhenReadOnly).
     let mounts: Vec<_> = if item.mount_uuid.is_empty() {
-        ks.mounts.iter().filter(|m| m.allows_trash()).collect()
+        ks.mounts.iter().filter(|m| m.is_writable()).collect()
     } else {
         match ks.mounts.iter().find(|m| m.uuid == item.mount_uuid) {
             Some(m) if m.allows_trash() => vec![m],

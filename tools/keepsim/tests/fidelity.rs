@@ -164,6 +164,66 @@ fn trash_untrash_delete_touch_by_keepstore_rules() {
 }
 
 #[test]
+fn a_read_only_mount_is_trashed_only_when_named_and_allowed() {
+    let mut config = unsigned("ronly", 1);
+    config.mounts_per_keepstore = 2;
+    config.blob_signing_ttl = 3600;
+    let c = Cluster::start(config).expect("starts");
+    let port = c.keepstore_ports[0];
+    let token = c.config.system_root_token.clone();
+    let data = b"on both mounts";
+    let loc = c.put_block_on_mount(0, 0, data).expect("stored");
+    c.put_block_on_mount(0, 1, data).expect("stored");
+    c.age_block(0, &loc, Duration::from_secs(7200));
+    let mtime = c.locate(&loc)[0].mtime_ns;
+    let (ro, rw) = (
+        c.keepstores[0].mounts[0].uuid.clone(),
+        c.keepstores[0].mounts[1].uuid.clone(),
+    );
+    let allow_trash = || -> Vec<bool> {
+        let body = request(port, "GET", "/mounts", Some(&token), b"").body;
+        let mounts: serde_json::Value = serde_json::from_slice(&body).expect("mounts JSON");
+        mounts
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|m| m["allow_trash"].as_bool().unwrap_or(true))
+            .collect()
+    };
+    let trash = |mount: &str| {
+        let list = serde_json::json!([{"locator": loc, "block_mtime": mtime, "mount_uuid": mount}]);
+        let r = request(
+            port,
+            "PUT",
+            "/trash",
+            Some(&token),
+            list.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200);
+    };
+    let held = || -> Vec<String> { c.locate(&loc).into_iter().map(|h| h.mount).collect() };
+    assert!(c.set_mount_read_only(&ro, true, false));
+    assert_eq!(allow_trash(), vec![false, true]);
+    // Named, read-only without AllowTrashWhenReadOnly: skipped.
+    trash(&ro);
+    assert!(eventually(Duration::from_secs(2), || c
+        .trash_stats(0)
+        .skipped
+        == 1));
+    assert_eq!(held().len(), 2);
+    // Unnamed: the writable mounts only.
+    trash("");
+    assert!(eventually(Duration::from_secs(2), || c.trash_stats(0).done == 1));
+    assert_eq!(held(), vec![ro.clone()]);
+    // With AllowTrashWhenReadOnly, naming it trashes it.
+    assert!(c.set_mount_read_only(&ro, true, true));
+    assert_eq!(allow_trash(), vec![true, true]);
+    trash(&ro);
+    assert!(eventually(Duration::from_secs(2), || c.trash_stats(0).done == 2));
+    assert!(held().is_empty(), "{:?} (writable was {rw})", held());
+}
+
+#[test]
 fn trash_off_and_lists_replace_the_queue() {
     let mut config = unsigned("noblo", 1);
     config.blob_trash = false;
