@@ -226,6 +226,22 @@ fn assert_vacated(env: &Env, hashes: &[String], vacated: &str, before: &[usize],
     }
 }
 
+/// The summary line's copied and skipped block counts.
+fn summary_counts(err: &str) -> (u64, u64) {
+    let line = err
+        .lines()
+        .find(|l| l.contains("Summary: copied "))
+        .expect("a summary line");
+    let number_after = |what: &str| -> u64 {
+        let rest = &line[line.find(what).expect(what) + what.len()..];
+        rest.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count")
+    };
+    (number_after("copied "), number_after("skipped "))
+}
+
 #[test]
 fn vacate_a_writable_mount_empties_it_alone() {
     let (env, hashes) = two_mount_env(30);
@@ -250,6 +266,10 @@ fn vacate_a_writable_mount_empties_it_alone() {
     assert!(err.contains(&format!("Vacating mounts {vacated}")), "{err}");
     assert!(err.contains("take no new copies in this run"), "{err}");
     assert_vacated(&env, &hashes, &vacated, &before, &err);
+    // Regression: a block already elsewhere but short of replicas was counted both
+    // "skipped already present" and "copied". Each block is counted once.
+    let (copied, skipped) = summary_counts(&err);
+    assert_eq!(copied + skipped, planned as u64, "{err}");
     // A writable vacated mount's keepstore takes no new copies: its other mount is as it was.
     assert_eq!(on_mount(&env, &kept), kept_before, "{err}");
 }

@@ -805,8 +805,16 @@ impl<F: KeepstoresFactory> Engine<F> {
         let c = &self.counters;
         c.src_blocks.fetch_add(diff.src_blocks, Relaxed);
         c.dst_blocks.fetch_add(diff.dst_blocks, Relaxed);
-        c.skipped_blocks.fetch_add(diff.present, Relaxed);
-        c.skipped_bytes.fetch_add(diff.present_bytes, Relaxed);
+        // Present blocks that are read back here (move, vacate, -verify-existing) count as
+        // skipped only once confirmed: one that must be topped up is counted copied instead.
+        let checked_bytes: u64 = diff.present_blocks.iter().map(|p| p.block.id.size).sum();
+        c.skipped_blocks.fetch_add(
+            diff.present
+                .saturating_sub(diff.present_blocks.len() as u64),
+            Relaxed,
+        );
+        c.skipped_bytes
+            .fetch_add(diff.present_bytes.saturating_sub(checked_bytes), Relaxed);
         c.index_lines.fetch_add(diff.lines, Relaxed);
         for (_, server, took) in &diff.timings {
             c.observe(Op::Index, server, took.as_secs_f64());
@@ -1505,6 +1513,10 @@ async fn move_block<K: Keepstores>(
         }
         if verified.len() as u32 >= task.replicas {
             counters.verified_blocks.fetch_add(1, Relaxed);
+            counters.skipped_blocks.fetch_add(1, Relaxed);
+            counters
+                .skipped_bytes
+                .fetch_add(task.block.id.size, Relaxed);
             emitter.borrow_mut().emit(Event::Done(BlockRecord {
                 block: task.short,
                 action: Action::Verified,
@@ -1572,6 +1584,8 @@ async fn verify_existing<K: Keepstores>(
     }
     if bad.is_empty() && good.len() as u32 >= task.replicas.max(1) {
         counters.verified_blocks.fetch_add(1, Relaxed);
+        counters.skipped_blocks.fetch_add(1, Relaxed);
+        counters.skipped_bytes.fetch_add(id.size, Relaxed);
         emitter.borrow_mut().emit(Event::Done(BlockRecord {
             block: task.short,
             action: Action::Verified,
