@@ -32,7 +32,7 @@ use super::gates::Gates;
 use super::gates::Key;
 use super::hash_batch::HashBatcher;
 use super::pool::BufferPool;
-use super::retry::RetryPolicy;
+use super::retry::{next_for, RetryPolicy, Rounds};
 use super::slices::{Settled, SliceTracker};
 use super::transfer::{source_locator, Ctx, Job, Outcome};
 use super::trash::{MovedBlock, MovedSlice};
@@ -766,8 +766,10 @@ impl<F: KeepstoresFactory> Engine<F> {
         let extra_digits = match (&resume, config.prefix_length) {
             (Some(state), _) => state.extra_digits,
             (None, 0) => {
-                let estimate =
-                    estimate_source_blocks(keepstores, &self.run.job.src, prefix).await?;
+                let estimate = read_index_in_rounds(config.retry, || {
+                    estimate_source_blocks(keepstores, &self.run.job.src, prefix)
+                })
+                .await?;
                 choose_extra_digits(estimate, prefix.len(), config.slice_target)
             }
             (None, wanted) => wanted.saturating_sub(prefix.len()).min(8),
@@ -827,16 +829,18 @@ impl<F: KeepstoresFactory> Engine<F> {
                 &per_server
             }
         };
-        let mut diff = diff_slice_with(
-            keepstores,
-            &job.src,
-            &job.dst,
-            layouts,
-            prefix,
-            self.run.config.dst_index_errors,
-            filter,
-            wants,
-        )
+        let mut diff = read_index_in_rounds(self.run.config.retry, || {
+            diff_slice_with(
+                keepstores,
+                &job.src,
+                &job.dst,
+                layouts,
+                prefix,
+                self.run.config.dst_index_errors,
+                filter,
+                wants,
+            )
+        })
         .await?;
         if let Some(cursor) = wanted {
             let listed = cursor.take_prefix(prefix).map_err(EngineError::Locators)?;
@@ -1174,6 +1178,32 @@ impl Watchdog {
         self.done.store(true, Relaxed);
         if let Some(h) = self.handle {
             let _ = h.join();
+        }
+    }
+}
+
+/// Runs `read`, an index read, again in keepclient's rounds (as a block is read) while it
+/// fails transiently: a keepstore restarting, a 503, a reset. One restarted keepstore must
+/// not end a week-long run. What is still unreadable after the rounds ends the run, as in
+/// keep-rsync.
+async fn read_index_in_rounds<T, Fut>(
+    policy: RetryPolicy,
+    mut read: impl FnMut() -> Fut,
+) -> Result<T, WalkError>
+where
+    Fut: std::future::Future<Output = Result<T, WalkError>>,
+{
+    let mut rounds = Rounds::new(policy, vec![0]);
+    let _first = rounds.next().await;
+    loop {
+        match read().await {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                rounds.mark(0, next_for(&e.cause));
+                if rounds.next().await.is_none() {
+                    return Err(e);
+                }
+            }
         }
     }
 }
