@@ -641,6 +641,12 @@ impl<F: KeepstoresFactory> Engine<F> {
             outstanding: outstanding.clone(),
         };
         let requeued = Arc::new(Requeued::default());
+        let replica_caps = Arc::new(
+            self.layouts
+                .get()
+                .map(|l| l.dst.replica_caps())
+                .unwrap_or_default(),
+        );
         let mut handles = Vec::with_capacity(workers);
         for worker in 0..workers {
             let state = WorkerState {
@@ -656,6 +662,7 @@ impl<F: KeepstoresFactory> Engine<F> {
                 outstanding: outstanding.clone(),
                 emitter: emitter.fork(),
                 per_server_requests: self.run.config.per_server_requests.div_ceil(workers),
+                replica_caps: replica_caps.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("keepmover-worker-{worker}"))
@@ -1223,6 +1230,8 @@ struct WorkerState<F: KeepstoresFactory> {
     emitter: Emitter,
     /// This worker's share of `per_server_requests`.
     per_server_requests: usize,
+    /// Per destination server, the most replicas one PUT can store there.
+    replica_caps: Arc<Vec<Option<u32>>>,
 }
 
 fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), EngineError> {
@@ -1244,6 +1253,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
         outstanding,
         emitter,
         per_server_requests,
+        replica_caps,
     } = state;
     runtime.block_on(async move {
         let keepstores = Rc::new(factory.client());
@@ -1291,6 +1301,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
                     keepstores: keepstores.clone(),
                     hasher: hasher.clone(),
                     gates: gates.clone(),
+                    replica_caps: replica_caps.clone(),
                 };
                 compio::runtime::spawn(lane_state.go())
             })
@@ -1339,6 +1350,7 @@ struct Lane<K: Keepstores> {
     keepstores: Rc<K>,
     hasher: HashBatcher,
     gates: Rc<Gates>,
+    replica_caps: Arc<Vec<Option<u32>>>,
 }
 
 impl<K: Keepstores> Lane<K> {
@@ -1374,6 +1386,7 @@ impl<K: Keepstores> Lane<K> {
                 gates: &self.gates,
                 control: &self.control,
                 counters: &self.counters,
+                replica_caps: &self.replica_caps,
             };
             if task.requeues == 0 {
                 announce(&task, &self.counters, &self.emitter);
