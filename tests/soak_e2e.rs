@@ -129,11 +129,14 @@ impl Timing {
     }
 
     /// A run: the walk (each slice lists every mount of both clusters at once, so a slice
-    /// takes one listing request; plus discovery and `/mounts` before it), then the bound per
-    /// block divided by the blocks in flight (`-workers` × `-concurrency`).
+    /// takes one listing request, read again in keepclient's rounds when it fails
+    /// transiently; plus discovery and `/mounts` before it), then the bound per block
+    /// divided by the blocks in flight (`-workers` × `-concurrency`).
     fn run(&self, sizes: &[u64], src: usize, dst: usize, slices: u32, listing: u64) -> Duration {
         let setup = self.request(64 << 10) * 4;
-        let walk = self.request(listing) * slices;
+        let listing_rounds =
+            self.request(listing) * (1 + self.retries) + self.retry_delay * (10 * self.retries);
+        let walk = listing_rounds * slices;
         let blocks: Duration = sizes.iter().map(|&s| self.block(s, src, dst)).sum();
         setup + walk + blocks / (self.workers * self.concurrency) as u32
     }
