@@ -124,6 +124,22 @@ impl Layout {
         }
     }
 
+    /// Per server, the most replicas one PUT to it can truly store: the replication of all
+    /// its mounts together (keepstore writes a block at most once per mount). A larger
+    /// `X-Keep-Replicas-Stored` is a lie and counts only this much. `None` where the mounts
+    /// are unknown: that server's answer is taken as it is.
+    pub fn replica_caps(&self) -> Vec<Option<u32>> {
+        self.servers
+            .iter()
+            .map(|answer| match answer {
+                ServerMounts::Known(mounts) if !mounts.is_empty() => {
+                    Some(mounts.iter().map(|m| m.replication.max(1)).sum())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether every server's mounts are known (so replicas and classes count exactly).
     pub fn all_known(&self) -> bool {
         self.servers

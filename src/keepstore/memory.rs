@@ -56,6 +56,8 @@ pub struct MemServer {
     pub confirms_classes: bool,
     /// Every index request fails with this status and body.
     pub index_fails: Option<(u16, String)>,
+    /// The next this many index requests answer 503 (a keepstore restarting or busy).
+    pub index_503_next: u32,
     /// The uuid of this server's one mount (default: derived from the server's uuid); give
     /// two servers the same one to model a volume they share.
     pub mount_uuid: Option<String>,
@@ -89,6 +91,7 @@ impl Default for MemServer {
             classes: vec!["default".to_string()],
             confirms_classes: true,
             index_fails: None,
+            index_503_next: 0,
             mount_uuid: None,
             gets: 0,
             heads: 0,
@@ -413,6 +416,10 @@ impl Keepstores for MemoryKeepstores {
         s.index_reads += 1;
         if let Some((code, text)) = &s.index_fails {
             return Err(status(*code, text));
+        }
+        if s.index_503_next > 0 {
+            s.index_503_next -= 1;
+            return Err(status(503, "busy"));
         }
         let start = entries.len();
         // Listed backwards: callers must not rely on index order (keepstore's is unsorted).

@@ -107,7 +107,10 @@ impl Cause {
 
     /// The transfer stalled or trickled: try this server last for the rest of the block.
     pub fn is_slow(&self) -> bool {
-        matches!(self, Cause::Net(NetError::Timeout { .. }))
+        matches!(
+            self,
+            Cause::Net(NetError::Timeout { .. } | NetError::TooSlow { .. })
+        )
     }
 
     /// A signature that expired before the server checked it.
@@ -124,7 +127,7 @@ impl Cause {
                 s if s >= 500 => ErrorKind::Status5xx,
                 _ => ErrorKind::Status4xx,
             },
-            Cause::Net(NetError::Timeout { .. }) => ErrorKind::Timeout,
+            Cause::Net(NetError::Timeout { .. } | NetError::TooSlow { .. }) => ErrorKind::Timeout,
             Cause::Net(NetError::Tls { .. }) => ErrorKind::Tls,
             Cause::Net(
                 NetError::Connect { .. }

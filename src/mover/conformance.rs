@@ -80,6 +80,7 @@ impl Parts {
             gates: &self.gates,
             control: &self.control,
             counters: &self.counters,
+            replica_caps: &[],
         }
     }
 }

@@ -32,7 +32,7 @@ use super::gates::Gates;
 use super::gates::Key;
 use super::hash_batch::HashBatcher;
 use super::pool::BufferPool;
-use super::retry::RetryPolicy;
+use super::retry::{next_for, RetryPolicy, Rounds};
 use super::slices::{Settled, SliceTracker};
 use super::transfer::{source_locator, Ctx, Job, Outcome};
 use super::trash::{MovedBlock, MovedSlice};
@@ -650,6 +650,12 @@ impl<F: KeepstoresFactory> Engine<F> {
             outstanding: outstanding.clone(),
         };
         let requeued = Arc::new(Requeued::default());
+        let replica_caps = Arc::new(
+            self.layouts
+                .get()
+                .map(|l| l.dst.replica_caps())
+                .unwrap_or_default(),
+        );
         let mut handles = Vec::with_capacity(workers);
         for worker in 0..workers {
             let state = WorkerState {
@@ -666,6 +672,7 @@ impl<F: KeepstoresFactory> Engine<F> {
                 emitter: emitter.fork(),
                 per_server_requests: self.run.config.per_server_requests.div_ceil(workers),
                 workers,
+                replica_caps: replica_caps.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("keepmover-worker-{worker}"))
@@ -778,8 +785,10 @@ impl<F: KeepstoresFactory> Engine<F> {
         let extra_digits = match (&resume, config.prefix_length) {
             (Some(state), _) => state.extra_digits,
             (None, 0) => {
-                let estimate =
-                    estimate_source_blocks(keepstores, &self.run.job.src, prefix).await?;
+                let estimate = read_index_in_rounds(config.retry, || {
+                    estimate_source_blocks(keepstores, &self.run.job.src, prefix)
+                })
+                .await?;
                 choose_extra_digits(estimate, prefix.len(), config.slice_target)
             }
             (None, wanted) => wanted.saturating_sub(prefix.len()).min(8),
@@ -847,16 +856,18 @@ impl<F: KeepstoresFactory> Engine<F> {
                 &per_server
             }
         };
-        let mut diff = diff_slice_with(
-            keepstores,
-            &job.src,
-            &job.dst,
-            layouts,
-            prefix,
-            self.run.config.dst_index_errors,
-            filter,
-            wants,
-        )
+        let mut diff = read_index_in_rounds(self.run.config.retry, || {
+            diff_slice_with(
+                keepstores,
+                &job.src,
+                &job.dst,
+                layouts,
+                prefix,
+                self.run.config.dst_index_errors,
+                filter,
+                wants,
+            )
+        })
         .await?;
         if let Some(cursor) = wanted {
             let listed = cursor.take_prefix(prefix).map_err(EngineError::Locators)?;
@@ -1198,6 +1209,32 @@ impl Watchdog {
     }
 }
 
+/// Runs `read`, an index read, again in keepclient's rounds (as a block is read) while it
+/// fails transiently: a keepstore restarting, a 503, a reset. One restarted keepstore must
+/// not end a week-long run. What is still unreadable after the rounds ends the run, as in
+/// keep-rsync.
+async fn read_index_in_rounds<T, Fut>(
+    policy: RetryPolicy,
+    mut read: impl FnMut() -> Fut,
+) -> Result<T, WalkError>
+where
+    Fut: std::future::Future<Output = Result<T, WalkError>>,
+{
+    let mut rounds = Rounds::new(policy, vec![0]);
+    let _first = rounds.next().await;
+    loop {
+        match read().await {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                rounds.mark(0, next_for(&e.cause));
+                if rounds.next().await.is_none() {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 /// What a worker thread takes with it.
 struct WorkerState<F: KeepstoresFactory> {
     run: Arc<Run>,
@@ -1215,6 +1252,8 @@ struct WorkerState<F: KeepstoresFactory> {
     per_server_requests: usize,
     /// How many workers share the run (for their share of a bandwidth limit).
     workers: usize,
+    /// Per destination server, the most replicas one PUT can store there.
+    replica_caps: Arc<Vec<Option<u32>>>,
 }
 
 fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), EngineError> {
@@ -1237,6 +1276,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
         emitter,
         per_server_requests,
         workers,
+        replica_caps,
     } = state;
     runtime.block_on(async move {
         let keepstores = Rc::new(factory.client());
@@ -1294,6 +1334,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
                     keepstores: keepstores.clone(),
                     hasher: hasher.clone(),
                     gates: gates.clone(),
+                    replica_caps: replica_caps.clone(),
                 };
                 compio::runtime::spawn(lane_state.go())
             })
@@ -1344,6 +1385,7 @@ struct Lane<K: Keepstores> {
     keepstores: Rc<K>,
     hasher: HashBatcher,
     gates: Rc<Gates>,
+    replica_caps: Arc<Vec<Option<u32>>>,
 }
 
 impl<K: Keepstores> Lane<K> {
@@ -1382,6 +1424,7 @@ impl<K: Keepstores> Lane<K> {
                 gates: &self.gates,
                 control: &self.control,
                 counters: &self.counters,
+                replica_caps: &self.replica_caps,
             };
             if task.requeues == 0 {
                 announce(&task, &self.counters, &self.emitter);

@@ -129,6 +129,13 @@ mod tests {
             phase: Phase::Idle,
         });
         assert_eq!(next_for(&stalled), Next::RetryLast);
+        // A trickle below -min-rate is as slow as a stall: last in the next round too.
+        let trickled = Cause::Net(NetError::TooSlow {
+            origin: origin.clone(),
+            min_rate: 65536,
+        });
+        assert_eq!(next_for(&trickled), Next::RetryLast);
+        assert_eq!(trickled.kind(), crate::keepstore::ErrorKind::Timeout);
         let tls = Cause::Net(NetError::Tls {
             origin,
             detail: "bad certificate".into(),

@@ -149,6 +149,10 @@ pub struct Ctx<'a, K: Keepstores> {
     pub gates: &'a Rc<Gates>,
     pub control: &'a Control,
     pub counters: &'a Counters,
+    /// Per destination server, the most replicas one PUT can store there
+    /// ([`Layout::replica_caps`](crate::index::layout::Layout::replica_caps)); empty when
+    /// the mounts are unknown.
+    pub replica_caps: &'a [Option<u32>],
 }
 
 /// The locator to GET: `hash+size`, signed as keep-rsync signs it (expiry now + 1 day), at
@@ -474,8 +478,17 @@ impl<K: Keepstores> Ctx<'_, K> {
                     break;
                 };
                 match result {
-                    Ok(reply) => {
+                    Ok(mut reply) => {
                         self.gates.success(Key::Dst(server));
+                        // A server claiming more replicas than its mounts can hold lies
+                        // (or is misconfigured): count what it can hold, and write the
+                        // rest elsewhere.
+                        if let Some(cap) = self.replica_caps.get(server).copied().flatten() {
+                            reply.replicas = reply.replicas.min(cap);
+                            for (_, n) in reply.classes.iter_mut().flatten() {
+                                *n = (*n).min(cap);
+                            }
+                        }
                         need.confirmed(reply.replicas, reply.classes.as_deref());
                         outcome.stored_on.push(server);
                         outcome.stored_locators.push(reply.locator);

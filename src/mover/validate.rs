@@ -630,6 +630,7 @@ impl<K: Keepstores> Lane<K> {
                 gates: &self.gates,
                 control: &self.control,
                 counters: &self.counters,
+                replica_caps: &[],
             };
             let record = reread(&ctx, task.verdict).await;
             self.totals.record(&record);

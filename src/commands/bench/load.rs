@@ -126,6 +126,7 @@ impl TaskEnv {
             gates: &self.gates,
             control: &self.control,
             counters: &self.counters,
+            replica_caps: &[],
         }
     }
 }

@@ -156,6 +156,46 @@ fn a_block_that_fails_every_retry_is_requeued_and_then_copied() {
 }
 
 #[test]
+fn a_slice_index_that_fails_transiently_is_read_again() {
+    // A source and a destination server each answer their next index request 503 (a
+    // keepstore restarting): the slice is read again in the next round, and all is copied.
+    let w = world(6);
+    w.ks.with(&w.job.src, 1, |s| s.index_503_next = 1);
+    w.ks.with(&w.job.dst, 2, |s| s.index_503_next = 1);
+    let mut cfg = config();
+    cfg.prefix_length = 0;
+    let (report, _) = go(
+        &w,
+        Selection::default(),
+        cfg.clone(),
+        Arc::new(Control::new()),
+    );
+    assert_eq!(report.totals.copied_blocks, 6, "{:?}", report.totals);
+    // One more 503 than the rounds (1 + 1 retry) can absorb ends the run, as before.
+    w.ks.with(&w.job.src, 0, |s| s.index_503_next = 2);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let result = run(
+        Run {
+            job: w.job.clone(),
+            identity: JobIdentity::default(),
+            select: Selection::default(),
+            config: cfg,
+            mode: Mode::Copy,
+            bad_copies: Default::default(),
+        },
+        w.ks.clone(),
+        Arc::new(Control::new()),
+        Arc::new(Counters::default()),
+        vec![Box::new(Collect(events))],
+    );
+    assert!(
+        matches!(result, Err(EngineError::Walk(_))),
+        "{:?}",
+        result.map(|r| r.totals)
+    );
+}
+
+#[test]
 fn a_block_that_never_copies_fails_after_its_requeues() {
     let w = world(2);
     let mut cfg = config();

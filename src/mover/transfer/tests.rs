@@ -23,6 +23,7 @@ struct Fixture {
     control: Control,
     counters: Counters,
     retry: RetryPolicy,
+    replica_caps: Vec<Option<u32>>,
 }
 
 impl Fixture {
@@ -47,6 +48,7 @@ impl Fixture {
                 retries: 2,
                 delay: Duration::from_millis(2),
             },
+            replica_caps: Vec::new(),
         }
     }
 
@@ -60,6 +62,7 @@ impl Fixture {
             gates: &self.gates,
             control: &self.control,
             counters: &self.counters,
+            replica_caps: &self.replica_caps,
         }
     }
 
@@ -288,6 +291,40 @@ fn replicas_are_counted_from_the_servers_answers() {
             .expect("stored");
         assert!(stored >= 2);
         assert_eq!(f.puts(2), 0, "never a third server");
+    });
+}
+
+#[test]
+fn a_server_claiming_more_replicas_than_its_mounts_hold_counts_what_they_hold() {
+    // Server 0 has one mount of replication 1 yet says it stored 2; server 1, written at
+    // the same time, is full. The lie counts 1, so the second replica goes to server 2.
+    let mut f = Fixture::new(1, 3, 2, &[]);
+    f.replica_caps = vec![Some(1); 3];
+    f.ks.with(&f.job.dst, 0, |s| s.claim_replicas = Some(2));
+    f.ks.with(&f.job.dst, 1, |s| s.read_only = true);
+    let body = Bytes::from(data(10, 2000));
+    let id = BlockId::new(crate::keep::BlockHash(crate::hash::md5(&body)), 2000);
+    block_on(async {
+        let mut outcome = Outcome::default();
+        let mut ctx = f.ctx();
+        let stored = ctx
+            .store(&id.short(), body.clone(), &[0, 1, 2], &mut outcome)
+            .await
+            .expect("stored");
+        assert_eq!(stored, 2);
+        let mut on = outcome.stored_on.clone();
+        on.sort_unstable();
+        assert_eq!(on, vec![0, 2], "the lie is not trusted");
+        // A mount of replication 2 may truly store two at once.
+        ctx.replica_caps = &[Some(2), Some(1), Some(1)];
+        let puts_on_2 = f.puts(2);
+        let mut outcome = Outcome::default();
+        let body = Bytes::from(data(11, 2000));
+        let id = BlockId::new(crate::keep::BlockHash(crate::hash::md5(&body)), 2000);
+        ctx.store(&id.short(), body, &[0, 1, 2], &mut outcome)
+            .await
+            .expect("stored");
+        assert_eq!(f.puts(2), puts_on_2, "two replicas held on 0 (1 is full)");
     });
 }
 

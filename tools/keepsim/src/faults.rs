@@ -31,6 +31,10 @@ pub struct Faults {
     pub error_500: f64,
     /// Probability of answering 503 to a block request.
     pub error_503: f64,
+    /// The next this many block requests answer 503, then the storm is over (counted down
+    /// as they are answered). A deterministic storm, for tests that must know which
+    /// request of a block meets it (retry order), where `error_503` can only say how often.
+    pub error_503_next: u32,
     /// Added before every response, in milliseconds.
     pub delay_ms: u64,
     /// Block GET bodies stop halfway (after the full head and a correct Content-Length) and
@@ -51,6 +55,12 @@ pub struct Faults {
     pub stall_mid_body: bool,
     /// Block GET bodies are sent at this rate in bytes per second (0 = full speed).
     pub trickle_bytes_per_sec: u64,
+    /// How often the block GET body faults (`corrupt_body`, `stall_mid_body`, `reset`,
+    /// `close_mid_body`, `trickle_bytes_per_sec`, `endless_trailers`) strike: `None` (the
+    /// default) on every GET, `Some(p)` on each GET independently with probability `p`, the
+    /// others served clean. A soak needs a keepstore that misbehaves now and then, as a
+    /// flaky disk or network does, rather than one that fails every read.
+    pub body_fault_probability: Option<f64>,
     /// Block GETs and index requests are answered chunked (no Content-Length); after the
     /// last chunk (`0\r\n`) the server sends trailer lines `:\r\n` forever instead of the
     /// final `\r\n`, as long as the client reads.
@@ -79,6 +89,23 @@ impl Faults {
     pub(crate) fn roll(p: f64) -> bool {
         p > 0.0 && rand::random::<f64>() < p
     }
+
+    /// The faults one block GET body gets: all of them, or, when `body_fault_probability`
+    /// rolls against this GET, none of the body faults (the others stay as set).
+    pub(crate) fn for_one_body(&self) -> Faults {
+        let mut faults = self.clone();
+        if let Some(p) = self.body_fault_probability {
+            if !Faults::roll(p) {
+                faults.corrupt_body = false;
+                faults.stall_mid_body = false;
+                faults.reset = false;
+                faults.close_mid_body = false;
+                faults.trickle_bytes_per_sec = 0;
+                faults.endless_trailers = false;
+            }
+        }
+        faults
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +121,13 @@ mod tests {
         assert_eq!(f.lie_replicas, LieReplicas::StoreNothing);
         assert_eq!(f.trickle_bytes_per_sec, 0);
         assert!(serde_json::from_str::<Faults>(r#"{"no_such_fault":1}"#).is_err());
+        assert!(f.for_one_body().stall_mid_body, "no probability: every GET");
+        let never: Faults = serde_json::from_str(
+            r#"{"reset":true,"body_fault_probability":0.0,"error_503_next":2}"#,
+        )
+        .expect("valid faults");
+        assert!(!never.for_one_body().reset, "probability 0: no GET");
+        assert_eq!(never.error_503_next, 2);
         let back: Faults = serde_json::from_str(
             &serde_json::to_string(&Faults {
                 lie_replicas: LieReplicas::Extra,

@@ -562,7 +562,7 @@ impl Keepstore {
         if Faults::roll(faults.error_500) {
             return text(500, "injected fault");
         }
-        if Faults::roll(faults.error_503) {
+        if Faults::roll(faults.error_503) || (faults.error_503_next > 0 && self.take_503_next()) {
             return text(503, "injected fault");
         }
         match method {
@@ -632,6 +632,18 @@ impl Keepstore {
                 }
             }
             _ => text(400, "Bad Request"),
+        }
+    }
+
+    /// Counts one answer off the `error_503_next` storm; false once it is over (another
+    /// request may have taken the last one since the faults were read).
+    fn take_503_next(&self) -> bool {
+        match self.faults.lock() {
+            Ok(mut f) if f.error_503_next > 0 => {
+                f.error_503_next -= 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -743,6 +755,8 @@ impl Keepstore {
             source.cut_after(hint, End::Clean)
         }
         .sized(hint);
+        // Whether this GET meets the body faults (`body_fault_probability`).
+        let faults = &faults.for_one_body();
         let body = fault_body(body, hint, faults, control);
         let mut r = Response::new(body);
         if !faults.endless_trailers {

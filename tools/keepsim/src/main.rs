@@ -15,7 +15,7 @@ use keepsim::{BlockSetConfig, BlockSizes, IndexOnlyConfig, IndexSide, SharedMoun
     version,
     about = "Simulated Arvados keepstores and API servers on loopback",
     after_help = "Run-time controls on every keepstore (SystemRootToken from cluster.json):\n  \
-        PUT /_keepsim/faults   JSON, e.g. {\"stall_mid_body\":true} (fields: error_500, error_503, delay_ms,\n                         close_mid_body, corrupt_body, truncate_index, down, stall_mid_body,\n                         trickle_bytes_per_sec, endless_trailers, lie_replicas (off|extra|store_nothing),\n                         reset, expired_401)\n  \
+        PUT /_keepsim/faults   JSON, e.g. {\"stall_mid_body\":true} (fields: error_500, error_503, error_503_next,\n                         delay_ms, close_mid_body, corrupt_body, truncate_index, down, stall_mid_body,\n                         trickle_bytes_per_sec, body_fault_probability, endless_trailers,\n                         lie_replicas (off|extra|store_nothing), reset, expired_401)\n  \
         GET /_keepsim/faults, GET /_keepsim/stats\n  \
         PUT /_keepsim/restart?pause_ms=N   restart the keepstore on the same port after N ms\n  \
         PUT /_keepsim/age/<hash>?secs=N    set that block's mtime to now - N s"

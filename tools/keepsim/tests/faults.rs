@@ -1,6 +1,7 @@
 //! The fault switches of a simulated keepstore, seen on the wire: where each one stops a
-//! body and how the connection ends (silent, FIN, RST, endless trailers), lying PUTs,
-//! injected 401s, `down`, the `/_keepsim/faults` endpoint, and a restart on the same port.
+//! body and how the connection ends (silent, FIN, RST, endless trailers), body faults by
+//! probability, a counted 503 storm, lying PUTs, injected 401s, `down`, the
+//! `/_keepsim/faults` endpoint, and a restart on the same port.
 
 mod common;
 
@@ -167,6 +168,47 @@ fn reset_and_close_mid_body() {
     let (raw, ending) = read_until(&mut stream, Duration::from_secs(5), usize::MAX);
     assert_eq!(ending, Ending::Eof);
     assert_eq!(parse(&raw).body, data[..50_000]);
+}
+
+#[test]
+fn body_faults_by_probability_and_a_counted_503_storm() {
+    let c = cluster();
+    let port = c.keepstore_ports[0];
+    let data = block(2000);
+    let loc = c.put_block(0, &data).expect("stored");
+    // Every GET may be corrupted, with probability one half: some arrive right, some wrong.
+    c.set_faults(
+        0,
+        Faults {
+            corrupt_body: true,
+            body_fault_probability: Some(0.5),
+            ..Faults::default()
+        },
+    );
+    let (mut right, mut wrong) = (0, 0);
+    for _ in 0..40 {
+        let r = request(port, "GET", &format!("/{loc}"), None, b"");
+        assert_eq!((r.status, r.body.len()), (200, data.len()));
+        if r.body == data {
+            right += 1;
+        } else {
+            wrong += 1;
+        }
+    }
+    assert!(right > 0 && wrong > 0, "{right} right, {wrong} corrupted");
+    // The next two block requests answer 503, then the storm is over.
+    c.set_faults(
+        0,
+        Faults {
+            error_503_next: 2,
+            ..Faults::default()
+        },
+    );
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| request(port, "GET", &format!("/{loc}"), None, b"").status)
+        .collect();
+    assert_eq!(statuses, [503, 503, 200, 200]);
+    assert_eq!(c.keepstores[0].faults().error_503_next, 0, "counted down");
 }
 
 #[test]
