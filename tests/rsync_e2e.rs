@@ -210,9 +210,25 @@ fn a_down_destination_server_passes_its_replica_to_the_next_in_order() {
         },
     );
     // keep-rsync's rule: an unreadable destination index stops the run, naming the server.
-    let refused = keepmover(&env, &["-replications", "2", "-retries", "1"]);
+    let json = env.dir.path().join("refused.json");
+    let json_arg = json.to_str().expect("utf-8");
+    let refused = keepmover(
+        &env,
+        &["-replications", "2", "-retries", "1", "-json", json_arg],
+    );
     let err = stderr(&refused);
     assert_eq!(refused.status.code(), Some(1), "{err}");
+    // Regression: a run that ended in an error wrote no -json summary at all.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("a -json summary")).expect("JSON");
+    assert_eq!(summary["outcome"], "error", "{summary}");
+    assert_eq!(summary["exit_code"], 1, "{summary}");
+    assert!(
+        summary["extra"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&env.dst.keepstore_url(down))),
+        "{summary}"
+    );
     let down_url = env.dst.keepstore_url(down);
     assert!(
         err.contains("Error while syncing data: ") && err.contains(&down_url),

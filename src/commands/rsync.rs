@@ -511,13 +511,47 @@ fn one_pass(
             .map_err(|source| RsyncError::Output { path, source })?;
         sinks.push(Box::new(sink));
     }
-    let report = mover::run(
+    let started = std::time::Instant::now();
+    let io_backend = prepared.run.config.io;
+    let report = match mover::run(
         prepared.run,
         factory.clone(),
         control.clone(),
         counters.clone(),
         sinks,
-    )?;
+    ) {
+        Ok(report) => report,
+        Err(e) => {
+            // A run that ends in an error still leaves its -json summary (outcome "error",
+            // the counters so far), so a scheduler or `report merge` sees a failed shard
+            // rather than a missing one.
+            if let Some(path) = &args.json {
+                let report = RunReport {
+                    plan: Default::default(),
+                    totals: counters.snapshot(),
+                    stopped: None,
+                    io_backend,
+                    peak_buffer_bytes: 0,
+                    slices: 0,
+                    elapsed: started.elapsed(),
+                    dry_run: args.engine.dry_run,
+                };
+                let mut summary =
+                    JsonSummary::new("copy", &report, &counters, crate::exit::FAILURE);
+                summary.outcome = "error".to_string();
+                summary.shard = args.select.shard.map(|s| s.to_string());
+                summary.extra = serde_json::json!({ "error": e.to_string(), "pass": pass });
+                let path = per_pass(path, pass);
+                if let Err(source) = summary.write(&path) {
+                    log_line(&format!(
+                        "could not write the -json summary {}: {source}",
+                        path.display()
+                    ));
+                }
+            }
+            return Err(e.into());
+        }
+    };
     let mut outcome = close(&report);
     let bad: Vec<BadCopy> = bad_copies.lock().map(|b| b.clone()).unwrap_or_default();
     if !bad.is_empty() {
