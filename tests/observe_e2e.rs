@@ -104,7 +104,12 @@ impl Job {
             args.extend(["-listen", "127.0.0.1:0"]);
         }
         args.extend(extra);
-        let mut child = keepmover_command(env, &args)
+        Job::spawn(env, keepmover_command(env, &args))
+    }
+
+    /// Starts `command` (which must carry `-listen`) and waits for its run file.
+    fn spawn(env: &Env, mut command: Command) -> Job {
+        let mut child = command
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -625,4 +630,43 @@ fn non_loopback_listen_needs_a_token_and_then_every_request_carries_it() {
     let (code, err) = job.finish(60);
     assert_eq!(code, Some(143), "{err}");
     assert!(!err.contains("letmein"), "token in the log: {err}");
+}
+
+#[test]
+fn validate_serves_status_metrics_and_control() {
+    let env = env();
+    fill(&env.src, 120, 4000);
+    let copy = keepmover_command(&env, &[]).output().expect("copy");
+    assert_eq!(copy.status.code(), Some(0), "{copy:?}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keepmover"));
+    command
+        .arg("validate")
+        .arg("-src")
+        .arg(env.dir.path().join("srcaa.conf"))
+        .arg("-dst")
+        .arg(env.dir.path().join("dstbb.conf"))
+        .args([
+            "-replications",
+            "1",
+            "-deep",
+            "-listen",
+            "127.0.0.1:0",
+            // Serve on after the end, so the test does not race a fast validation.
+            "-listen-linger",
+            "60s",
+        ])
+        .env("XDG_RUNTIME_DIR", &env.runtime);
+    let job = Job::spawn(&env, command);
+    let doc = job.wait_for(60, "the end of the validation", |d| d.phase == "done");
+    assert_eq!(doc.command, "validate", "{doc:?}");
+    let metrics = job.metrics();
+    assert!(
+        metrics.contains("keepmover_request_duration_seconds_count{"),
+        "the re-reads are in /metrics: {metrics}"
+    );
+    // A cancel ends the linger at once; the validation itself passed.
+    job.control(r#"{"action":"cancel"}"#);
+    let (code, err) = job.finish(30);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("Validation passed"), "{err}");
 }

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::listen_flags::{listen_options, LISTEN, LISTEN_LINGER, LISTEN_TOKEN_FILE};
 use super::rsync_flags::{
     comma_list, engine_tuning, http_config, rsync_args, selection, LOCATORS, MTIME, RSYNC_FLAGS,
     SHARD, SIZE,
@@ -57,6 +58,9 @@ pub const VALIDATE_FLAGS: &[FlagSpec] = &[
     flag("retry-delay", FlagKind::Duration, "2s", "First retry delay; doubles each time, capped at 10x"),
     flag("prefix-length", FlagKind::Int, "0", "Hex digits per index slice (0 = chosen from the block count)"),
     flag("per-server-requests", FlagKind::Int, "32", "Most re-reads in flight to one keepstore from one worker"),
+    LISTEN,
+    LISTEN_TOKEN_FILE,
+    LISTEN_LINGER,
     flag("version", FlagKind::Bool, "false", "Print version information and exit."),
 ];
 
@@ -101,7 +105,7 @@ pub fn validate_args(parsed: &ParsedFlags) -> Result<ValidateArgs, String> {
             bwlimit: (0, 0),
             watch: std::time::Duration::ZERO,
             trash_bad: false,
-            listen: None,
+            listen: listen_options(parsed)?,
         },
         reread,
         dst_blob_signature_ttl: parsed.duration("dst-blob-signature-ttl", false)?,

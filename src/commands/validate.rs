@@ -164,11 +164,29 @@ pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, Validat
     let dst_uuids: Vec<String> = job.dst.uuids().iter().map(|u| u.to_string()).collect();
     let totals = Arc::new(ValidateTotals::default());
     let counters = Arc::new(Counters::default());
-    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(ValidateLog::new(
-        dst_uuids.clone(),
-        totals.clone(),
-        args.common.display == Display::Quiet,
-    ))];
+    // -listen: the same /status, /metrics and /control as a copy (requests, errors, phase,
+    // pause, cancel, concurrency, bandwidth); the findings are in the log and the files.
+    let live = super::rsync::live_view(
+        "validate",
+        (&prepared.src_api_host, &prepared.dst_api_host),
+        &prepared.run.config,
+        counters.clone(),
+        control.clone(),
+    );
+    let listener = match &args.common.listen {
+        Some(options) => {
+            Some(super::listen::start(options, live.clone()).map_err(RsyncError::from)?)
+        }
+        None => None,
+    };
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![
+        Box::new(ValidateLog::new(
+            dst_uuids.clone(),
+            totals.clone(),
+            args.common.display == Display::Quiet,
+        )),
+        Box::new(live.board.sink()),
+    ];
     let outputs = OutputPaths {
         report: args.common.report.clone(),
         ..args.outputs.clone()
@@ -276,6 +294,9 @@ pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, Validat
                 path: path.clone(),
                 source,
             })?;
+    }
+    if let (Some(listener), Some(options)) = (&listener, &args.common.listen) {
+        listener.linger(options.linger);
     }
     Ok(outcome)
 }

@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::control::{Control, StopReason};
 use super::counters::Counters;
 use super::engine::{default_workers, EngineConfig, Selection};
-use super::events::{Emitter, Event, EventSink, Pump};
+use super::events::{Emitter, Event, EventSink, Phase, Pump};
 use super::gates::Gates;
 use super::hash_batch::HashBatcher;
 use super::pool::BufferPool;
@@ -361,6 +361,9 @@ impl<F: KeepstoresFactory> Walker<F> {
             }
         }
         drop(receiver);
+        // The phases a -listen status and the bar show (validation's "copying" is the walk
+        // and its re-reads).
+        emitter.emit(Event::Phase(Phase::Copying));
         let walked = self
             .walk(&keepstores, &pending, &sender, &mut emitter)
             .await;
@@ -374,6 +377,7 @@ impl<F: KeepstoresFactory> Walker<F> {
                 Err(_) => result = result.and(Err(ValidateError::Worker("panicked".into()))),
             }
         }
+        emitter.emit(Event::Phase(Phase::Done));
         emitter.flush();
         result.map(|slices| (slices, pool.peak_allocated()))
     }
