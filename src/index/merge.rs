@@ -17,16 +17,23 @@ pub struct SourceBlock {
 }
 
 /// Sorts one server's slice and removes duplicates (a block on two mounts is listed twice).
+/// A stable sort, because it merges sorted runs as they come: keepstores list sorted stretches
+/// (an S3 bucket entirely in key order, one 3-hex subdirectory at a time in keepsim).
 pub fn sort_slice(slice: &mut Vec<BlockId>) {
-    slice.sort_unstable();
+    slice.sort();
     slice.dedup();
 }
 
 /// K-way merges sorted, deduplicated source slices (`(server index, slice)`) into one sorted
 /// list of distinct blocks, each with its holders in ascending server order.
-pub fn merge_sources(slices: Vec<(u16, Vec<BlockId>)>) -> Vec<SourceBlock> {
+pub fn merge_sources(mut slices: Vec<(u16, Vec<BlockId>)>) -> Vec<SourceBlock> {
+    if slices.len() <= LINEAR_MERGE {
+        return merge_sources_linear(&mut slices);
+    }
     let total: usize = slices.iter().map(|(_, s)| s.len()).sum();
     let mut merged: Vec<SourceBlock> = Vec::with_capacity(total);
+    // Most blocks have a few replicas: room for them at once, not a reallocation per push.
+    let room = slices.len().min(4);
     let mut heap: BinaryHeap<Reverse<(BlockId, u16, usize)>> = BinaryHeap::new();
     for (slot, (server, slice)) in slices.iter().enumerate() {
         if let Some(first) = slice.first() {
@@ -34,30 +41,107 @@ pub fn merge_sources(slices: Vec<(u16, Vec<BlockId>)>) -> Vec<SourceBlock> {
         }
     }
     let mut cursors = vec![0usize; slices.len()];
+    // The heap orders equal blocks by server, so each block's holders come out ascending.
     while let Some(Reverse((id, server, slot))) = heap.pop() {
         match merged.last_mut() {
-            Some(last) if last.id == id => last.holders.push(server),
-            _ => merged.push(SourceBlock {
-                id,
-                holders: vec![server],
-            }),
+            Some(last) if last.id == id => {
+                if last.holders.last() != Some(&server) {
+                    last.holders.push(server);
+                }
+            }
+            _ => {
+                let mut holders = Vec::with_capacity(room);
+                holders.push(server);
+                merged.push(SourceBlock { id, holders });
+            }
         }
         cursors[slot] += 1;
         if let Some(next) = slices[slot].1.get(cursors[slot]) {
             heap.push(Reverse((*next, server, slot)));
         }
     }
-    for block in &mut merged {
-        block.holders.sort_unstable();
+    merged
+}
+
+/// Up to this many slices, [`merge_sources`] scans their heads instead of keeping a heap
+/// (fewer moves for the usual few servers).
+const LINEAR_MERGE: usize = 8;
+
+/// [`merge_sources`] by scanning every slice's head for the least block.
+fn merge_sources_linear(slices: &mut [(u16, Vec<BlockId>)]) -> Vec<SourceBlock> {
+    // In server order, so each block's holders come out ascending.
+    slices.sort_by_key(|(server, _)| *server);
+    let total: usize = slices.iter().map(|(_, s)| s.len()).sum();
+    let mut merged: Vec<SourceBlock> = Vec::with_capacity(total);
+    let room = slices.len().min(4);
+    let mut cursors = vec![0usize; slices.len()];
+    loop {
+        let mut least: Option<BlockId> = None;
+        for (slot, (_, slice)) in slices.iter().enumerate() {
+            if let Some(head) = slice.get(cursors[slot]) {
+                if least.is_none_or(|l| *head < l) {
+                    least = Some(*head);
+                }
+            }
+        }
+        let Some(id) = least else { break };
+        let mut holders: Vec<u16> = Vec::with_capacity(room);
+        for (slot, (server, slice)) in slices.iter().enumerate() {
+            if slice.get(cursors[slot]) == Some(&id) {
+                cursors[slot] += 1;
+                if holders.last() != Some(server) {
+                    holders.push(*server);
+                }
+            }
+        }
+        merged.push(SourceBlock { id, holders });
     }
     merged
 }
 
-/// Merges sorted, deduplicated destination slices into one sorted distinct list.
+/// Merges sorted, deduplicated destination slices into one sorted distinct list, pairwise
+/// (linear in the entries; sorting them again would cost as much as the rest of the diff).
 pub fn merge_destination(slices: Vec<Vec<BlockId>>) -> Vec<BlockId> {
-    let mut all: Vec<BlockId> = slices.into_iter().flatten().collect();
-    sort_slice(&mut all);
-    all
+    let mut slices: Vec<Vec<BlockId>> = slices.into_iter().filter(|s| !s.is_empty()).collect();
+    while slices.len() > 1 {
+        let mut next = Vec::with_capacity(slices.len().div_ceil(2));
+        let mut pairs = slices.into_iter();
+        while let Some(a) = pairs.next() {
+            next.push(match pairs.next() {
+                Some(b) => merge_two(&a, &b),
+                None => a,
+            });
+        }
+        slices = next;
+    }
+    slices.pop().unwrap_or_default()
+}
+
+/// The sorted union of two sorted, deduplicated lists.
+fn merge_two(a: &[BlockId], b: &[BlockId]) -> Vec<BlockId> {
+    use std::cmp::Ordering;
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// Removes from `source` every block the destination already has (same hash and size).
@@ -174,6 +258,27 @@ mod tests {
     }
 
     #[test]
+    fn the_heap_merge_and_the_linear_merge_agree() {
+        let slices: Vec<(u16, Vec<BlockId>)> = (0..12u16)
+            .rev()
+            .map(|server| {
+                let mut s: Vec<BlockId> = (0..40u8)
+                    .filter(|b| (u16::from(*b) + server) % 3 != 0)
+                    .map(|b| id(b, u64::from(b % 2)))
+                    .collect();
+                sort_slice(&mut s);
+                (server, s)
+            })
+            .collect();
+        let heap = merge_sources(slices.clone());
+        let linear = merge_sources_linear(&mut slices.clone());
+        assert_eq!(heap, linear);
+        assert!(heap
+            .iter()
+            .all(|b| b.holders.windows(2).all(|w| w[0] < w[1])));
+    }
+
+    #[test]
     fn subtract_compares_hash_and_size() {
         let src = merge_sources(vec![(0, vec![id(1, 3), id(2, 3), id(3, 3)])]);
         let dst = vec![id(2, 3), id(3, 4)];
@@ -212,6 +317,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn merging_destination_slices_is_their_sorted_union(
+            servers in proptest::collection::vec(proptest::collection::vec((0u8..30, 0u64..3), 0..50), 0..6),
+        ) {
+            let mut slices = Vec::new();
+            let mut all = Vec::new();
+            for entries in &servers {
+                let mut slice: Vec<BlockId> = entries.iter().map(|&(b, s)| id(b, s)).collect();
+                all.extend(slice.iter().copied());
+                sort_slice(&mut slice);
+                slices.push(slice);
+            }
+            sort_slice(&mut all);
+            prop_assert_eq!(merge_destination(slices), all);
+        }
+
         #[test]
         fn merge_then_subtract_equals_set_difference(
             servers in proptest::collection::vec(proptest::collection::vec((0u8..20, 0u64..3), 0..40), 1..5),

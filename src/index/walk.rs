@@ -193,6 +193,30 @@ async fn fetch_unit<K: Keepstores>(
 /// Replaces location numbers by the servers that hold each location's blocks (every
 /// server mounting it).
 fn units_to_servers(blocks: &mut [SourceBlock], layout: &Layout) {
+    // Usually every location is one server's (its `/index/`, or a mount only it exposes):
+    // then holders are renamed in place, with no allocation per block, or not at all.
+    let single: Option<Vec<u16>> = layout
+        .locations
+        .iter()
+        .map(|l| match l.servers.as_slice() {
+            [only] => Some(*only as u16),
+            _ => None,
+        })
+        .collect();
+    if let Some(map) = single {
+        if map.iter().enumerate().all(|(u, &s)| usize::from(s) == u) {
+            return;
+        }
+        for block in blocks {
+            block.holders.retain(|&u| usize::from(u) < map.len());
+            for holder in &mut block.holders {
+                *holder = map[usize::from(*holder)];
+            }
+            block.holders.sort_unstable();
+            block.holders.dedup();
+        }
+        return;
+    }
     for block in blocks {
         let mut servers: Vec<u16> = block
             .holders

@@ -916,6 +916,11 @@ impl<F: KeepstoresFactory> Engine<F> {
         if exact {
             for prefix in pending {
                 let diff = self.diff(keepstores, prefix, &mut wanted).await?;
+                if self.run.config.dry_run {
+                    // The only walk of a dry run: its figures (index lines, listing times)
+                    // and warnings go into the report here.
+                    self.account(&diff, emitter);
+                }
                 plan.src_blocks += diff.src_blocks;
                 plan.dst_blocks += diff.dst_blocks;
                 plan.to_copy_blocks += diff.missing.len() as u64;

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::cluster::Cluster;
 use crate::index::filter::BlockFilter;
 use crate::index::locators::LocatorList;
 use crate::index::shard::Shard;
@@ -480,4 +481,159 @@ fn after_one_percent_of_the_walk_the_estimate_is_within_five_percent() {
         off(estimate_bytes, exact_bytes) < 0.05,
         "{estimate_bytes} vs {exact_bytes}"
     );
+}
+
+/// The in-memory keepstores, recording when each index listing starts and ends.
+#[derive(Clone)]
+struct Watched {
+    inner: MemoryKeepstores,
+    /// (prefix, true at the start / false at the end), in order.
+    log: Arc<Mutex<Vec<(String, bool)>>>,
+}
+
+impl Watched {
+    fn note(&self, prefix: &str, start: bool) {
+        if let Ok(mut log) = self.log.lock() {
+            log.push((prefix.to_string(), start));
+        }
+    }
+}
+
+impl crate::keepstore::KeepstoresFactory for Watched {
+    type Client = Watched;
+    fn client(&self) -> Watched {
+        self.clone()
+    }
+}
+
+impl Keepstores for Watched {
+    type Body = <MemoryKeepstores as Keepstores>::Body;
+
+    async fn get_block(&self, c: &Cluster, s: usize, l: &str) -> Result<Self::Body, Cause> {
+        self.inner.get_block(c, s, l).await
+    }
+
+    async fn head_block(&self, c: &Cluster, s: usize, l: &str) -> Result<(), Cause> {
+        self.inner.head_block(c, s, l).await
+    }
+
+    async fn put_block(
+        &self,
+        c: &Cluster,
+        s: usize,
+        b: &crate::keep::ShortLocator,
+        body: bytes::Bytes,
+        wants: &crate::keepstore::PutWants,
+    ) -> Result<crate::keepstore::PutReply, Cause> {
+        self.inner.put_block(c, s, b, body, wants).await
+    }
+
+    async fn index(
+        &self,
+        c: &Cluster,
+        s: usize,
+        source: crate::keepstore::IndexSource<'_>,
+        prefix: &str,
+        max: usize,
+        entries: &mut Vec<crate::keep::index_format::IndexEntry>,
+    ) -> Result<(), Cause> {
+        self.note(prefix, true);
+        // Let the other listings of the walk start meanwhile, if the walk would start them.
+        compio::time::sleep(Duration::from_millis(1)).await;
+        let result = self.inner.index(c, s, source, prefix, max, entries).await;
+        self.note(prefix, false);
+        result
+    }
+
+    async fn mounts(
+        &self,
+        c: &Cluster,
+        s: usize,
+    ) -> Result<Vec<crate::keep::wire::MountInfo>, Cause> {
+        self.inner.mounts(c, s).await
+    }
+
+    async fn send_pull(
+        &self,
+        c: &Cluster,
+        s: usize,
+        items: &[crate::keep::wire::PullItem],
+    ) -> Result<(), Cause> {
+        self.inner.send_pull(c, s, items).await
+    }
+
+    async fn send_trash(
+        &self,
+        c: &Cluster,
+        s: usize,
+        items: &[crate::keep::wire::TrashItem],
+    ) -> Result<(), Cause> {
+        self.inner.send_trash(c, s, items).await
+    }
+
+    async fn touch(&self, c: &Cluster, s: usize, l: &str) -> Result<(), Cause> {
+        self.inner.touch(c, s, l).await
+    }
+}
+
+/// The walk's memory bound, checked on the order of its listings: a slice's listings (every
+/// server of both clusters, concurrently) all end before the next slice's begin, so the
+/// walk never holds more than one prefix's slices while the next is fetched; each prefix
+/// is listed once per server, in order (the estimate's probe, `000`, aside).
+#[test]
+fn the_walk_lists_one_prefix_at_a_time_in_order() {
+    for dry_run in [false, true] {
+        let w = world(200);
+        let watched = Watched {
+            inner: w.ks.clone(),
+            log: Arc::new(Mutex::new(Vec::new())),
+        };
+        let mut config = config();
+        config.prefix_length = 2;
+        config.dry_run = dry_run;
+        let report = run(
+            Run {
+                job: w.job.clone(),
+                identity: JobIdentity::default(),
+                select: Selection::default(),
+                config,
+                mode: Mode::Copy,
+                bad_copies: Default::default(),
+            },
+            watched.clone(),
+            Arc::new(Control::new()),
+            Arc::new(Counters::default()),
+            Vec::new(),
+        )
+        .expect("the run runs");
+        if dry_run {
+            assert_eq!(report.plan.to_copy_blocks, 200);
+            // The dry run's only walk is accounted (it reported 0 index lines before).
+            assert_eq!(report.totals.index_lines, 200);
+        } else {
+            assert_eq!(report.totals.copied_blocks, 200);
+        }
+        let log = watched.log.lock().map(|l| l.clone()).unwrap_or_default();
+        let mut open: Vec<String> = Vec::new();
+        let mut walked: Vec<String> = Vec::new();
+        let mut most = 0;
+        for (prefix, start) in &log {
+            if *start {
+                open.push(prefix.clone());
+                if walked.last() != Some(prefix) {
+                    walked.push(prefix.clone());
+                }
+            } else if let Some(i) = open.iter().position(|p| p == prefix) {
+                open.remove(i);
+            }
+            let mut distinct = open.clone();
+            distinct.dedup();
+            most = most.max(distinct.len());
+        }
+        assert_eq!(most, 1, "listings of two prefixes overlapped: {log:?}");
+        let expected: Vec<String> = (0..256).map(|n| format!("{n:02x}")).collect();
+        assert_eq!(walked, expected, "each prefix once, in order");
+        let per_prefix = log.iter().filter(|(p, s)| *s && p == "00").count();
+        assert_eq!(per_prefix, 6, "three servers per cluster, once each");
+    }
 }

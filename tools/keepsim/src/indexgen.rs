@@ -21,8 +21,11 @@
 //! Placement: a locator is on `replicas` consecutive keepstores (mod the cluster's count)
 //! from a pseudo-random start, on one pseudo-random mount of each. This is NOT rendezvous
 //! order (computing that costs an MD5 per keepstore per locator); index-only clusters are
-//! for listing and diffing only. Buckets are listed per mount in a fixed pseudo-random
-//! ("readdir") order; mounts in uuid order (keepstore's `/index`).
+//! for listing and diffing only. A cluster with shared mounts (one bucket behind several
+//! keepstores, as S3 is) keeps every locator once, on one pseudo-random shared mount, and
+//! its local mounts list nothing: a shared mount lists the same lines from every keepstore
+//! that exposes it. Buckets are listed per mount in a fixed pseudo-random ("readdir")
+//! order keyed by the mount's uuid; mounts in uuid order (keepstore's `/index`).
 //!
 //! Cost: generating and formatting a line is a few tens of nanoseconds; a listing is
 //! streamed in ~256 KiB pieces and never held whole. Block GETs, HEADs and PUTs on an
@@ -268,18 +271,54 @@ impl IndexUniverse {
         }
     }
 
-    /// For `cluster.json`.
-    pub fn describe(&self, side: IndexSide, keepstores: usize) -> serde_json::Value {
-        let replicas = self.spec.replicas.min(keepstores).max(1) as u64;
+    /// For `cluster.json`. `shared_mounts`: the cluster's mounts shared by keepstores (then
+    /// every locator is listed once, by one of them).
+    pub fn describe(
+        &self,
+        side: IndexSide,
+        keepstores: usize,
+        shared_mounts: usize,
+    ) -> serde_json::Value {
+        let replicas = if shared_mounts > 0 {
+            1
+        } else {
+            self.spec.replicas.min(keepstores).max(1) as u64
+        };
+        let bytes_once = self.index_bytes(side);
         serde_json::json!({
             "side": side,
             "spec": self.spec,
             "locators": self.locators(side),
             "index_lines_total": self.locators(side) * replicas,
             "replicas_effective": replicas,
+            // Every distinct mount's listing read once: the least a client can read.
+            "index_bytes_once": bytes_once * replicas,
             "expected_diff": self.expected(),
-            "placement": "pseudo-random consecutive keepstores, not rendezvous order",
+            "placement": if shared_mounts > 0 {
+                "once, on one pseudo-random shared mount"
+            } else {
+                "pseudo-random consecutive keepstores, not rendezvous order"
+            },
         })
+    }
+
+    /// Bytes of `side`'s index lines, each locator's line once (`hash+size mtime\n`):
+    /// what a client reads to list the cluster once, times the copies of each line.
+    /// Enumerates (no formatting): about a second per 10^8 locators.
+    pub fn index_bytes(&self, side: IndexSide) -> u64 {
+        (0..BUCKETS)
+            .map(|b| {
+                let mut generator = BucketGen::new(self, b);
+                let mut bytes = 0u64;
+                while let Some(e) = generator.next() {
+                    if side.lists(e.class) {
+                        let (size, mtime) = e.size_mtime();
+                        bytes += 32 + 1 + decimal_digits(size) + 1 + decimal_digits(mtime) + 1;
+                    }
+                }
+                bytes
+            })
+            .sum()
     }
 
     /// Every locator `side` lists, in hash order (`hash`, size), for tests: enumerates.
@@ -339,6 +378,11 @@ static DEC2: [[u8; 2]; 100] = {
     table
 };
 
+/// How many decimal digits `n` takes.
+fn decimal_digits(n: u64) -> u64 {
+    u64::from(n.checked_ilog10().unwrap_or(0)) + 1
+}
+
 /// Writes `n` in decimal ending just before `end` in `buf`; returns where it starts.
 fn write_u64(buf: &mut [u8], end: usize, mut n: u64) -> usize {
     let mut i = end;
@@ -382,6 +426,33 @@ fn push_line(out: &mut BytesMut, e: &Element) {
     out.put_slice(&line[..pos + 1]);
 }
 
+/// One mount of a keepstore, for [`KeepstoreListing`].
+#[derive(Clone, Debug)]
+pub struct ListingMount {
+    pub uuid: String,
+    /// `Some((j, n))`: the cluster's shared mount `j` of `n` (the same lines from every
+    /// keepstore exposing it).
+    pub shared: Option<(usize, usize)>,
+}
+
+impl ListingMount {
+    pub fn local(uuid: impl Into<String>) -> ListingMount {
+        ListingMount {
+            uuid: uuid.into(),
+            shared: None,
+        }
+    }
+}
+
+/// Where a mount's locators come from.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    /// The keepstore's local mount `i` of `n`.
+    Local(u64, u64),
+    /// The cluster's shared mount `j` of `n`.
+    Shared(u64, u64),
+}
+
 /// One keepstore's view of the universe.
 #[derive(Clone)]
 pub struct KeepstoreListing {
@@ -390,22 +461,40 @@ pub struct KeepstoreListing {
     keepstore: u64,
     keepstores: u64,
     replicas: u64,
-    mounts: u64,
+    /// Per mount (by index in uuid order).
+    places: Arc<Vec<Place>>,
+    /// The cluster keeps its locators on shared mounts only.
+    shared_cluster: bool,
     /// Bucket order per mount (by index in uuid order).
     bucket_orders: Arc<Vec<Vec<u16>>>,
 }
 
 impl KeepstoreListing {
+    /// `mounts` in uuid order; `cluster_has_shared`: the cluster has shared mounts (on this
+    /// keepstore or not), so its local mounts list nothing.
     pub fn new(
         universe: Arc<IndexUniverse>,
         side: IndexSide,
         keepstore: usize,
         keepstores: usize,
-        mounts: usize,
-        mount_uuids: Vec<String>,
+        mounts: Vec<ListingMount>,
+        cluster_has_shared: bool,
     ) -> KeepstoreListing {
-        let orders = mount_uuids
+        let locals = mounts.iter().filter(|m| m.shared.is_none()).count() as u64;
+        let mut local = 0;
+        let places = mounts
             .iter()
+            .map(|m| match m.shared {
+                Some((j, n)) => Place::Shared(j as u64, n.max(1) as u64),
+                None => {
+                    local += 1;
+                    Place::Local(local - 1, locals.max(1))
+                }
+            })
+            .collect();
+        let orders = mounts
+            .iter()
+            .map(|m| &m.uuid)
             .map(|uuid| {
                 let mut order: Vec<u16> = (0..BUCKETS as u16).collect();
                 let ranks: Vec<[u8; 16]> = order
@@ -423,7 +512,8 @@ impl KeepstoreListing {
             side,
             keepstore: keepstore as u64,
             keepstores,
-            mounts: mounts.max(1) as u64,
+            places: Arc::new(places),
+            shared_cluster: cluster_has_shared,
             bucket_orders: Arc::new(orders),
         }
     }
@@ -433,14 +523,20 @@ impl KeepstoreListing {
             return false;
         }
         // Multiply-high instead of `%` (a division by a run-time value per line).
-        let start = ((u128::from(e.placement) * u128::from(self.keepstores)) >> 64) as u64;
-        let offset = if self.keepstore >= start {
-            self.keepstore - start
-        } else {
-            self.keepstore + self.keepstores - start
-        };
-        offset < self.replicas
-            && ((u128::from(e.mount) * u128::from(self.mounts)) >> 64) as u64 == mount
+        let pick = |bits: u64, n: u64| ((u128::from(bits) * u128::from(n)) >> 64) as u64;
+        match self.places.get(mount as usize) {
+            Some(&Place::Shared(j, n)) => pick(e.mount, n) == j,
+            Some(&Place::Local(i, n)) if !self.shared_cluster => {
+                let start = pick(e.placement, self.keepstores);
+                let offset = if self.keepstore >= start {
+                    self.keepstore - start
+                } else {
+                    self.keepstore + self.keepstores - start
+                };
+                offset < self.replicas && pick(e.mount, n) == i
+            }
+            _ => false,
+        }
     }
 
     /// The listing of the given mounts (indexes in uuid order), concatenated, for a hex
@@ -564,9 +660,12 @@ mod tests {
         let mut seen: std::collections::HashMap<String, usize> = Default::default();
         let mut total = 0;
         for ks in 0..k {
-            let uuids = vec![format!("m{ks}a"), format!("m{ks}b")];
+            let uuids = vec![
+                ListingMount::local(format!("m{ks}a")),
+                ListingMount::local(format!("m{ks}b")),
+            ];
             let listing =
-                KeepstoreListing::new(universe.clone(), IndexSide::Source, ks, k, 2, uuids);
+                KeepstoreListing::new(universe.clone(), IndexSide::Source, ks, k, uuids, false);
             let all = lines(&listing, vec![0, 1], "");
             let per_mount: usize = (0..2).map(|m| lines(&listing, vec![m], "").len()).sum();
             assert_eq!(all.len(), per_mount, "index = mounts concatenated");
@@ -596,6 +695,37 @@ mod tests {
         assert_eq!(total, 20_000);
         assert_eq!(seen.len(), 10_000);
         assert!(seen.values().all(|&n| n == 2));
+        let bytes: u64 = seen.keys().map(|l| l.len() as u64 + 21).sum();
+        assert_eq!(universe.index_bytes(IndexSide::Source), bytes, "lines once");
+    }
+
+    #[test]
+    fn a_shared_mount_lists_the_same_lines_from_every_keepstore() {
+        let universe = Arc::new(IndexUniverse::new(&spec()));
+        let k = 3;
+        let listing = |ks: usize| {
+            let mounts = vec![
+                ListingMount::local(format!("m{ks}")),
+                ListingMount {
+                    uuid: "shared-a".into(),
+                    shared: Some((0, 2)),
+                },
+                ListingMount {
+                    uuid: "shared-b".into(),
+                    shared: Some((1, 2)),
+                },
+            ];
+            KeepstoreListing::new(universe.clone(), IndexSide::Source, ks, k, mounts, true)
+        };
+        let first = listing(0);
+        let (a, b) = (lines(&first, vec![1], ""), lines(&first, vec![2], ""));
+        assert!(lines(&first, vec![0], "").is_empty(), "locals hold nothing");
+        assert_eq!(a.len() + b.len(), 10_000, "every locator once");
+        for ks in 1..k {
+            let other = listing(ks);
+            assert_eq!(lines(&other, vec![1], ""), a);
+            assert_eq!(lines(&other, vec![2], ""), b);
+        }
     }
 }
 
@@ -610,7 +740,14 @@ mod speed {
     fn index_generation_speed() {
         let spec = IndexUniverseSpec::with_overlap(1, 20_000_000, 20_000_000, 0.9, 2);
         let universe = Arc::new(IndexUniverse::new(&spec));
-        let listing = KeepstoreListing::new(universe, IndexSide::Source, 0, 3, 1, vec!["m".into()]);
+        let listing = KeepstoreListing::new(
+            universe,
+            IndexSide::Source,
+            0,
+            3,
+            vec![ListingMount::local("m")],
+            false,
+        );
         let started = std::time::Instant::now();
         let (mut lines, mut bytes) = (0usize, 0usize);
         for piece in listing.pieces(vec![0], String::new()) {

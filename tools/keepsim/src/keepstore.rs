@@ -20,7 +20,7 @@
 //! * Digest-only keepstores answer block GETs with 422 and an explanation.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,6 +108,9 @@ pub struct Keepstore {
     pub(crate) trash: WorkQueue<TrashItem>,
     /// Index-only synthetic listing (nothing stored; see [`crate::indexgen`]).
     pub(crate) index_only: Option<crate::indexgen::KeepstoreListing>,
+    /// Bytes of index lines served (`/index` and `/mounts/*/blocks`), for measuring how
+    /// much of the clusters' indexes a client reads.
+    pub index_bytes: Arc<AtomicU64>,
 }
 
 pub(crate) type Restarter = Arc<dyn Fn(Duration) + Send + Sync>;
@@ -253,6 +256,8 @@ pub struct KeepstoreStats {
     pub trash: WorkerStats,
     /// Listings per mount uuid.
     pub mount_index_requests: BTreeMap<String, u64>,
+    /// Bytes of index lines served.
+    pub index_bytes: u64,
 }
 
 impl Keepstore {
@@ -273,6 +278,7 @@ impl Keepstore {
             pull: WorkQueue::default(),
             trash: WorkQueue::default(),
             index_only: None,
+            index_bytes: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -306,6 +312,7 @@ impl Keepstore {
                 .iter()
                 .map(|m| (m.uuid.clone(), m.index_requests.load(Ordering::Relaxed)))
                 .collect(),
+            index_bytes: self.index_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -971,6 +978,10 @@ impl Keepstore {
                     .flat_map(move |m| m.index_pieces(&prefix)),
             ),
         };
+        let served = self.index_bytes.clone();
+        let listing = Box::new(listing.inspect(move |piece| {
+            served.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        }));
         let body = if faults.truncate_index {
             SimBody::generated(listing, None).ending(End::Close)
         } else {

@@ -120,7 +120,10 @@ pub struct ClusterConfig {
     pub bench_serving: bool,
 }
 
-pub use indexgen::{ExpectedDiff, IndexOnlyConfig, IndexSide, IndexUniverse, IndexUniverseSpec};
+pub use indexgen::{
+    ExpectedDiff, IndexOnlyConfig, IndexSide, IndexUniverse, IndexUniverseSpec, KeepstoreListing,
+    ListingMount,
+};
 
 mod indexgen;
 
@@ -274,10 +277,15 @@ fn keepstore_acceptor(
 }
 
 /// Builds every keepstore's mounts: local ones, then the shared ones it exposes.
+/// The uuid of the cluster's shared mount `j`.
+fn shared_mount_uuid(config: &ClusterConfig, j: usize) -> String {
+    format!("{}-nyw5e-999{:012}", config.id, j)
+}
+
 fn build_mounts(config: &ClusterConfig) -> Result<Vec<Vec<Arc<Mount>>>, String> {
     let mut shared = Vec::new();
     for (j, s) in config.shared_mounts.iter().enumerate() {
-        let uuid = format!("{}-nyw5e-999{:012}", config.id, j);
+        let uuid = shared_mount_uuid(config, j);
         let classes = classes_or_default(&s.classes);
         let priority = config.priority_of(&classes);
         let mount = Mount::with_classes(
@@ -391,13 +399,24 @@ impl Cluster {
             let uuid = format!("{}-bi6l4-{:015}", config.id, k);
             let mut keepstore = Keepstore::new(uuid, mounts, policy.clone());
             if let (Some(universe), Some(c)) = (&universe, &config.index_only) {
+                let shared = config.shared_mounts.len();
+                let mounts = keepstore
+                    .mounts
+                    .iter()
+                    .map(|m| indexgen::ListingMount {
+                        uuid: m.uuid.clone(),
+                        shared: (0..shared)
+                            .find(|&j| shared_mount_uuid(&config, j) == m.uuid)
+                            .map(|j| (j, shared)),
+                    })
+                    .collect();
                 keepstore.index_only = Some(indexgen::KeepstoreListing::new(
                     universe.clone(),
                     c.side,
                     k,
                     config.keepstores,
-                    keepstore.mounts.len(),
-                    keepstore.mounts.iter().map(|m| m.uuid.clone()).collect(),
+                    mounts,
+                    shared > 0,
                 ));
             }
             if let Some((n, size, seed)) = config.synthetic {
@@ -645,7 +664,8 @@ impl Cluster {
             });
         }
         if let (Some(universe), Some(ic)) = (&self.index_universe, &c.index_only) {
-            entry["index_only"] = universe.describe(ic.side, self.keepstores.len());
+            entry["index_only"] =
+                universe.describe(ic.side, self.keepstores.len(), c.shared_mounts.len());
         }
         Ok(entry)
     }

@@ -107,7 +107,9 @@ struct Args {
     #[arg(long)]
     real_config_export: bool,
     /// Index-only mode: the first cluster lists this many synthetic locators and stores
-    /// nothing (block requests answer 422). Needs --index-only-destination.
+    /// nothing (block requests answer 422). Needs --index-only-destination. With
+    /// --shared-mounts, each locator is listed once, by one shared mount (the same lines from
+    /// every keepstore), and local mounts list nothing.
     #[arg(long, value_name = "N")]
     index_only_source: Option<u64>,
     /// Index-only mode: locators the second cluster lists.

@@ -45,10 +45,10 @@ pub enum IndexError {
 
 /// Parses one line (without its `\n`).
 pub fn parse_index_line(line: &[u8]) -> Result<IndexEntry, IndexLineError> {
-    let mut fields = line.split(|&b| b == b' ');
-    let locator = fields.next().ok_or(IndexLineError::Shape)?;
-    let mtime = fields.next().ok_or(IndexLineError::Shape)?;
-    if fields.next().is_some() {
+    // Exactly two fields: the first space ends the locator, and no other may follow.
+    let space = memchr::memchr(b' ', line).ok_or(IndexLineError::Shape)?;
+    let (locator, mtime) = (&line[..space], &line[space + 1..]);
+    if memchr::memchr(b' ', mtime).is_some() {
         return Err(IndexLineError::Shape);
     }
     if locator.len() < 34 || locator[32] != b'+' {
@@ -79,12 +79,41 @@ pub fn parse_index_line(line: &[u8]) -> Result<IndexEntry, IndexLineError> {
 }
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    digits.iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    // 19 digits always fit in a u64 (10^19 - 1 < 2^64), so no overflow checks. Eight
+    // digits at a time (an mtime has 19), then one at a time.
+    let mut value = 0u64;
+    let mut bad = false;
+    let mut chunks = digits.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let (eight, ok) = eight_digits(u64::from_le_bytes(word));
+        bad |= !ok;
+        value = value.wrapping_mul(100_000_000).wrapping_add(eight);
+    }
+    for &d in chunks.remainder() {
+        let digit = d.wrapping_sub(b'0');
+        bad |= digit > 9;
+        value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+    }
+    (!bad).then_some(value)
+}
+
+/// The value of eight ASCII decimal digits loaded little-endian (the first digit in the low
+/// byte), and whether they all are digits.
+fn eight_digits(word: u64) -> (u64, bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Each byte in b'0'..=b'9': high nibble 3, and adding 6 does not carry out of it.
+    let ok = (word & (0xF0 * ONES)) == 0x30 * ONES
+        && ((word.wrapping_add(0x06 * ONES)) & (0xF0 * ONES)) == 0x30 * ONES;
+    let mut v = word.wrapping_sub(0x30 * ONES);
+    v = v.wrapping_mul(10).wrapping_add(v >> 8) & 0x00FF_00FF_00FF_00FF;
+    v = v.wrapping_mul(100).wrapping_add(v >> 16) & 0x0000_FFFF_0000_FFFF;
+    v = v.wrapping_mul(10_000).wrapping_add(v >> 32) & 0xFFFF_FFFF;
+    (v, ok)
 }
 
 /// Formats one index line, with its `\n`.
@@ -139,7 +168,7 @@ impl IndexBodyParser {
                     line: self.lines + 1,
                 });
             }
-            match data.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', data) {
                 Some(pos) => {
                     let line_ref: &[u8] = if self.partial.is_empty() {
                         &data[..pos]

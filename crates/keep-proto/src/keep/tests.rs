@@ -575,3 +575,52 @@ proptest! {
     }
 
 }
+
+/// The index line parser's fast paths (eight digits at once, table hex) against the plain
+/// definitions: any text of digits and near-digits, any 32 bytes of near-hex.
+mod fast_parsing {
+    use super::*;
+
+    fn plain_decimal(text: &str) -> Option<u64> {
+        if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok()
+    }
+
+    proptest! {
+        #[test]
+        fn sizes_and_mtimes_parse_as_plain_decimal(
+            size in "[0-9/:]{0,21}",
+            mtime in "-?[0-9/:a]{0,21}",
+        ) {
+            let line = format!("{}+{size} {mtime}", "a".repeat(32));
+            let got = parse_index_line(line.as_bytes());
+            let digits = mtime.strip_prefix('-').unwrap_or(&mtime);
+            let want_size = plain_decimal(&size).filter(|&s| s <= super::super::locator::MAX_BLOCK_SIZE);
+            let want_mtime = plain_decimal(digits).and_then(|m| i64::try_from(m).ok());
+            let want_mtime = want_mtime.and_then(|m| {
+                let m = if mtime.starts_with('-') { -m } else { m };
+                if m.abs() < 1_000_000_000_000 { m.checked_mul(1_000_000_000) } else { Some(m) }
+            });
+            match (want_size, want_mtime) {
+                (Some(s), Some(m)) => {
+                    let entry = got.expect("valid line");
+                    prop_assert_eq!(entry.size, s);
+                    prop_assert_eq!(entry.mtime_ns, m);
+                }
+                _ => prop_assert!(got.is_err()),
+            }
+        }
+
+        #[test]
+        fn hashes_parse_as_plain_hex(text in "[0-9a-gA-F/:`]{32}") {
+            let want = text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            let got = BlockHash::from_hex_bytes(text.as_bytes());
+            prop_assert_eq!(got.is_some(), want);
+            if let Some(hash) = got {
+                prop_assert_eq!(hash.to_string(), text);
+            }
+        }
+    }
+}
