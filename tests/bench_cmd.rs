@@ -409,3 +409,76 @@ fn plot_is_valid_svg_over_time_and_for_a_sweep() {
         );
     }
 }
+
+#[test]
+fn listen_serves_status_and_metrics_and_cancel_ends_the_run() {
+    use keepmover::commands::status::{fetch_status, request};
+    let (_cluster, dir) = setup();
+    let runtime = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keepmover"))
+        .arg("bench")
+        .arg("-config")
+        .arg(dir.path().join("bench.conf"))
+        .args([
+            "-block-size",
+            "65536",
+            "-run-time",
+            "0s",
+            "-stats-interval",
+            "0s",
+            "-listen",
+            "127.0.0.1:0",
+        ])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run_file = runtime
+        .path()
+        .join("keepmover")
+        .join(format!("{}.json", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        if let Ok(bytes) = std::fs::read(&run_file) {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            break v["address"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no run file");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The experiment runs until cancelled: wait for requests to show.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let text = request(&addr, "GET", "/metrics", None, None).unwrap();
+        if text.contains("keepmover_request_duration_seconds_count{") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no requests in /metrics: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(metrics.contains("keepmover_phase"), "{metrics}");
+    let doc = fetch_status(&addr, None).unwrap();
+    assert_eq!(doc.command, "bench");
+    assert_eq!(doc.phase, "copying");
+    request(
+        &addr,
+        "POST",
+        "/control",
+        Some(r#"{"action":"cancel"}"#),
+        None,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bench did not end after cancel");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,6 +1,7 @@
 //! keep-exercise's flags for `keepmover bench` (names, kinds, defaults), in Go syntax, plus
 //! `-config`, `-io` and `-json`; and their translation into [`BenchArgs`].
 
+use super::listen_flags::{listen_options, LISTEN, LISTEN_LINGER, LISTEN_TOKEN_FILE};
 use super::{parse_go_command, usage_error};
 use crate::commands::bench::{self, BenchArgs, BenchError};
 use crate::gocompat::flag::{flag, FlagKind, FlagSpec};
@@ -22,6 +23,9 @@ pub const BENCH_FLAGS: &[FlagSpec] = &[
     flag("config", FlagKind::String, "", "keepmover: settings file or NAME (as -src); default: ARVADOS_* from the environment"),
     flag("io", FlagKind::String, "auto", "keepmover: I/O backend: auto, uring, epoll"),
     flag("json", FlagKind::String, "", "keepmover: also write a JSON report (throughput, errors by kind, latency percentiles) to this file"),
+    LISTEN,
+    LISTEN_TOKEN_FILE,
+    LISTEN_LINGER,
     flag("concurrency", FlagKind::Int, "1", "keepmover: requests in flight per reader/writer thread (tasks on the io_uring engine)"),
     flag("block-sizes", FlagKind::String, "", "keepmover: write sizes to pick from at random, e.g. 4KiB,1MiB,64MiB, or 'mixed' (mostly small blocks, most bytes in big ones); overrides -block-size for writes"),
     flag("mix", FlagKind::String, "", "keepmover: R:W read/write ratio; every task then reads or writes in that ratio (e.g. 3:1)"),
@@ -77,6 +81,7 @@ pub fn run_bench(program: &str, args: &[String]) -> i32 {
             config: parsed.text("config").to_string(),
             io: parsed.text("io").parse()?,
             json: parsed.non_empty("json").map(Into::into),
+            listen: listen_options(&parsed)?,
             concurrency: parsed.int_in("concurrency", 1..=65_536)?,
             plot: parsed.non_empty("plot").map(Into::into),
             block_sizes: parse_block_sizes(parsed.text("block-sizes"))?,

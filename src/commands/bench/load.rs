@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -93,8 +94,8 @@ pub(super) struct TaskEnv {
     keepstores: HttpKeepstores,
     ctx: Rc<Job>,
     gates: Rc<Gates>,
-    control: Control,
-    counters: Counters,
+    control: Arc<Control>,
+    counters: Arc<Counters>,
     stats: Rc<RefCell<Stats>>,
     latest: Rc<RefCell<Option<BlockId>>>,
     pool: BufferPool,
@@ -219,10 +220,19 @@ pub(super) async fn read_once(env: &TaskEnv) {
     }
 }
 
+/// What every experiment of one `bench` run shares with `-listen`: the request counters and
+/// the controls.
+#[derive(Default)]
+pub(super) struct Shared {
+    pub counters: Arc<Counters>,
+    pub control: Arc<Control>,
+}
+
 pub(super) async fn experiment_run(
     args: &BenchArgs,
     ctx: &Rc<Job>,
     http: &ClientConfig,
+    shared: &Shared,
 ) -> Result<(Row, Stats), BenchError> {
     let keepstores = HttpFactory::new(http.clone(), &[&ctx.dst]).client();
     let stats = Rc::new(RefCell::new(Stats::new()?));
@@ -258,14 +268,18 @@ pub(super) async fn experiment_run(
     log_line("Start warmup phase, waiting for 1 available block before reading starts");
     let started = Instant::now();
     let deadline = (!args.run_time.is_zero()).then(|| started + args.run_time);
-    let running =
-        move || !INTERRUPTED.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d);
+    let control = shared.control.clone();
+    let running = move || {
+        !INTERRUPTED.load(Ordering::Relaxed)
+            && !control.is_stopping()
+            && deadline.is_none_or(|d| Instant::now() < d)
+    };
     let env = Rc::new(TaskEnv {
         keepstores,
         ctx: ctx.clone(),
         gates: Gates::new(ctx.src.services.len(), ctx.dst.services.len(), 1 << 16),
-        control: Control::new(),
-        counters: Counters::default(),
+        control: shared.control.clone(),
+        counters: shared.counters.clone(),
         stats: stats.clone(),
         latest: latest.clone(),
         pool,
@@ -291,9 +305,14 @@ pub(super) async fn experiment_run(
     let mut tasks = Vec::new();
     for (task, role) in roles.into_iter().enumerate() {
         let env = env.clone();
+        let running = running.clone();
         tasks.push(compio::runtime::spawn(async move {
             let thread = task / tasks_per_thread;
             while running() {
+                // `ctl pause`: no new requests until resumed.
+                while env.control.is_paused() && running() {
+                    compio::time::sleep(Duration::from_millis(50)).await;
+                }
                 env.pace.wait().await;
                 if !running() {
                     break;

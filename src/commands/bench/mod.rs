@@ -20,9 +20,11 @@ use std::time::Duration;
 use super::setup::{build_cluster, ApiClient, SetupError};
 use crate::cluster::{Cluster, Service};
 use crate::keep::settings::Settings;
+use crate::mover::events::{Event, EventSink, Phase};
 use crate::mover::{Job, Signing};
 use crate::net::{build_runtime, ClientConfig, IoBackend, Origin};
 use crate::report::log_line;
+use crate::report::status::{JobInfo, Live};
 
 use load::experiment_run;
 use output::{csv_row, summary_line};
@@ -61,6 +63,9 @@ pub struct BenchArgs {
     pub sweep: Vec<usize>,
     /// Draw throughput and p99 (over time, or against concurrency for a sweep) into this SVG.
     pub plot: Option<std::path::PathBuf>,
+    /// `-listen`: /status, /metrics (request latencies and errors per server) and /control
+    /// (pause, resume, cancel, bwlimit) while the experiments run.
+    pub listen: Option<super::listen::ListenOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +159,27 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     // the run).
     let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, INTERRUPTED.clone());
     let (runtime, _) = build_runtime(args.io).map_err(|e| BenchError::Io(e.to_string()))?;
+    let shared = load::Shared::default();
+    let live = Live::new(
+        JobInfo {
+            command: "bench".to_string(),
+            src_api_host: settings.api_host.clone(),
+            dst_api_host: settings.api_host.clone(),
+            concurrency: args.concurrency,
+            workers: 1,
+        },
+        shared.counters.clone(),
+        shared.control.clone(),
+    );
+    let listener = match &args.listen {
+        Some(options) => Some(
+            super::listen::start(options, live.clone())
+                .map_err(|e| BenchError::Io(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut phases = live.board.sink();
+    phases.events(&[Event::Phase(Phase::Copying)], &shared.counters);
     println!();
     println!("{CSV_HEADER}");
     let mut last_rows = Vec::new();
@@ -174,7 +200,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                 run_args.run_time = Duration::from_secs(5);
             }
         }
-        let (row, stats) = runtime.block_on(experiment_run(&run_args, &ctx, &http))?;
+        let (row, stats) = runtime.block_on(experiment_run(&run_args, &ctx, &http, &shared))?;
         log_line(&format!("*** experiment {experiment} complete ***"));
         log_line(&summary_line(&row, &stats));
         let offset = timeline.last().map_or(0.0, |p| p.x);
@@ -204,10 +230,11 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
             experiment, &run_args, &row, &stats, &ctx.dst,
         ));
         last_rows.push(csv_row(&run_args, &row));
-        if INTERRUPTED.load(Ordering::Relaxed) {
+        if INTERRUPTED.load(Ordering::Relaxed) || shared.control.is_stopping() {
             break;
         }
     }
+    phases.events(&[Event::Phase(Phase::Done)], &shared.counters);
     if !sweep_points.is_empty() {
         log_line("Sweep: concurrency, MiB/s, p99 ms, errors");
         for (level, rate, p99, errors) in &sweep_points {
@@ -225,6 +252,9 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     }
     if let Some(path) = &args.json {
         output::write_json(path, report)?;
+    }
+    if let (Some(listener), Some(options)) = (&listener, &args.listen) {
+        listener.linger(options.linger);
     }
     Ok(())
 }
