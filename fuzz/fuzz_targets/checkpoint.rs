@@ -8,7 +8,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(state) = parse(text) {
         if let Some(done) = &state.done_through {
-            assert!(done.starts_with(&state.base_prefix));
+            // The walked prefix is the job's (checkpoint v2 keeps it in `job.prefix`).
+            assert!(done.starts_with(&state.job.prefix));
+            assert_eq!(done.len(), state.job.prefix.len() + state.extra_digits);
         }
     }
 });

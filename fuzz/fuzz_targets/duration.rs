@@ -1,6 +1,6 @@
 //! Go duration parsing never panics, and what it accepts formats and parses back unchanged.
 #![no_main]
-use keepmover::keep::duration::{format_go_duration, parse_go_duration};
+use keepmover::gocompat::duration::{format_go_duration, parse_go_duration};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

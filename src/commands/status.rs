@@ -85,7 +85,14 @@ pub fn request(
             stream.read_to_end(&mut reply).map_err(io)?;
         }
     }
-    let reply = String::from_utf8_lossy(&reply);
+    parse_reply(addr, &reply)
+}
+
+/// Reads a job's whole HTTP/1.0 answer (`reply`, as received until the job closed the
+/// connection; `addr` only names it in errors): the body of a 2xx, else the status with the
+/// job's `{"error": ...}` message (or the body's text). No I/O, so it is fuzzed on its own.
+pub fn parse_reply(addr: &str, reply: &[u8]) -> Result<String, ClientError> {
+    let reply = String::from_utf8_lossy(reply);
     let garbled = || ClientError::Garbled {
         addr: addr.to_string(),
     };
@@ -112,7 +119,12 @@ pub fn request(
 /// A job's status document.
 pub fn fetch_status(addr: &str, token: Option<&str>) -> Result<StatusDoc, ClientError> {
     let body = request(addr, "GET", "/status", None, token)?;
-    serde_json::from_str(&body).map_err(|source| ClientError::Document {
+    parse_status(addr, &body)
+}
+
+/// Parses a `/status` body (`addr` only names it in errors).
+pub fn parse_status(addr: &str, body: &str) -> Result<StatusDoc, ClientError> {
+    serde_json::from_str(body).map_err(|source| ClientError::Document {
         addr: addr.to_string(),
         source,
     })
@@ -208,11 +220,16 @@ pub fn ctl(
 ) -> Result<String, ClientError> {
     let body = control_body(action, value)?;
     let reply = request(addr, "POST", "/control", Some(&body), token)?;
-    let done = serde_json::from_str::<serde_json::Value>(&reply)
+    Ok(control_done(reply))
+}
+
+/// What a job says it did, from the body of its 2xx `/control` answer: the `done` text of
+/// `{"done": ...}`, else the body as it is.
+pub fn control_done(reply: String) -> String {
+    serde_json::from_str::<serde_json::Value>(&reply)
         .ok()
         .and_then(|v| v.get("done").and_then(|d| d.as_str()).map(str::to_string))
-        .unwrap_or(reply);
-    Ok(done)
+        .unwrap_or(reply)
 }
 
 #[cfg(test)]

@@ -132,9 +132,12 @@ impl Layout {
         self.servers
             .iter()
             .map(|answer| match answer {
-                ServerMounts::Known(mounts) if !mounts.is_empty() => {
-                    Some(mounts.iter().map(|m| m.replication.max(1)).sum())
-                }
+                // Saturating: a mount's replication is the server's word, up to u32::MAX.
+                ServerMounts::Known(mounts) if !mounts.is_empty() => Some(
+                    mounts
+                        .iter()
+                        .fold(0u32, |cap, m| cap.saturating_add(m.replication.max(1))),
+                ),
                 _ => None,
             })
             .collect()
@@ -268,6 +271,18 @@ mod tests {
             replication,
             storage_classes: classes.iter().map(|c| (c.to_string(), true)).collect(),
         }
+    }
+
+    /// A `/mounts` answer may claim any u32 replication; the cap saturates instead of
+    /// overflowing (a panic in debug builds, a wrapped tiny cap in release). Found with the
+    /// `mounts` fuzz target's logic.
+    #[test]
+    fn replica_caps_saturate_on_huge_replication() {
+        let cluster = memory::cluster("dst", "bbbbb", 1);
+        let body = br#"[{"uuid":"a","replication":4294967295},{"uuid":"b","replication":1}]"#;
+        let mounts = crate::keep::wire::parse_mounts(body).expect("valid mounts");
+        let layout = Layout::from_answers(&cluster, vec![ServerMounts::Known(mounts)]);
+        assert_eq!(layout.replica_caps(), vec![Some(u32::MAX)]);
     }
 
     #[test]

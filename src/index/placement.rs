@@ -261,7 +261,7 @@ pub fn classify(
                 class.is_none_or(|c| l.classes.is_empty() || l.classes.iter().any(|h| h == c))
             })
             .map(|l| l.replication)
-            .sum()
+            .fold(0u32, u32::saturating_add)
     };
     verdict.replicas = count(None);
     // Classes count only when every server's mounts (and so their classes) are known.
@@ -365,7 +365,7 @@ pub fn extra(id: BlockId, replicas: &[Replica], layout: &Layout) -> Verdict {
             .iter()
             .filter_map(|&l| layout.locations.get(l as usize))
             .map(|l| l.replication)
-            .sum(),
+            .fold(0u32, u32::saturating_add),
         wanted: 0,
         findings: Vec::new(),
         oldest_mtime_ns: replicas.iter().map(|r| r.mtime_ns).min(),

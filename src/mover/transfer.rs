@@ -559,7 +559,8 @@ impl ClassNeeds {
     }
 
     fn confirmed(&mut self, replicas: u32, classes: Option<&[(String, u32)]>) {
-        self.stored += replicas;
+        // Saturating: with the mounts unknown, `replicas` is the server's uncapped claim.
+        self.stored = self.stored.saturating_add(replicas);
         match classes {
             // A server that does not report classes: rely on the replica count from now on.
             None => self.tracking = false,

@@ -99,7 +99,8 @@ impl Elsewhere {
                 .get(listing.location as usize)
                 .map_or(1, |l| l.replication);
             for (id, _) in listing.entries {
-                *count.entry(id).or_default() += replication;
+                let n = count.entry(id).or_default();
+                *n = n.saturating_add(replication);
             }
         }
         Ok(count)

@@ -246,11 +246,12 @@ pub fn count(
             let Some(mount) = dest.mounts[slot].get(m as usize) else {
                 continue;
             };
-            total += mount.replication;
+            // Saturating: replication comes from the server's `/mounts` answer.
+            total = total.saturating_add(mount.replication);
             let carried = mount.classes();
             for (i, class) in wants.classes.iter().enumerate() {
                 if carried.contains(&class.as_str()) {
-                    per_class[i] += mount.replication;
+                    per_class[i] = per_class[i].saturating_add(mount.replication);
                 }
             }
         }
@@ -352,6 +353,34 @@ mod tests {
             assert!(p.targets.iter().all(|t| t.mount.is_none()));
             assert_eq!(p.holders, vec![0, 2]);
         }
+    }
+
+    /// Replication is the server's word: counting two mounts of huge replication saturates
+    /// instead of overflowing.
+    #[test]
+    fn count_saturates_on_huge_replication() {
+        let d = dest(vec![vec![
+            mount("zzzzz-nyw5e-00000000000000a", u32::MAX, &["default"], true),
+            mount("zzzzz-nyw5e-00000000000000b", 2, &["default"], true),
+        ]]);
+        let wants = Wants {
+            replicas: 2,
+            classes: vec!["default".to_string()],
+        };
+        let placed = PullBlock {
+            id: block(1).id,
+            holders: vec![0],
+            targets: vec![Target {
+                slot: 0,
+                mount: None,
+            }],
+        };
+        let holdings: Vec<Holdings> = vec![[(0u32, vec![0u16, 1])].into()];
+        assert_eq!(
+            count(&placed, 0, &d, &holdings, &wants),
+            (u32::MAX, vec![u32::MAX])
+        );
+        assert_eq!(shortfall(&placed, 0, &d, &holdings, &wants), None);
     }
 
     #[test]

@@ -401,3 +401,15 @@ fn overload_answers_shrink_that_servers_gate() {
         assert_eq!(f.gates.limit(Key::Dst(1)), 8);
     });
 }
+
+/// `X-Keep-Replicas-Stored` is uncapped when a server's mounts are unknown: two answers whose
+/// claims add past u32::MAX saturate instead of overflowing (a panic in debug builds, a
+/// wrapped count that asks for more copies in release).
+#[test]
+fn replica_claims_saturate() {
+    let mut need = ClassNeeds::new(2, &[]);
+    need.confirmed(u32::MAX, None);
+    need.confirmed(1, None);
+    assert_eq!(need.stored, u32::MAX);
+    assert!(need.satisfied());
+}
