@@ -162,12 +162,14 @@ fn server_targets(
             .iter()
             .map(|&i| writable[i])
             .find(|(_, m)| m.classes().contains(&class.as_str()));
-        if let Some((index, mount)) = chosen {
-            if !targets.iter().any(|(t, _)| t.mount == Some(index as u16)) {
+        // A mount past the 65 536th of one keepstore cannot be named in a pull list entry
+        // here; it is left out (the block's shortfall then falls back to a copy).
+        if let Some((Ok(index), mount)) = chosen.map(|(i, m)| (u16::try_from(i), m)) {
+            if !targets.iter().any(|(t, _)| t.mount == Some(index)) {
                 targets.push((
                     Target {
                         slot: slot as u16,
-                        mount: Some(index as u16),
+                        mount: Some(index),
                     },
                     mount.clone(),
                 ));
