@@ -542,7 +542,8 @@ pub fn render_human(doc: &StatusDoc) -> String {
     let l = &doc.limits;
     let _ = writeln!(
         out,
-        "  limits: {} blocks in flight per worker x {} workers; bandwidth down {}, up {}; buffers {} of {}",
+        "  limits: window {} blocks in flight (at most {} per worker x {} workers); bandwidth down {}, up {}; buffers {} of {}",
+        l.window_blocks,
         l.concurrency_per_worker,
         l.workers,
         human_rate(l.bwlimit_down_bytes_per_s),
