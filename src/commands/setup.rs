@@ -119,7 +119,7 @@ impl ApiClient {
 
     /// The API host, as the checkpoint names the cluster.
     pub fn host(&self) -> String {
-        self.origin.host_header()
+        self.origin.host_header().to_string()
     }
 
     /// `GET path` with the token; returns the body of a 200 response.

@@ -122,11 +122,7 @@ pub fn cluster(label: &'static str, id: &str, n: usize) -> Cluster {
         services: (0..n)
             .map(|i| Service {
                 uuid: format!("{id}-bi6l4-{i:015}"),
-                origin: Origin {
-                    tls: false,
-                    host: format!("{label}{i}.invalid"),
-                    port: 1,
-                },
+                origin: Origin::new(false, &format!("{label}{i}.invalid"), 1),
                 read_only: false,
                 is_disk: true,
             })

@@ -447,9 +447,10 @@ impl<K: Keepstores> Ctx<'_, K> {
         let mut need = ClassNeeds::new(wanted, &self.job.classes);
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut rounds = Rounds::new(self.retry, write_order.to_vec());
+        // Empty again at the end of every round; made once (it allocates).
+        let mut in_flight = FuturesUnordered::new();
         while let Some(candidates) = rounds.next().await {
             let mut queue = candidates.into_iter();
-            let mut in_flight = FuturesUnordered::new();
             loop {
                 while need.concurrency() > 0
                     && (in_flight.len() as u32) * per_upload < need.concurrency()

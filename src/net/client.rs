@@ -122,7 +122,7 @@ impl Request {
         write_request_head(
             &mut head,
             &self.method,
-            &self.origin.host_header(),
+            self.origin.host_header(),
             &self.path_and_query,
             &self.headers,
             content_length,
@@ -268,16 +268,18 @@ impl HttpClient {
     /// Sends a request and reads the response head. A pooled connection that fails before
     /// any response byte is retried once on a fresh connection (idempotent methods only).
     pub async fn send(&self, req: Request) -> Result<Response, NetError> {
-        let head = req.head_bytes()?;
+        // Made again for the (rare) replay rather than copied for every request.
+        let mut head = req.head_bytes()?;
         let mut fresh = false;
         loop {
             let (conn, reused) = self.inner.checkout(&req.origin, fresh).await?;
-            match self.exchange(conn, head.clone(), &req).await {
+            match self.exchange(conn, std::mem::take(&mut head), &req).await {
                 Ok(response) => return Ok(response),
                 Err(failure)
                     if failure.replayable && reused && !fresh && req.method.is_idempotent() =>
                 {
                     fresh = true;
+                    head = req.head_bytes()?;
                 }
                 Err(failure) => return Err(failure.err),
             }

@@ -161,7 +161,7 @@ impl Conn {
         timeout: Duration,
     ) -> Result<Conn, NetError> {
         let setup = async {
-            let stream = TcpStream::connect((origin.host.as_str(), origin.port))
+            let stream = TcpStream::connect((&*origin.host, origin.port))
                 .await
                 .map_err(|source| NetError::Connect {
                     origin: origin.clone(),
@@ -185,7 +185,7 @@ impl Conn {
                     origin: origin.clone(),
                     detail,
                 };
-                let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
+                let name = rustls::pki_types::ServerName::try_from(origin.host.to_string())
                     .map_err(|e| tls_error(format!("bad server name: {e}")))?;
                 let mut session = rustls::ClientConnection::new(config, name)
                     .map_err(|e| tls_error(e.to_string()))?;

@@ -2,16 +2,41 @@
 //! policies are keyed by it.
 
 use std::fmt;
+use std::sync::Arc;
 
-/// `http://host:port` or `https://host:port`.
+/// `http://host:port` or `https://host:port`. Cloned for every request and response, so the
+/// texts are shared (`Arc<str>`), not copied.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin {
     pub tls: bool,
-    pub host: String,
+    pub host: Arc<str>,
     pub port: u16,
+    /// The `Host` request header, made once from the three above.
+    host_header: Arc<str>,
 }
 
 impl Origin {
+    /// The origin of `host` (an IPv6 address without brackets) and `port`.
+    pub fn new(tls: bool, host: &str, port: u16) -> Origin {
+        let default_port = if tls { 443 } else { 80 };
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let host_header = if port == default_port {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
+        Origin {
+            tls,
+            host: host.into(),
+            port,
+            host_header: host_header.into(),
+        }
+    }
+
     /// Parses `http://h[:p]` or `https://h[:p]` (IPv6 as `[::1]`). A trailing `/` is allowed;
     /// any other path, a query or user info is an error.
     pub fn parse(url: &str) -> Result<Origin, String> {
@@ -41,35 +66,25 @@ impl Origin {
                     .and_then(|p| p.parse().ok())
                     .ok_or_else(|| format!("{url:?}: bad port"))?,
             };
-            (host.to_string(), port)
+            (host, port)
         } else {
             match authority.rsplit_once(':') {
                 Some((host, port)) => (
-                    host.to_string(),
+                    host,
                     port.parse().map_err(|_| format!("{url:?}: bad port"))?,
                 ),
-                None => (authority.to_string(), default_port),
+                None => (authority, default_port),
             }
         };
         if host.is_empty() {
             return Err(format!("{url:?}: no host"));
         }
-        Ok(Origin { tls, host, port })
+        Ok(Origin::new(tls, host, port))
     }
 
     /// The value of the `Host` request header.
-    pub fn host_header(&self) -> String {
-        let default_port = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    pub fn host_header(&self) -> &str {
+        &self.host_header
     }
 }
 
@@ -99,16 +114,13 @@ mod tests {
     #[test]
     fn parses_and_displays() {
         let o = Origin::parse("http://keep0.example:25107").expect("test input");
-        assert_eq!(
-            (o.tls, o.host.as_str(), o.port),
-            (false, "keep0.example", 25107)
-        );
+        assert_eq!((o.tls, &*o.host, o.port), (false, "keep0.example", 25107));
         assert_eq!(o.to_string(), "http://keep0.example:25107");
         let o = Origin::parse("https://h/").expect("test input");
         assert_eq!((o.tls, o.port), (true, 443));
         assert_eq!(o.host_header(), "h");
         let o = Origin::parse("http://[::1]:8080").expect("test input");
-        assert_eq!(o.host, "::1");
+        assert_eq!(&*o.host, "::1");
         assert_eq!(o.host_header(), "[::1]:8080");
         assert_eq!(o.to_string(), "http://[::1]:8080");
         assert!(Origin::parse("http://h:1/path").is_err());

@@ -4,7 +4,7 @@
 
 use crate::net::client::{read_final_head, HttpClient, Request};
 use crate::net::error::NetError;
-use crate::net::head::header_value;
+use crate::net::head::HeaderFields;
 use crate::net::origin::Origin;
 use crate::net::response::Response;
 
@@ -12,14 +12,14 @@ use crate::net::response::Response;
 #[derive(Debug, Clone)]
 pub struct PipelinedResponse {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderFields,
     pub body: Vec<u8>,
 }
 
 impl PipelinedResponse {
     /// First value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        header_value(&self.headers, name)
+        self.headers.get(name)
     }
 }
 

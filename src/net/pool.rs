@@ -19,7 +19,8 @@ use crate::net::tls::{client_config, TlsPolicy};
 /// Per-origin bookkeeping.
 #[derive(Default)]
 struct OriginState {
-    idle: Vec<Conn>,
+    /// Idle connections, oldest first (so the expired ones are always a prefix).
+    idle: VecDeque<Conn>,
     /// Live connections (checked out, idle or connecting).
     open: usize,
     /// Requests waiting for a connection, oldest first.
@@ -74,8 +75,8 @@ impl Inner {
 
     /// Closes connections; called outside any borrow of the map, so each one's slot is
     /// released (and a waiter woken) as it drops.
-    fn close_all(&self, _origin: &Origin, conns: Vec<Conn>) {
-        drop(conns);
+    fn close_all(&self, conns: impl IntoIterator<Item = Conn>) {
+        conns.into_iter().for_each(drop);
     }
 
     pub(crate) fn idle_connections(&self, origin: &Origin) -> usize {
@@ -97,7 +98,7 @@ impl Inner {
             .get_mut(origin)
             .map(|s| std::mem::take(&mut s.idle))
             .unwrap_or_default();
-        self.close_all(origin, idle);
+        self.close_all(idle);
     }
 
     /// A pooled connection that still looks alive, newest first; expired or dead ones are
@@ -107,10 +108,19 @@ impl Inner {
         let found = {
             let mut origins = self.origins.borrow_mut();
             let state = origins.get_mut(origin)?;
+            let now = Instant::now();
             let mut found = None;
-            while let Some(mut conn) = state.idle.pop() {
-                if conn.idle_since.elapsed() <= self.config.pool_idle_expiry && conn.still_usable()
-                {
+            while let Some(mut conn) = state.idle.pop_back() {
+                let idle_for = now.saturating_duration_since(conn.idle_since);
+                if idle_for > self.config.pool_idle_expiry {
+                    // This one and every older one have expired.
+                    dead.push(conn);
+                    dead.extend(state.idle.drain(..));
+                    break;
+                }
+                // Always asked, however short the idle time: bytes a server sent unasked
+                // (a second response) must never be read as the next one's answer.
+                if conn.still_usable() {
                     found = Some(conn);
                     break;
                 }
@@ -118,7 +128,7 @@ impl Inner {
             }
             found
         };
-        self.close_all(origin, dead);
+        self.close_all(dead);
         found
     }
 
@@ -126,26 +136,32 @@ impl Inner {
         if self.config.max_idle_per_origin == 0 {
             return;
         }
-        conn.idle_since = Instant::now();
-        let origin = conn.origin.clone();
+        let now = Instant::now();
+        conn.idle_since = now;
         let expiry = self.config.pool_idle_expiry;
         let mut dropped = Vec::new();
         {
             let mut origins = self.origins.borrow_mut();
-            let state = origins.entry(origin.clone()).or_default();
-            let (keep, expired): (Vec<Conn>, Vec<Conn>) = std::mem::take(&mut state.idle)
-                .into_iter()
-                .partition(|c| c.idle_since.elapsed() <= expiry);
-            state.idle = keep;
-            dropped.extend(expired);
+            // The origin's state exists while any of its connections does (its slot).
+            let state = match origins.get_mut(&conn.origin) {
+                Some(state) => state,
+                None => origins.entry(conn.origin.clone()).or_default(),
+            };
+            while state
+                .idle
+                .front()
+                .is_some_and(|c| now.saturating_duration_since(c.idle_since) > expiry)
+            {
+                dropped.extend(state.idle.pop_front());
+            }
             if state.idle.len() >= self.config.max_idle_per_origin {
                 // Drop the oldest.
-                dropped.push(state.idle.remove(0));
+                dropped.extend(state.idle.pop_front());
             }
-            state.idle.push(conn);
+            state.idle.push_back(conn);
             wake_one(state);
         }
-        self.close_all(&origin, dropped);
+        self.close_all(dropped);
     }
 
     async fn connect(&self, origin: &Origin, slot: Slot) -> Result<Conn, NetError> {
@@ -195,9 +211,9 @@ impl Inner {
                     None
                 } else if fresh && !state.idle.is_empty() && queue_free {
                     // A fresh connection is wanted and an idle one holds the slot: close it.
-                    let idle = state.idle.remove(0);
+                    let idle = state.idle.pop_front();
                     drop(origins);
-                    self.close_all(origin, vec![idle]);
+                    self.close_all(idle);
                     continue;
                 } else {
                     let (tx, rx) = oneshot::channel();

@@ -11,7 +11,7 @@ use compio::BufResult;
 use crate::net::conn::{Conn, Pace, MAX_READ};
 use crate::net::error::{NetError, Phase};
 use crate::net::framing::{BodyDecoder, FramingError, FramingLimits, Want};
-use crate::net::head::{header_value, BodyFraming, ResponseHead};
+use crate::net::head::{BodyFraming, HeaderFields, ResponseHead};
 use crate::net::origin::Origin;
 use crate::net::pool::Inner;
 
@@ -25,7 +25,7 @@ const DISCARD_LIMIT: u64 = 1 << 20;
 /// to the pool by itself; a `Response` dropped mid-body closes its connection.
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderFields,
     trailers: Vec<(String, String)>,
     origin: Origin,
     pub(crate) conn: Option<Conn>,
@@ -63,9 +63,7 @@ impl Response {
         }
         // Both Transfer-Encoding and Content-Length: framed by TE, but the message was
         // suspicious (RFC 9112 §6.3): do not reuse the connection.
-        if framing == BodyFraming::Chunked
-            && header_value(&head.headers, "content-length").is_some()
-        {
+        if framing == BodyFraming::Chunked && head.headers.get("content-length").is_some() {
             keep_alive = false;
         }
         let config = &client.config;
@@ -95,7 +93,7 @@ impl Response {
 
     /// First value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        header_value(&self.headers, name)
+        self.headers.get(name)
     }
 
     /// The declared `Content-Length`, if any (and valid).

@@ -90,13 +90,15 @@ impl BlockHash {
 
     /// Writes the 32 hex digits into `out` without allocating.
     pub fn write_hex(&self, out: &mut [u8; 32]) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for (i, byte) in self.0.iter().enumerate() {
-            out[2 * i] = DIGITS[(byte >> 4) as usize];
-            out[2 * i + 1] = DIGITS[(byte & 15) as usize];
+            out[2 * i] = HEX_DIGITS[(byte >> 4) as usize];
+            out[2 * i + 1] = HEX_DIGITS[(byte & 15) as usize];
         }
     }
 }
+
+/// Lowercase hex digits, as Keep writes hashes and signatures.
+pub(crate) const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 impl fmt::Display for BlockHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

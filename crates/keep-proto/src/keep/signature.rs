@@ -5,6 +5,8 @@
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
+use super::locator::HEX_DIGITS;
+
 /// Why keepstore refuses a signed locator; each maps to keepstore's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -44,9 +46,10 @@ pub fn signature_hex(
     };
     mac.update(message.as_bytes());
     let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(40);
+    let mut out = String::with_capacity(2 * digest.len());
     for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
+        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(byte & 15)]));
     }
     out
 }
