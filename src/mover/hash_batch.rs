@@ -1,9 +1,19 @@
 //! Hashing the chunks of all in-flight blocks of one worker together. Every block being
-//! received submits each chunk as it lands; a flush runs once the tasks that were ready in
-//! this turn of the event loop have all submitted, and hashes their chunks side by side in
-//! SIMD lanes (`crate::hash::update_many`). A lone block is hashed at the scalar rate and no
-//! block waits for another one's data. Buffers move in and out by value (owned-buffer
-//! style), so no chunk is copied.
+//! received submits its unhashed bytes once enough have landed; a flush runs once the tasks
+//! that were ready in this turn of the event loop have all submitted, and hashes their
+//! chunks side by side in SIMD lanes (`crate::hash::update_many`). A lone block is hashed
+//! at the scalar rate and no block waits for another one's data. Buffers move in and out by
+//! value (owned-buffer style), so no chunk is copied.
+//!
+//! # Equal segments
+//!
+//! The lanes of one kernel call advance together, so a lane whose chunk is longer than the
+//! others' runs on alone (or in the narrower AVX2 kernel, or in scalar code) once they end.
+//! Chunks arrive with whatever the network delivered (from 256 KiB to several MiB), so a
+//! flush hashes the same length from every block: the shortest chunk's (at least
+//! [`MIN_SEGMENT`]). A receiving block gets the rest back unhashed and submits it with its
+//! next bytes; a block's last chunk stays queued, segment by segment, until it is all
+//! hashed.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -17,8 +27,22 @@ struct Job {
     state: Md5State,
     buffer: Vec<u8>,
     range: Range<usize>,
-    reply: oneshot::Sender<(Md5State, Vec<u8>)>,
+    /// The block's last bytes: answered only once all of `range` is hashed.
+    last: bool,
+    reply: oneshot::Sender<Hashed>,
 }
+
+/// What [`HashBatcher::update`] hands back: the state, the buffer, and how far into the
+/// buffer the state has hashed (the end of the range when it was the block's last chunk).
+pub struct Hashed {
+    pub state: Md5State,
+    pub buffer: Vec<u8>,
+    pub hashed_to: usize,
+}
+
+/// Chunks shorter than this are hashed whole, however short the others are: the segment
+/// length of a flush never goes below it.
+pub const MIN_SEGMENT: usize = 64 << 10;
 
 /// One per worker thread.
 #[derive(Clone, Default)]
@@ -32,30 +56,48 @@ impl HashBatcher {
     }
 
     /// Hashes `buffer[range]` into `state` together with the other blocks' pending chunks.
+    /// Unless `last`, it may hash only a prefix of the range (see the module comment):
+    /// `hashed_to` says where the state stopped.
     pub async fn update(
         &self,
         state: Md5State,
         buffer: Vec<u8>,
         range: Range<usize>,
-    ) -> (Md5State, Vec<u8>) {
+        last: bool,
+    ) -> Hashed {
         let (reply, answer) = oneshot::channel();
+        let end = range.end;
+        self.submit(Job {
+            state,
+            buffer,
+            range,
+            last,
+            reply,
+        });
+        // The flush task answers every job it takes; a dropped sender only happens while the
+        // runtime shuts down, and then nothing reads the result.
+        answer.await.unwrap_or_else(|_| Hashed {
+            state: Md5State::new(),
+            buffer: Vec::new(),
+            hashed_to: end,
+        })
+    }
+
+    /// Queues a job, and starts a flush if none is waiting.
+    fn submit(&self, job: Job) {
         let first = {
             let mut queue = self.queue.borrow_mut();
-            queue.push(Job {
-                state,
-                buffer,
-                range,
-                reply,
-            });
+            queue.push(job);
             queue.len() == 1
         };
         if first {
             // Runs after every task already woken in this turn has had its go. While fewer
             // chunks than SIMD lanes are waiting, it gives the event loop a few more turns
             // to deliver other blocks' chunks (a turn with nothing ready returns at once).
-            let queue = self.queue.clone();
+            let batcher = self.clone();
             compio::runtime::spawn(async move {
                 let lanes = crate::hash::backend().lanes();
+                let queue = &batcher.queue;
                 for _ in 0..FLUSH_WAIT_TURNS {
                     if queue.borrow().len() >= lanes {
                         break;
@@ -71,13 +113,12 @@ impl HashBatcher {
                     compio::time::sleep(FLUSH_WAIT_STEP).await;
                     waited += FLUSH_WAIT_STEP;
                 }
-                flush(&queue)
+                for unfinished in flush(queue) {
+                    batcher.submit(unfinished);
+                }
             })
             .detach();
         }
-        // The flush task answers every job it takes; a dropped sender only happens while the
-        // runtime shuts down, and then nothing reads the result.
-        answer.await.unwrap_or_default()
     }
 }
 
@@ -106,27 +147,99 @@ impl std::future::Future for YieldOnce {
     }
 }
 
-fn flush(queue: &RefCell<Vec<Job>>) {
+/// Hashes one equal segment of every queued job (see the module comment) and answers them;
+/// returns the last chunks that still have bytes to hash.
+fn flush(queue: &RefCell<Vec<Job>>) -> Vec<Job> {
     let mut jobs = std::mem::take(&mut *queue.borrow_mut());
-    if jobs.is_empty() {
-        return;
-    }
+    let segment = segment_length(jobs.iter().map(|job| job.range.len()));
     {
         let mut states: Vec<&mut Md5State> = Vec::with_capacity(jobs.len());
         let mut chunks: Vec<&[u8]> = Vec::with_capacity(jobs.len());
-        for Job {
-            state,
-            buffer,
-            range,
-            ..
-        } in jobs.iter_mut()
-        {
-            chunks.push(buffer.get(range.clone()).unwrap_or(&[]));
-            states.push(state);
+        for job in jobs.iter_mut() {
+            let take = job.range.len().min(segment);
+            let chunk = job.buffer.get(job.range.start..job.range.start + take);
+            chunks.push(chunk.unwrap_or(&[]));
+            job.range.start += take;
+            states.push(&mut job.state);
         }
         update_many(&mut states, &chunks);
     }
+    let mut unfinished = Vec::new();
     for job in jobs {
-        let _ = job.reply.send((job.state, job.buffer));
+        if job.last && !job.range.is_empty() {
+            unfinished.push(job);
+            continue;
+        }
+        let _ = job.reply.send(Hashed {
+            state: job.state,
+            buffer: job.buffer,
+            hashed_to: job.range.start,
+        });
+    }
+    unfinished
+}
+
+/// The length a flush hashes from each chunk: the shortest chunk's, but at least
+/// [`MIN_SEGMENT`], and a whole number of MD5 blocks (64 bytes) so no state keeps a partial
+/// block between flushes.
+fn segment_length(chunk_lengths: impl Iterator<Item = usize>) -> usize {
+    let shortest = chunk_lengths.min().unwrap_or(0);
+    shortest.max(MIN_SEGMENT) & !63
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_follow_the_shortest_chunk_above_the_floor() {
+        let mib = 1 << 20;
+        assert_eq!(
+            segment_length([3 * mib, mib + 100, 2 * mib].into_iter()),
+            mib + 64
+        );
+        assert_eq!(segment_length([3 * mib, 100].into_iter()), MIN_SEGMENT);
+        assert_eq!(segment_length(std::iter::empty()), MIN_SEGMENT);
+    }
+
+    /// Whatever the mix of chunk lengths and last chunks, every block's digest is the
+    /// plain MD5 of its bytes, and a non-last chunk is told where hashing stopped.
+    #[test]
+    fn partial_segments_add_up_to_the_right_digests() {
+        compio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(async {
+                let batcher = HashBatcher::new();
+                let lengths = [5 << 20, 300 << 10, 70_000, 1 << 20, 17, 2 << 20];
+                let tasks: Vec<_> = lengths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &len)| {
+                        let batcher = batcher.clone();
+                        async move {
+                            let data: Vec<u8> = (0..len).map(|b| (b * 31 + i * 7) as u8).collect();
+                            let mut reference = Md5State::new();
+                            reference.update(&data);
+                            let expected = reference.finalize();
+                            let mut state = Md5State::new();
+                            let mut buffer = data;
+                            let mut hashed = 0;
+                            // Two submissions: a non-last one over the first half, then the
+                            // rest as the last chunk.
+                            let half = buffer.len() / 2;
+                            if half > 0 {
+                                let h = batcher.update(state, buffer, 0..half, false).await;
+                                assert!(h.hashed_to <= half);
+                                (state, buffer, hashed) = (h.state, h.buffer, h.hashed_to);
+                            }
+                            let end = buffer.len();
+                            let h = batcher.update(state, buffer, hashed..end, true).await;
+                            assert_eq!(h.hashed_to, end);
+                            assert_eq!(h.state.finalize(), expected);
+                        }
+                    })
+                    .collect();
+                futures_util::future::join_all(tasks).await;
+            });
     }
 }

@@ -261,8 +261,8 @@ impl<K: Keepstores> Ctx<'_, K> {
                         .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     if buffer.len() - hashed >= HASH_SEGMENT {
                         let end = buffer.len();
-                        (md5, buffer) = self.hasher.update(md5, buffer, hashed..end).await;
-                        hashed = end;
+                        let done = self.hasher.update(md5, buffer, hashed..end, false).await;
+                        (md5, buffer, hashed) = (done.state, done.buffer, done.hashed_to);
                     }
                     self.throttle(&self.control.bw_in, n as u64).await;
                 }
@@ -274,7 +274,8 @@ impl<K: Keepstores> Ctx<'_, K> {
         }
         if hashed < buffer.len() {
             let end = buffer.len();
-            (md5, buffer) = self.hasher.update(md5, buffer, hashed..end).await;
+            let done = self.hasher.update(md5, buffer, hashed..end, true).await;
+            (md5, buffer) = (done.state, done.buffer);
         }
         let length = buffer.len() as u64;
         lease.put(buffer);
