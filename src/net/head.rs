@@ -140,7 +140,10 @@ impl HeaderFields {
         let name_start = offset(self.text.len());
         self.text.push_str(name);
         let value_start = offset(self.text.len());
-        self.text.push_str(&String::from_utf8_lossy(value));
+        match std::str::from_utf8(value) {
+            Ok(text) => self.text.push_str(text),
+            Err(_) => self.text.push_str(&String::from_utf8_lossy(value)),
+        }
         self.fields
             .push((name_start, value_start, offset(self.text.len())));
     }
