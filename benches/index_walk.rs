@@ -18,10 +18,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keepmover::cluster::Cluster;
 use keepmover::index::walk::{diff_slice_with, DiffWants, DstIndexErrors, Layouts};
 use keepmover::keep::index_format::{IndexBodyParser, IndexEntry};
-use keepmover::keep::wire::{MountInfo, PullItem, TrashItem};
-use keepmover::keep::ShortLocator;
 use keepmover::keepstore::memory;
-use keepmover::keepstore::{BlockBody, Cause, IndexSource, Keepstores, PutReply, PutWants};
+use keepmover::keepstore::Cause;
 use keepsim::{IndexSide, IndexUniverse, IndexUniverseSpec, KeepstoreListing, ListingMount};
 
 #[global_allocator]
@@ -31,49 +29,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PREFIX: &str = "7";
 const KEEPSTORES: usize = 3;
 
-/// Keepstores that answer index requests from pre-generated bodies.
+#[path = "support/index_only.rs"]
+mod index_only;
+use index_only::{IndexLines, IndexOnly};
+
+/// Index bodies, pre-generated per keepstore.
 struct Bodies(HashMap<(&'static str, usize), Vec<Bytes>>);
 
-const NO_DATA: &str = "index_walk bench: index only";
-
-struct NoBody;
-
-impl BlockBody for NoBody {
-    fn content_length(&self) -> Option<u64> {
-        None
-    }
-    async fn read_chunk(&mut self, buf: Vec<u8>) -> (Result<usize, Cause>, Vec<u8>) {
-        (Err(Cause::BadAnswer(NO_DATA.into())), buf)
-    }
-}
-
-impl Keepstores for Bodies {
-    type Body = NoBody;
-
-    async fn get_block(&self, _: &Cluster, _: usize, _: &str) -> Result<NoBody, Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn head_block(&self, _: &Cluster, _: usize, _: &str) -> Result<(), Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn put_block(
-        &self,
-        _: &Cluster,
-        _: usize,
-        _: &ShortLocator,
-        _: Bytes,
-        _: &PutWants,
-    ) -> Result<PutReply, Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
+impl IndexLines for Bodies {
     async fn index(
         &self,
         cluster: &Cluster,
         server: usize,
-        _: IndexSource<'_>,
         prefix: &str,
         _: usize,
         entries: &mut Vec<IndexEntry>,
@@ -93,25 +60,9 @@ impl Keepstores for Bodies {
             .map_err(|e| Cause::BadAnswer(e.to_string()))?;
         Ok(())
     }
-
-    async fn mounts(&self, _: &Cluster, _: usize) -> Result<Vec<MountInfo>, Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn send_pull(&self, _: &Cluster, _: usize, _: &[PullItem]) -> Result<(), Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn send_trash(&self, _: &Cluster, _: usize, _: &[TrashItem]) -> Result<(), Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn touch(&self, _: &Cluster, _: usize, _: &str) -> Result<(), Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
 }
 
-fn bodies() -> (Bodies, u64) {
+fn bodies() -> (IndexOnly<Bodies>, u64) {
     let spec = IndexUniverseSpec::with_overlap(3, 4_000_000, 3_800_000, 0.9, 2);
     let universe = Arc::new(IndexUniverse::new(&spec));
     let mut all = HashMap::new();
@@ -133,7 +84,7 @@ fn bodies() -> (Bodies, u64) {
             all.insert((label, k), pieces);
         }
     }
-    (Bodies(all), lines)
+    (IndexOnly(Bodies(all)), lines)
 }
 
 fn index_walk(c: &mut Criterion) {

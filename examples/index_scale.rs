@@ -28,10 +28,12 @@ use keepmover::index::walk::{
     diff_slice_with, estimate_source_blocks, DiffWants, DstIndexErrors, Layouts,
 };
 use keepmover::keep::index_format::{IndexBodyParser, IndexEntry};
-use keepmover::keep::wire::{MountInfo, PullItem, TrashItem};
-use keepmover::keep::ShortLocator;
 use keepmover::keepstore::memory;
-use keepmover::keepstore::{BlockBody, Cause, IndexSource, Keepstores, PutReply, PutWants};
+use keepmover::keepstore::Cause;
+
+#[path = "../benches/support/index_only.rs"]
+mod index_only;
+use index_only::{IndexLines, IndexOnly};
 use keepsim::{IndexSide, IndexUniverse, IndexUniverseSpec, KeepstoreListing, ListingMount};
 
 // The allocator of the keepmover binary, so the RSS is the binary's.
@@ -47,7 +49,7 @@ struct Job {
     reply: async_channel::Sender<Bytes>,
 }
 
-/// Keepstores whose only operation is the index, fed by the generator thread.
+/// Index lines made by the generator thread.
 struct Generated {
     src: Vec<KeepstoreListing>,
     dst: Vec<KeepstoreListing>,
@@ -55,46 +57,11 @@ struct Generated {
     bytes: Cell<u64>,
 }
 
-const NO_DATA: &str = "index_scale: index only";
-
-struct NoBody;
-
-impl BlockBody for NoBody {
-    fn content_length(&self) -> Option<u64> {
-        None
-    }
-    async fn read_chunk(&mut self, buf: Vec<u8>) -> (Result<usize, Cause>, Vec<u8>) {
-        (Err(Cause::BadAnswer(NO_DATA.into())), buf)
-    }
-}
-
-impl Keepstores for Generated {
-    type Body = NoBody;
-
-    async fn get_block(&self, _: &Cluster, _: usize, _: &str) -> Result<NoBody, Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn head_block(&self, _: &Cluster, _: usize, _: &str) -> Result<(), Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn put_block(
-        &self,
-        _: &Cluster,
-        _: usize,
-        _: &ShortLocator,
-        _: Bytes,
-        _: &PutWants,
-    ) -> Result<PutReply, Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
+impl IndexLines for Generated {
     async fn index(
         &self,
         cluster: &Cluster,
         server: usize,
-        _: IndexSource<'_>,
         prefix: &str,
         max_entries: usize,
         entries: &mut Vec<IndexEntry>,
@@ -133,22 +100,6 @@ impl Keepstores for Generated {
             .and_then(|_| parser.finish())
             .map_err(|e| Cause::BadAnswer(e.to_string()))?;
         Ok(())
-    }
-
-    async fn mounts(&self, _: &Cluster, _: usize) -> Result<Vec<MountInfo>, Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn send_pull(&self, _: &Cluster, _: usize, _: &[PullItem]) -> Result<(), Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn send_trash(&self, _: &Cluster, _: usize, _: &[TrashItem]) -> Result<(), Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
-    }
-
-    async fn touch(&self, _: &Cluster, _: usize, _: &str) -> Result<(), Cause> {
-        Err(Cause::BadAnswer(NO_DATA.into()))
     }
 }
 
@@ -255,12 +206,12 @@ fn main() -> Result<(), String> {
         }
     });
     pin(args.walk_cpu);
-    let ks = Generated {
+    let ks = IndexOnly(Generated {
         src: listings(IndexSide::Source, "srcaa"),
         dst: listings(IndexSide::Destination, "dstbb"),
         jobs,
         bytes: Cell::new(0),
-    };
+    });
     let src = memory::cluster("src", "srcaa", args.keepstores);
     let dst = memory::cluster("dst", "dstbb", args.keepstores);
     let (runtime, _) = keepmover::net::build_runtime(keepmover::net::IoBackend::Epoll)

@@ -34,6 +34,40 @@ pub const LOCATORS: FlagSpec = flag("locators", FlagKind::String, "", "keepmover
 pub const MIN_RATE: FlagSpec = flag("min-rate", FlagKind::String, "64KiB", "keepmover: slowest a transfer may average, in bytes/s: a body must be done within -idle-timeout plus its size at this rate, so a trickling server cannot hold a block for days (0 = no floor)");
 
 /// keep-rsync's eight flags followed by keepmover's extensions.
+// Flags shared with the other commands that read indexes and move blocks (one text each).
+pub const MEMORY: FlagSpec = flag(
+    "memory",
+    FlagKind::String,
+    "1GiB",
+    "keepmover: memory budget for block buffers (e.g. 512MiB, 4GiB); at least 64MiB",
+);
+pub const IO: FlagSpec = flag(
+    "io",
+    FlagKind::String,
+    "auto",
+    "keepmover: I/O backend: auto (io_uring if the kernel allows it, else epoll), uring, epoll",
+);
+pub const CONNECT_TIMEOUT: FlagSpec = flag(
+    "connect-timeout",
+    FlagKind::Duration,
+    "10s",
+    "keepmover: TCP connect + TLS handshake timeout",
+);
+pub const FIRST_BYTE_TIMEOUT: FlagSpec = flag(
+    "first-byte-timeout",
+    FlagKind::Duration,
+    "1m0s",
+    "keepmover: time from a request being sent to its response head arriving",
+);
+pub const IDLE_TIMEOUT: FlagSpec = flag("idle-timeout", FlagKind::Duration, "1m0s", "keepmover: longest time a transfer may go without moving a byte (replaces keep-rsync's 20s whole-request cap)");
+pub const RETRY_DELAY: FlagSpec = flag(
+    "retry-delay",
+    FlagKind::Duration,
+    "2s",
+    "keepmover: first retry delay; doubles each time, capped at 10x",
+);
+pub const PREFIX_LENGTH: FlagSpec = flag("prefix-length", FlagKind::Int, "0", "keepmover: hex digits per index slice (0 = chosen from the block count so a slice holds about a million locators)");
+
 pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("src", FlagKind::String, "", "Source configuration filename. May be either a pathname to a config file, or (for example) 'foo' as shorthand for $HOME/.config/arvados/foo.conf file. This file is expected to specify the values for ARVADOS_API_TOKEN, ARVADOS_API_HOST, ARVADOS_API_HOST_INSECURE, and ARVADOS_BLOB_SIGNING_KEY for the source."),
     flag("dst", FlagKind::String, "", "Destination configuration filename. May be either a pathname to a config file, or (for example) 'foo' as shorthand for $HOME/.config/arvados/foo.conf file. This file is expected to specify the values for ARVADOS_API_TOKEN, ARVADOS_API_HOST, and ARVADOS_API_HOST_INSECURE for the destination."),
@@ -46,17 +80,17 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     // keepmover extensions
     flag("workers", FlagKind::Int, "0", "keepmover: worker threads, each with its own io_uring ring (0 = one per two cores)"),
     flag("concurrency", FlagKind::Int, "512", "keepmover: most blocks in flight per worker thread: a ceiling; the memory budget (big blocks) and -per-server-requests (small blocks on a slow network) bind first"),
-    flag("memory", FlagKind::String, "1GiB", "keepmover: memory budget for block buffers (e.g. 512MiB, 4GiB); at least 64MiB"),
-    flag("io", FlagKind::String, "auto", "keepmover: I/O backend: auto (io_uring if the kernel allows it, else epoll), uring, epoll"),
+    MEMORY,
+    IO,
     flag("checkpoint", FlagKind::String, "", "keepmover: resume file; the run skips the hash prefixes it records as done and records each prefix once all its blocks are confirmed. It is bound to this job (clusters, replicas, classes, prefix) and locked while a run uses it"),
-    flag("connect-timeout", FlagKind::Duration, "10s", "keepmover: TCP connect + TLS handshake timeout"),
-    flag("first-byte-timeout", FlagKind::Duration, "1m0s", "keepmover: time from a request being sent to its response head arriving"),
-    flag("idle-timeout", FlagKind::Duration, "1m0s", "keepmover: longest time a transfer may go without moving a byte (replaces keep-rsync's 20s whole-request cap)"),
+    CONNECT_TIMEOUT,
+    FIRST_BYTE_TIMEOUT,
+    IDLE_TIMEOUT,
     MIN_RATE,
     flag("retries", FlagKind::Int, "2", "keepmover: retries per block after the first attempt, as keepclient's Retries"),
-    flag("retry-delay", FlagKind::Duration, "2s", "keepmover: first retry delay; doubles each time, capped at 10x"),
+    RETRY_DELAY,
     flag("index-by", FlagKind::String, "mount", "keepmover: list each distinct mount once (mount: /mounts/<uuid>/blocks, as keep-balance; a volume shared by several keepstores is read once), or each server (server: /index/, as keep-rsync)"),
-    flag("prefix-length", FlagKind::Int, "0", "keepmover: hex digits per index slice (0 = chosen from the block count so a slice holds about a million locators)"),
+    PREFIX_LENGTH,
     flag("progress", FlagKind::String, "auto", "keepmover: auto (a live bar on a terminal, keep-rsync's log lines otherwise), bar, log"),
     flag("count-first", FlagKind::Bool, "false", "keepmover: walk every index once to count before copying, for exact totals in the first log line (by default they are estimated from the first slice, saving a full index read)"),
     flag("skip-count", FlagKind::Bool, "false", "keepmover: accepted for compatibility with earlier keepmover versions; no effect (counting is skipped by default, see -count-first)"),
