@@ -9,7 +9,7 @@
 //! from the connection's small read buffer.
 
 use std::future::Future;
-use std::io::{self, BufRead as _, Write as _};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use compio::BufResult;
 
 use crate::net::error::{NetError, Phase};
 use crate::net::origin::Origin;
+use crate::net::tls_session::{Event, TlsSession, SEAL_BATCH};
 
 /// Largest single read into a caller's buffer (keeps syscalls few for 64 MiB bodies).
 pub(crate) const MAX_READ: usize = 4 << 20;
@@ -34,8 +35,8 @@ pub(crate) const MAX_READ: usize = 4 << 20;
 const MAX_WRITE: usize = 1 << 20;
 /// Read size for heads, chunk-size lines and other framing.
 const FRAMING_READ: usize = 16 << 10;
-/// Ciphertext read size on TLS connections.
-const CIPHER_READ: usize = 256 << 10;
+/// What an idle TLS connection may receive (session tickets) before it is judged unusable.
+const IDLE_RECEIVE_LIMIT: usize = 64 << 10;
 /// Bodies up to this size are sent in the same write as the head (one copy, one syscall).
 const COALESCE_BODY: usize = 16 << 10;
 
@@ -96,19 +97,10 @@ pub(crate) fn abort_io(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
-struct TlsState {
-    session: rustls::ClientConnection,
-    /// Ciphertext received and not yet given to rustls: `cipher_in[cipher_pos..]`.
-    cipher_in: Vec<u8>,
-    cipher_pos: usize,
-    /// Scratch for ciphertext to send.
-    cipher_out: Vec<u8>,
-}
-
 pub(crate) struct Conn {
     pub(crate) origin: Origin,
     stream: TcpStream,
-    tls: Option<Box<TlsState>>,
+    tls: Option<Box<TlsSession>>,
     /// Plaintext received but not consumed: `rbuf[rpos..]`.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -187,16 +179,9 @@ impl Conn {
                 };
                 let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
                     .map_err(|e| tls_error(format!("bad server name: {e}")))?;
-                let mut session = rustls::ClientConnection::new(config, name)
+                let session = rustls::client::UnbufferedClientConnection::new(config, name)
                     .map_err(|e| tls_error(e.to_string()))?;
-                // Encrypt large PUT bodies in big steps (fewer, larger sends).
-                session.set_buffer_limit(Some(1 << 20));
-                conn.tls = Some(Box::new(TlsState {
-                    session,
-                    cipher_in: Vec::with_capacity(CIPHER_READ),
-                    cipher_pos: 0,
-                    cipher_out: Vec::new(),
-                }));
+                conn.tls = Some(Box::new(TlsSession::new(session)));
                 conn.handshake(timeout).await?;
             }
             Ok(conn)
@@ -224,44 +209,49 @@ impl Conn {
         }
     }
 
+    /// Runs the TLS handshake: rustls says what to send and when it needs more input.
     async fn handshake(&mut self, timeout: Duration) -> Result<(), NetError> {
         loop {
-            self.flush_tls(timeout, Phase::Connect).await?;
-            let Some(tls) = self.tls.as_mut() else {
+            let Conn { tls, rbuf, .. } = &mut *self;
+            let Some(tls) = tls.as_mut() else {
                 return Ok(());
             };
-            if !tls.session.is_handshaking() {
-                return Ok(());
-            }
-            if tls.cipher_pos >= tls.cipher_in.len() {
-                let more = self.read_ciphertext(timeout, Phase::Connect).await?;
-                if more == 0 {
+            // No application data can come before our request; kept if it does.
+            let event = tls.advance(&mut |plain| rbuf.extend_from_slice(plain));
+            match event {
+                Ok(Event::Send) => self.flush_tls(timeout, Phase::Connect).await?,
+                Ok(Event::NeedInput) => {
+                    if self.read_ciphertext(timeout, Phase::Connect).await? == 0 {
+                        return Err(NetError::Closed {
+                            origin: self.origin.clone(),
+                            detail: "during the TLS handshake",
+                        });
+                    }
+                }
+                Ok(Event::Idle) => return self.flush_tls(timeout, Phase::Connect).await,
+                Ok(Event::Data | Event::Sealed) => {}
+                Ok(Event::PeerClosed) => {
                     return Err(NetError::Closed {
                         origin: self.origin.clone(),
                         detail: "during the TLS handshake",
-                    });
+                    })
                 }
-            }
-            let Some(tls) = self.tls.as_mut() else {
-                return Ok(());
-            };
-            let consumed = tls
-                .session
-                .read_tls(&mut &tls.cipher_in[tls.cipher_pos..])
-                .map_err(|e| NetError::Io {
-                    origin: self.origin.clone(),
-                    source: e,
-                })?;
-            tls.cipher_pos += consumed;
-            if let Err(e) = tls.session.process_new_packets() {
-                // Tell the server why (best effort), then report.
-                let _ = self.flush_tls(timeout, Phase::Connect).await;
-                return Err(self.tls_error(e));
+                Err(e) => {
+                    let err = self.tls_error(e);
+                    // Tell the server why (best effort): rustls queued an alert.
+                    if let Some(tls) = self.tls.as_mut() {
+                        if let Ok(Event::Send) = tls.advance(&mut |_| {}) {
+                            let _ = self.flush_tls(timeout, Phase::Connect).await;
+                        }
+                    }
+                    return Err(err);
+                }
             }
         }
     }
 
-    /// Reads ciphertext from the socket into the (fully consumed) TLS input buffer.
+    /// Reads ciphertext from the socket into the TLS receive buffer, after the part rustls
+    /// has not discarded yet (a partial record).
     async fn read_ciphertext(
         &mut self,
         timeout: Duration,
@@ -270,39 +260,32 @@ impl Conn {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(0);
         };
-        let mut cipher = std::mem::take(&mut tls.cipher_in);
-        cipher.clear();
-        tls.cipher_pos = 0;
-        cipher.reserve(CIPHER_READ);
+        let cin = tls.take_cin_for_read();
+        let (start, end) = (cin.len(), cin.capacity());
         let (result, slice) = self
-            .socket_read(cipher.slice(0..CIPHER_READ), timeout, phase)
+            .socket_read(cin.slice(start..end), timeout, phase)
             .await;
         if let Some(tls) = self.tls.as_mut() {
-            tls.cipher_in = slice.into_inner();
+            tls.restore_cin(slice.into_inner());
         }
         result
     }
 
-    /// Sends whatever rustls has queued (handshake messages, alerts, encrypted data).
+    /// Sends the sealed bytes waiting in the TLS send buffer (handshake messages, alerts,
+    /// records), in one socket write (split only by `MAX_WRITE`).
     async fn flush_tls(&mut self, timeout: Duration, phase: Phase) -> Result<(), NetError> {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(());
         };
-        let mut out = std::mem::take(&mut tls.cipher_out);
-        out.clear();
-        while tls.session.wants_write() {
-            if let Err(e) = tls.session.write_tls(&mut out) {
-                tls.cipher_out = out;
-                return Err(self.io_error(e));
-            }
-        }
-        if out.is_empty() {
-            tls.cipher_out = out;
+        if tls.outgoing() == 0 {
             return Ok(());
         }
-        let (result, out) = self.socket_write_all(out, timeout, phase).await;
+        let (out, len) = tls.take_out();
+        let (result, slice) = self
+            .socket_write_all(out.slice(0..len), timeout, phase)
+            .await;
         if let Some(tls) = self.tls.as_mut() {
-            tls.cipher_out = out;
+            tls.restore_out(slice.into_inner());
         }
         result
     }
@@ -409,27 +392,43 @@ impl Conn {
         (Ok(()), buf)
     }
 
-    async fn tls_write_all(&mut self, data: &[u8], timeout: Duration) -> Result<(), NetError> {
-        let mut pos = 0;
-        while pos < data.len() {
-            let Some(tls) = self.tls.as_mut() else {
-                return Ok(());
-            };
-            let accepted = tls
-                .session
-                .writer()
-                .write(&data[pos..])
-                .map_err(|e| NetError::Io {
-                    origin: self.origin.clone(),
-                    source: e,
-                })?;
-            self.flush_tls(timeout, Phase::Idle).await?;
-            if accepted == 0 {
-                return Err(self.tls_error("TLS session refused more data"));
+    /// Sends `parts` over TLS: sealed straight from the caller's bytes into the connection's
+    /// send buffer, `SEAL_BATCH` bytes of plaintext at a time, one socket write per batch
+    /// (the head rides with the first batch of the body).
+    async fn tls_send(&mut self, parts: [&[u8]; 2], timeout: Duration) -> Result<(), NetError> {
+        for part in parts {
+            let mut pos = 0;
+            while pos < part.len() {
+                let Conn { tls, rbuf, .. } = &mut *self;
+                let Some(tls) = tls.as_mut() else {
+                    return Ok(());
+                };
+                let n = (part.len() - pos).min(SEAL_BATCH.saturating_sub(tls.outgoing()));
+                if n == 0 {
+                    self.flush_tls(timeout, Phase::Idle).await?;
+                    continue;
+                }
+                // Plaintext that arrives meanwhile (an early response) is kept for the reader.
+                let sealed = tls.seal(&part[pos..pos + n], &mut |plain| {
+                    rbuf.extend_from_slice(plain)
+                });
+                let full = tls.outgoing() >= SEAL_BATCH;
+                match sealed {
+                    Ok(Event::PeerClosed) => {
+                        return Err(NetError::Closed {
+                            origin: self.origin.clone(),
+                            detail: "while sending",
+                        })
+                    }
+                    Ok(_) => pos += n,
+                    Err(e) => return Err(self.tls_error(e)),
+                }
+                if full {
+                    self.flush_tls(timeout, Phase::Idle).await?;
+                }
             }
-            pos += accepted;
         }
-        Ok(())
+        self.flush_tls(timeout, Phase::Idle).await
     }
 
     /// Sends a request head and its body. The body `Bytes` goes to the kernel as is on plain
@@ -456,11 +455,8 @@ impl Conn {
         timeout: Duration,
     ) -> Result<(), NetError> {
         if self.tls.is_some() {
-            self.tls_write_all(&head, timeout).await?;
-            if let Some(body) = body {
-                self.tls_write_all(&body, timeout).await?;
-            }
-            return Ok(());
+            let body = body.unwrap_or_default();
+            return self.tls_send([&head, &body], timeout).await;
         }
         match body {
             Some(body) if body.len() > COALESCE_BODY => {
@@ -501,7 +497,8 @@ impl Conn {
         let mut buf = std::mem::take(&mut self.rbuf);
         buf.reserve(FRAMING_READ);
         let (result, buf) = if self.tls.is_some() {
-            self.tls_read(buf, FRAMING_READ, timeout, phase).await
+            // One record at most (16 KiB): body bytes decrypted here cost one more copy.
+            self.tls_read(buf, usize::MAX, true, timeout, phase).await
         } else {
             let start = buf.len();
             let (result, slice) = self
@@ -534,7 +531,7 @@ impl Conn {
             return (Ok(n), dest);
         }
         if self.tls.is_some() {
-            return self.tls_read(dest, max, timeout, phase).await;
+            return self.tls_read(dest, max, false, timeout, phase).await;
         }
         let start = dest.len();
         let (result, slice) = self
@@ -543,84 +540,69 @@ impl Conn {
         (result, slice.into_inner())
     }
 
-    /// Decrypts up to `max` plaintext bytes into `dest`, reading ciphertext as needed.
+    /// Decrypts up to `max` plaintext bytes into `dest`, reading ciphertext as needed: every
+    /// complete record already received (or only the first, with `one_record`), at least one
+    /// byte unless the stream ended. A record that does not fit goes on into `rbuf`.
     async fn tls_read(
         &mut self,
         mut dest: Vec<u8>,
         max: usize,
+        one_record: bool,
         timeout: Duration,
         phase: Phase,
     ) -> (Result<usize, NetError>, Vec<u8>) {
         let mut got = 0;
         loop {
-            let Some(tls) = self.tls.as_mut() else {
+            let Conn { tls, rbuf, .. } = &mut *self;
+            let Some(tls) = tls.as_mut() else {
                 return (Ok(got), dest);
             };
-            let state = match tls.session.process_new_packets() {
-                Ok(state) => state,
+            if tls.peer_closed() {
+                return (Ok(got), dest);
+            }
+            let event = tls.advance(&mut |plain| {
+                let k = plain.len().min(max - got);
+                dest.extend_from_slice(&plain[..k]);
+                rbuf.extend_from_slice(&plain[k..]);
+                got += k;
+            });
+            match event {
+                Ok(Event::Data) => {
+                    if got == max || (one_record && got > 0) {
+                        return (Ok(got), dest);
+                    }
+                }
+                // A post-handshake answer rustls owes the server (a key update, an alert).
+                Ok(Event::Send) => {
+                    if let Err(e) = self.flush_tls(timeout, phase).await {
+                        return (Err(e), dest);
+                    }
+                }
+                // close_notify: the end of the stream (after what was already delivered).
+                Ok(Event::PeerClosed) => return (Ok(got), dest),
+                Ok(Event::Idle | Event::NeedInput | Event::Sealed) => {
+                    if got > 0 {
+                        return (Ok(got), dest);
+                    }
+                    match self.read_ciphertext(timeout, phase).await {
+                        // TCP end without close_notify: also the end (framing judges it).
+                        Ok(0) => return (Ok(0), dest),
+                        Ok(_) => {}
+                        Err(e) => return (Err(e), dest),
+                    }
+                }
                 Err(e) => {
                     let err = self.tls_error(e);
                     return (Err(err), dest);
                 }
-            };
-            let available = state.plaintext_bytes_to_read();
-            if available > 0 && got < max {
-                // Appended from rustls's own buffer: no zero-fill of `dest` first.
-                let mut reader = tls.session.reader();
-                match reader.fill_buf() {
-                    Ok([]) => {
-                        let err = self.tls_error("TLS session announced plaintext it did not give");
-                        return (Err(err), dest);
-                    }
-                    Ok(chunk) => {
-                        let k = chunk.len().min(available).min(max - got);
-                        dest.extend_from_slice(&chunk[..k]);
-                        reader.consume(k);
-                        got += k;
-                    }
-                    Err(e) => {
-                        let err = self.io_error(e);
-                        return (Err(err), dest);
-                    }
-                }
-                continue;
-            }
-            let ciphertext_left = tls.cipher_pos < tls.cipher_in.len();
-            if got == max || (got > 0 && !ciphertext_left) || (got > 0 && available > 0) {
-                return (Ok(got), dest);
-            }
-            let peer_closed = state.peer_has_closed();
-            if state.tls_bytes_to_write() > 0 {
-                if let Err(e) = self.flush_tls(timeout, phase).await {
-                    return (Err(e), dest);
-                }
-                continue;
-            }
-            if peer_closed {
-                return (Ok(got), dest);
-            }
-            if ciphertext_left {
-                let consumed = tls.session.read_tls(&mut &tls.cipher_in[tls.cipher_pos..]);
-                match consumed {
-                    Ok(n) => tls.cipher_pos += n,
-                    Err(e) => {
-                        let err = self.io_error(e);
-                        return (Err(err), dest);
-                    }
-                }
-                continue;
-            }
-            match self.read_ciphertext(timeout, phase).await {
-                Ok(0) => return (Ok(got), dest),
-                Ok(_) => {}
-                Err(e) => return (Err(e), dest),
             }
         }
     }
 
     /// Whether an idle pooled connection still looks usable: nothing unread, not closed by
     /// the peer. On TLS connections, records that arrived while idle (session tickets) are
-    /// absorbed; any plaintext means the server sent something unsolicited.
+    /// absorbed; any plaintext, close_notify, alert or anything rustls wants to answer means
+    /// the connection is not reused, and so does a partial record left over.
     pub(crate) fn still_usable(&mut self) -> bool {
         if !self.buffered().is_empty() {
             return false;
@@ -630,27 +612,30 @@ impl Conn {
         let Some(tls) = self.tls.as_mut() else {
             return matches!(recv_nonblocking(fd, &mut scratch[..1], true), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         };
-        if tls.cipher_pos < tls.cipher_in.len() {
+        if tls.peer_closed() || tls.outgoing() > 0 {
             return false;
         }
+        let mut received = 0;
         loop {
             match recv_nonblocking(fd, &mut scratch, false) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) | Ok(0) => return false,
                 Ok(n) => {
-                    let mut input = &scratch[..n];
-                    while !input.is_empty() {
-                        if tls.session.read_tls(&mut input).is_err() {
-                            return false;
-                        }
-                        match tls.session.process_new_packets() {
-                            Ok(state)
-                                if state.plaintext_bytes_to_read() == 0
-                                    && !state.peer_has_closed() => {}
-                            _ => return false,
-                        }
+                    tls.push_ciphertext(&scratch[..n]);
+                    received += n;
+                    // Tickets are a few hundred bytes; this much is something else.
+                    if received > IDLE_RECEIVE_LIMIT {
+                        return false;
                     }
                 }
+            }
+        }
+        let mut plaintext = false;
+        loop {
+            match tls.advance(&mut |plain| plaintext |= !plain.is_empty()) {
+                Ok(Event::Data) if !plaintext => {}
+                Ok(Event::Idle | Event::NeedInput) => return tls.undiscarded() == 0,
+                _ => return false,
             }
         }
     }

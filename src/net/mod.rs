@@ -31,6 +31,7 @@ mod pipeline;
 mod pool;
 mod response;
 mod tls;
+mod tls_session;
 
 pub use backend::{build_runtime, io_uring_available, IoBackend};
 pub use client::{ClientConfig, HttpClient, Request};
