@@ -712,4 +712,121 @@ mod tests {
             });
         }
     }
+
+    /// A TLS 1.3 server that finishes the handshake, then (once `go` says so) sends its
+    /// session tickets to a client that is not reading, then `after_tickets`, then answers
+    /// one request line with "hello".
+    fn ticket_server(
+        after_tickets: fn(&mut rustls::ServerConnection),
+    ) -> (u16, std::sync::mpsc::Receiver<()>) {
+        use std::io::{Read as _, Write as _};
+        let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("cert");
+        let cert = key.cert.der().clone();
+        let private =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], private)
+        .expect("config");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (sent, told) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().expect("accept");
+            let mut server = rustls::ServerConnection::new(Arc::new(config)).expect("server");
+            while server.is_handshaking() {
+                server.complete_io(&mut tcp).expect("handshake");
+            }
+            // The client is idle now: the tickets (and whatever follows) reach it unasked.
+            std::thread::sleep(Duration::from_millis(50));
+            after_tickets(&mut server);
+            while server.wants_write() {
+                server.write_tls(&mut tcp).expect("tickets");
+            }
+            let _ = sent.send(());
+            let mut stream = rustls::StreamOwned::new(server, tcp);
+            let mut line = [0u8; 4];
+            if stream.read_exact(&mut line).is_ok() {
+                let _ = stream.write_all(b"hello");
+                let _ = stream.flush();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        (port, told)
+    }
+
+    async fn idle_client(port: u16, told: std::sync::mpsc::Receiver<()>) -> Conn {
+        let origin = Origin::parse(&format!("https://127.0.0.1:{port}")).expect("origin");
+        let config = crate::net::tls::client_config(crate::net::TlsPolicy::Insecure).expect("tls");
+        let conn = Conn::connect(&origin, Some(config), Duration::from_secs(5))
+            .await
+            .expect("connect");
+        told.recv_timeout(Duration::from_secs(5))
+            .expect("server sent");
+        compio::time::sleep(Duration::from_millis(50)).await;
+        // Something is waiting in the socket, unread.
+        let mut peek = [0u8; 1];
+        assert_eq!(
+            recv_nonblocking(conn.stream.as_raw_fd(), &mut peek, true).ok(),
+            Some(1)
+        );
+        conn
+    }
+
+    fn on_both_backends(test: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>) {
+        for backend in [crate::net::IoBackend::Uring, crate::net::IoBackend::Epoll] {
+            if backend == crate::net::IoBackend::Uring && !crate::net::io_uring_available() {
+                continue;
+            }
+            let (runtime, _) = crate::net::build_runtime(backend).expect("runtime");
+            runtime.block_on(test());
+        }
+    }
+
+    #[test]
+    fn session_tickets_reaching_an_idle_tls_connection_are_absorbed() {
+        on_both_backends(|| {
+            Box::pin(async {
+                let (port, told) = ticket_server(|_| {});
+                let mut conn = idle_client(port, told).await;
+                assert!(
+                    conn.still_usable(),
+                    "tickets alone keep the connection usable"
+                );
+                let timeout = Duration::from_secs(5);
+                conn.write_request(b"GET\n".to_vec(), None, timeout, 0)
+                    .await
+                    .expect("request");
+                let mut got = Vec::new();
+                while got.len() < 5 {
+                    let (n, buf) = conn
+                        .read_into(Vec::with_capacity(64), 64, timeout, Phase::Idle)
+                        .await;
+                    assert!(n.expect("read") > 0, "early end after {got:?}");
+                    got.extend_from_slice(&buf);
+                }
+                assert_eq!(got, b"hello");
+            })
+        });
+    }
+
+    #[test]
+    fn close_notify_or_data_reaching_an_idle_tls_connection_retire_it() {
+        on_both_backends(|| {
+            Box::pin(async {
+                let (port, told) = ticket_server(|server| server.send_close_notify());
+                let mut conn = idle_client(port, told).await;
+                assert!(!conn.still_usable(), "close_notify while idle");
+                let (port, told) = ticket_server(|server| {
+                    let _ = std::io::Write::write_all(&mut server.writer(), b"HTTP/1.1 408\r\n");
+                });
+                let mut conn = idle_client(port, told).await;
+                assert!(!conn.still_usable(), "plaintext while idle");
+            })
+        });
+    }
 }
