@@ -1,12 +1,26 @@
-//! One HTTP/1.1 connection: a compio TCP stream, optionally with a rustls session driven by
-//! hand over owned buffers, plus the bytes received but not yet consumed. It offers the few
-//! primitives the client needs, each bounded by a timeout that is *progress based* (it limits
-//! one read or one write, not a whole transfer) and that cancels the operation rather than
-//! dropping it, so a buffer lent to the kernel always comes back to its owner.
+//! One HTTP/1.1 connection: a compio TCP stream, optionally with a TLS session, plus the
+//! plaintext received but not yet consumed. It offers the few primitives the client needs,
+//! each bounded by a timeout that is *progress based* (it limits one read or one write, not a
+//! whole transfer) and that cancels the operation rather than dropping it, so a buffer lent to
+//! the kernel always comes back to its owner.
 //!
-//! Body reads go straight into the caller's buffer (plain TCP: the kernel writes there; TLS:
-//! rustls decrypts, then one copy). Bytes that arrived together with a head are copied once
-//! from the connection's small read buffer.
+//! Body reads go straight into the caller's buffer (plain TCP: the kernel writes there).
+//! Bytes that arrived together with a head are copied once from the connection's small read
+//! buffer.
+//!
+//! TLS is rustls's *unbuffered* client, driven by hand (`tls_session.rs` holds the session
+//! and its two buffers and says what to do next; this file does the I/O under the same
+//! timeouts as plain TCP). Sending: the request head and the body `Bytes` are sealed straight
+//! from the caller's memory into the connection's send buffer, 256 KiB of plaintext per
+//! batch, and each batch goes to the kernel in one write. Receiving: ciphertext is read into
+//! the connection's receive buffer (256 KiB; a record cut by a read stays there and is
+//! completed by the next one), rustls decrypts it there, and each record's plaintext is
+//! copied into the caller's buffer (for heads and framing, into the read buffer; what does not
+//! fit the caller's buffer goes there too). rustls 0.23 still copies inside: each record's
+//! plaintext into a scratch before sealing, each decrypted record into a `Vec` it hands out.
+//! close_notify, or the TCP end, is the end of the stream (the body framing decides whether
+//! that was early). Records that reach an idle pooled connection (session tickets, a key
+//! update) are absorbed by [`Conn::still_usable`]; plaintext or a close there retires it.
 
 use std::future::Future;
 use std::io;
@@ -238,12 +252,12 @@ impl Conn {
                 }
                 Err(e) => {
                     let err = self.tls_error(e);
-                    // Tell the server why (best effort): rustls queued an alert.
+                    // Tell the server why (best effort): rustls queued an alert, which the
+                    // next turn encodes into the send buffer (before repeating the error).
                     if let Some(tls) = self.tls.as_mut() {
-                        if let Ok(Event::Send) = tls.advance(&mut |_| {}) {
-                            let _ = self.flush_tls(timeout, Phase::Connect).await;
-                        }
+                        let _ = tls.advance(&mut |_| {});
                     }
+                    let _ = self.flush_tls(timeout, Phase::Connect).await;
                     return Err(err);
                 }
             }
@@ -260,13 +274,13 @@ impl Conn {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(0);
         };
-        let cin = tls.take_cin_for_read();
+        let (cin, kept) = tls.take_cin_for_read();
         let (start, end) = (cin.len(), cin.capacity());
         let (result, slice) = self
             .socket_read(cin.slice(start..end), timeout, phase)
             .await;
         if let Some(tls) = self.tls.as_mut() {
-            tls.restore_cin(slice.into_inner());
+            tls.restore_cin(slice.into_inner(), kept);
         }
         result
     }

@@ -89,9 +89,11 @@ impl TlsSession {
         self.out_len
     }
 
-    /// Lends the send buffer (its first [`outgoing`](Self::outgoing) bytes are to be sent).
+    /// Lends the send buffer: its first `len` bytes are to be sent. If the send is abandoned
+    /// (its future dropped), the session is left with an empty send buffer, still consistent.
     pub(crate) fn take_out(&mut self) -> (Vec<u8>, usize) {
-        (std::mem::take(&mut self.out), self.out_len)
+        let len = std::mem::take(&mut self.out_len);
+        (std::mem::take(&mut self.out), len)
     }
 
     /// Returns the send buffer after its bytes were sent (or failed to be: the connection is
@@ -102,8 +104,10 @@ impl TlsSession {
     }
 
     /// Makes room for the next socket read at the end of the receive buffer and lends the
-    /// buffer: the read goes to `cin[cin.len()..cin.capacity()]`.
-    pub(crate) fn take_cin_for_read(&mut self) -> Vec<u8> {
+    /// buffer: the read goes to `cin[cin.len()..cin.capacity()]`; `cin[start..]` is kept.
+    /// Give both back with [`restore_cin`](Self::restore_cin). If the read is abandoned, the
+    /// session is left with an empty receive buffer, still consistent.
+    pub(crate) fn take_cin_for_read(&mut self) -> (Vec<u8>, usize) {
         if self.start == self.cin.len() {
             self.cin.clear();
             self.start = 0;
@@ -118,12 +122,16 @@ impl TlsSession {
         if self.cin.capacity() < want {
             self.cin.reserve(want - self.cin.len());
         }
-        std::mem::take(&mut self.cin)
+        (
+            std::mem::take(&mut self.cin),
+            std::mem::take(&mut self.start),
+        )
     }
 
     /// Returns the receive buffer after a read (its `len` now includes what was read).
-    pub(crate) fn restore_cin(&mut self, cin: Vec<u8>) {
+    pub(crate) fn restore_cin(&mut self, cin: Vec<u8>, start: usize) {
         self.cin = cin;
+        self.start = start.min(self.cin.len());
     }
 
     /// Appends ciphertext received outside [`take_cin_for_read`](Self::take_cin_for_read)
