@@ -276,3 +276,200 @@ impl TlsSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn server(version: &'static rustls::SupportedProtocolVersion) -> rustls::ServerConnection {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let cert = key.cert.der().clone();
+        let private =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], private)
+        .expect("config");
+        let mut server = rustls::ServerConnection::new(Arc::new(config)).expect("server");
+        server.set_buffer_limit(None);
+        server
+    }
+
+    fn client() -> TlsSession {
+        let config = crate::net::tls::client_config(crate::net::TlsPolicy::Insecure).expect("tls");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        TlsSession::new(UnbufferedClientConnection::new(config, name).expect("client"))
+    }
+
+    /// Cuts `bytes` into reads of awkward sizes (1 byte, a header, a record and a bit, ...).
+    struct Wire {
+        bytes: Vec<u8>,
+        pos: usize,
+        turn: usize,
+    }
+
+    impl Wire {
+        /// One "socket read" into the client's receive buffer; false when nothing is left.
+        fn read_into(&mut self, tls: &mut TlsSession) -> bool {
+            if self.pos == self.bytes.len() {
+                return false;
+            }
+            const SIZES: [usize; 8] = [1, 2, 5, 6, 100, 4000, 16_389, 70_000];
+            self.turn += 1;
+            let (mut cin, kept) = tls.take_cin_for_read();
+            let room = cin.capacity() - cin.len();
+            let n = SIZES[self.turn % SIZES.len()]
+                .min(room)
+                .min(self.bytes.len() - self.pos);
+            cin.extend_from_slice(&self.bytes[self.pos..self.pos + n]);
+            tls.restore_cin(cin, kept);
+            self.pos += n;
+            true
+        }
+    }
+
+    fn server_output(server: &mut rustls::ServerConnection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut out).expect("write_tls");
+        }
+        out
+    }
+
+    /// Delivers the client's sealed bytes to the server; returns the plaintext it got.
+    fn to_server(tls: &mut TlsSession, server: &mut rustls::ServerConnection) -> Vec<u8> {
+        let (out, len) = tls.take_out();
+        let mut sent = &out[..len];
+        let mut plain = Vec::new();
+        while !sent.is_empty() {
+            server.read_tls(&mut sent).expect("read_tls");
+            server.process_new_packets().expect("server");
+            let _ = std::io::Read::read_to_end(&mut server.reader(), &mut plain);
+        }
+        tls.restore_out(out);
+        plain
+    }
+
+    /// Handshake, a 1 MiB request, a 2 MiB response and close_notify, with every server
+    /// flight reaching the client in reads that cut records (and handshake messages) apart.
+    fn exchange(version: &'static rustls::SupportedProtocolVersion) {
+        let mut server = server(version);
+        let mut tls = client();
+        let mut wire = Wire {
+            bytes: Vec::new(),
+            pos: 0,
+            turn: 0,
+        };
+        let mut ignored = |_: &[u8]| panic!("no data during the handshake");
+        loop {
+            match tls.advance(&mut ignored).expect("handshake") {
+                Event::Send => assert!(to_server(&mut tls, &mut server).is_empty()),
+                Event::NeedInput => {
+                    if !wire.read_into(&mut tls) {
+                        wire.bytes.extend(server_output(&mut server));
+                        assert!(wire.read_into(&mut tls), "handshake stuck");
+                    }
+                }
+                Event::Idle => break,
+                other => panic!("{other:?} during the handshake"),
+            }
+        }
+        to_server(&mut tls, &mut server);
+
+        let request: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut received = Vec::new();
+        for piece in request.chunks(SEAL_BATCH) {
+            assert_eq!(tls.seal(piece, &mut ignored).expect("seal"), Event::Send);
+            assert!(tls.outgoing() > piece.len());
+            received.extend(to_server(&mut tls, &mut server));
+        }
+        assert!(received == request);
+
+        let response: Vec<u8> = (0..2u32 << 20).map(|i| (i % 241) as u8).collect();
+        std::io::Write::write_all(&mut server.writer(), &response).expect("server write");
+        server.send_close_notify();
+        wire.bytes.extend(server_output(&mut server));
+        let mut got = Vec::new();
+        loop {
+            match tls.advance(&mut |plain| got.extend_from_slice(plain)) {
+                Ok(Event::Data | Event::Send) => {}
+                Ok(Event::Idle | Event::NeedInput) => {
+                    assert!(
+                        wire.read_into(&mut tls),
+                        "stream ended without close_notify"
+                    )
+                }
+                Ok(Event::PeerClosed) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(got == response, "{} of {} bytes", got.len(), response.len());
+        assert!(tls.peer_closed());
+        assert_eq!(tls.undiscarded(), 0);
+    }
+
+    #[test]
+    fn tls13_records_and_handshake_messages_cut_across_reads() {
+        exchange(&rustls::version::TLS13);
+    }
+
+    #[test]
+    fn tls12_records_and_handshake_messages_cut_across_reads() {
+        exchange(&rustls::version::TLS12);
+    }
+
+    #[test]
+    fn a_corrupted_record_is_an_error() {
+        let mut server = server(&rustls::version::TLS13);
+        let mut tls = client();
+        let mut wire = Wire {
+            bytes: Vec::new(),
+            pos: 0,
+            turn: 0,
+        };
+        loop {
+            match tls.advance(&mut |_| {}).expect("handshake") {
+                Event::Send => assert!(to_server(&mut tls, &mut server).is_empty()),
+                Event::NeedInput => {
+                    if !wire.read_into(&mut tls) {
+                        wire.bytes.extend(server_output(&mut server));
+                        assert!(wire.read_into(&mut tls), "handshake stuck");
+                    }
+                }
+                Event::Idle => break,
+                other => panic!("{other:?} during the handshake"),
+            }
+        }
+        to_server(&mut tls, &mut server);
+        // Drain what is still on the wire (tickets) before corrupting the next record.
+        while wire.read_into(&mut tls) {
+            assert!(!matches!(
+                tls.advance(&mut |_| {}),
+                Err(_) | Ok(Event::Data)
+            ));
+        }
+        std::io::Write::write_all(&mut server.writer(), b"hello").expect("write");
+        let mut record = server_output(&mut server);
+        let last = record.len() - 1;
+        record[last] ^= 1;
+        let mut wire = Wire {
+            bytes: record,
+            pos: 0,
+            turn: 0,
+        };
+        let result = loop {
+            match tls.advance(&mut |plain| panic!("corrupt plaintext {plain:?}")) {
+                Ok(Event::Idle | Event::NeedInput) => assert!(wire.read_into(&mut tls)),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(result, rustls::Error::DecryptError), "{result}");
+    }
+}
