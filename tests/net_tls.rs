@@ -18,8 +18,44 @@ struct TlsServer {
     accepts: Arc<AtomicUsize>,
 }
 
-/// A keep-alive HTTPS server: PUT answers with the body length, GET /big with 5 MiB.
+/// The server's socket: with `split`, every write sends a few bytes to a few KiB and pauses
+/// now and then, so the client's reads end in the middle of TLS records.
+struct Tcp {
+    inner: std::net::TcpStream,
+    split: bool,
+    writes: usize,
+}
+
+impl std::io::Read for Tcp {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Write for Tcp {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.split {
+            return self.inner.write(buf);
+        }
+        self.writes += 1;
+        if self.writes.is_multiple_of(16) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let n = [1, 7, 300, 1500, 5000, 17000][self.writes % 6].min(buf.len());
+        self.inner.write(&buf[..n])
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A keep-alive HTTPS server: PUT answers with the body length, GET /big with 5 MiB, and
+/// a few misbehaviours by path (see `respond`).
 fn tls_server() -> TlsServer {
+    tls_server_with(&[&rustls::version::TLS13, &rustls::version::TLS12])
+}
+
+fn tls_server_with(versions: &[&'static rustls::SupportedProtocolVersion]) -> TlsServer {
     let key =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     let cert = key.cert.der().clone();
@@ -27,7 +63,7 @@ fn tls_server() -> TlsServer {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
+    .with_protocol_versions(versions)
     .unwrap()
     .with_no_client_auth()
     .with_single_cert(vec![cert], private)
@@ -40,18 +76,19 @@ fn tls_server() -> TlsServer {
     std::thread::spawn(move || {
         for tcp in listener.incoming() {
             let Ok(tcp) = tcp else { continue };
+            let _ = tcp.set_nodelay(true);
             counter.fetch_add(1, Ordering::SeqCst);
             let config = config.clone();
             std::thread::spawn(move || {
                 let session = rustls::ServerConnection::new(config).unwrap();
+                let tcp = Tcp {
+                    inner: tcp,
+                    split: false,
+                    writes: 0,
+                };
                 let mut stream = rustls::StreamOwned::new(session, tcp);
                 while let Some(req) = read_request(&mut stream) {
-                    let resp = if req.request_line().starts_with("GET /big") {
-                        ok_response(&big_body())
-                    } else {
-                        ok_response(format!("got {}", req.body.len()).as_bytes())
-                    };
-                    if stream.write_all(&resp).is_err() || stream.flush().is_err() {
+                    if respond(&mut stream, &req).is_err() {
                         return;
                     }
                 }
@@ -64,8 +101,88 @@ fn tls_server() -> TlsServer {
     }
 }
 
+type Stream = rustls::StreamOwned<rustls::ServerConnection, Tcp>;
+
+fn respond(stream: &mut Stream, req: &net_support::SeenRequest) -> std::io::Result<()> {
+    let line = req.request_line().to_string();
+    let path = line.split(' ').nth(1).unwrap_or("");
+    match path {
+        "/big" => stream.write_all(&ok_response(&big_body()))?,
+        // Records cut across the client's reads.
+        "/split" => {
+            stream.sock.split = true;
+            stream.write_all(&ok_response(&big_body()[..300 << 10]))?;
+            stream.flush()?;
+            stream.sock.split = false;
+        }
+        // close_notify a tenth of the way into a 1 MiB Content-Length body.
+        "/short" => {
+            let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+            out.extend_from_slice(&big_body()[..100 << 10]);
+            stream.write_all(&out)?;
+            stream.conn.send_close_notify();
+            stream.flush()?;
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            return Err(std::io::ErrorKind::Other.into());
+        }
+        // A TLS 1.3 key update sent once the response is out: it reaches an idle client.
+        "/key-update" => {
+            stream.write_all(&ok_response(b"ku"))?;
+            stream.flush()?;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            if stream.conn.refresh_traffic_keys().is_ok() {
+                stream.flush()?;
+            }
+        }
+        // Unsolicited bytes after the response: the connection must not be reused.
+        "/extra" => {
+            stream.write_all(&ok_response(b"x"))?;
+            stream.flush()?;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            stream.write_all(b"HTTP/1.1 200 OK\r\n")?;
+        }
+        _ => stream.write_all(&ok_response(format!("got {}", req.body.len()).as_bytes()))?,
+    }
+    stream.flush()
+}
+
 fn big_body() -> Vec<u8> {
     (0..5u32 << 20).map(|i| (i % 253) as u8).collect()
+}
+
+async fn read_all(client: &HttpClient, origin: &Origin, path: &str, cap: usize) -> Vec<u8> {
+    let mut resp = client
+        .send(Request::new(Method::Get, origin.clone(), path))
+        .await
+        .unwrap();
+    let mut buf = Vec::with_capacity(cap);
+    loop {
+        let compio::BufResult(n, b) = resp.read_body_chunk(buf).await;
+        buf = b;
+        if n.unwrap() == 0 {
+            return buf;
+        }
+    }
+}
+
+/// PUTs of 0 B to 20 MiB, a 5 MiB GET and a GET whose records are cut across reads, all on
+/// one connection.
+async fn check_large_bodies(client: &HttpClient, server: &TlsServer) {
+    for size in [0usize, 1, 16 << 10, (256 << 10) + 1, 20 << 20] {
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let req = Request::new(Method::Put, server.origin.clone(), "/p").body(Bytes::from(body));
+        let resp = client.send(req).await.unwrap();
+        assert_eq!(
+            resp.read_to_end(100).await.unwrap(),
+            format!("got {size}").as_bytes()
+        );
+    }
+    assert!(read_all(client, &server.origin, "/big", 5 << 20).await == big_body());
+    for _ in 0..2 {
+        let got = read_all(client, &server.origin, "/split", 300 << 10).await;
+        assert!(got == big_body()[..300 << 10]);
+    }
+    assert_eq!(server.accepts.load(Ordering::SeqCst), 1);
 }
 
 on_both_backends! {
@@ -104,6 +221,61 @@ on_both_backends! {
         assert!(buf == big_body());
         assert_eq!(server.accepts.load(Ordering::SeqCst), 1);
         assert_eq!(client.connections_opened(), 1);
+    };
+
+    tls12_moves_large_bodies_both_ways => |_| async {
+        let server = tls_server_with(&[&rustls::version::TLS12]);
+        let client = HttpClient::new(test_config());
+        client.set_tls_policy(&server.origin, TlsPolicy::Insecure);
+        check_large_bodies(&client, &server).await;
+    };
+
+    tls13_moves_large_bodies_both_ways => |_| async {
+        let server = tls_server_with(&[&rustls::version::TLS13]);
+        let client = HttpClient::new(test_config());
+        client.set_tls_policy(&server.origin, TlsPolicy::Insecure);
+        check_large_bodies(&client, &server).await;
+    };
+
+    close_notify_mid_body_is_an_error => |_| async {
+        let server = tls_server();
+        let client = HttpClient::new(test_config());
+        client.set_tls_policy(&server.origin, TlsPolicy::Insecure);
+        let resp = client.send(Request::new(Method::Get, server.origin.clone(), "/short")).await.unwrap();
+        let err = resp.read_to_end(2 << 20).await.unwrap_err();
+        assert!(
+            matches!(err, NetError::BodyTooShort { expected: 1048576, got: 102400, .. }),
+            "{err}"
+        );
+    };
+
+    key_update_on_an_idle_connection_is_absorbed => |_| async {
+        let server = tls_server_with(&[&rustls::version::TLS13]);
+        let client = HttpClient::new(test_config());
+        client.set_tls_policy(&server.origin, TlsPolicy::Insecure);
+        for _ in 0..3 {
+            let resp = client.send(Request::new(Method::Get, server.origin.clone(), "/key-update")).await.unwrap();
+            assert_eq!(resp.read_to_end(100).await.unwrap(), b"ku");
+            compio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // Every request reused the one connection (the key update was absorbed while idle)
+        // and was read with the new keys.
+        let req = Request::new(Method::Put, server.origin.clone(), "/p").body(Bytes::from(vec![3u8; 1 << 20]));
+        let resp = client.send(req).await.unwrap();
+        assert_eq!(resp.read_to_end(100).await.unwrap(), b"got 1048576");
+        assert_eq!(server.accepts.load(Ordering::SeqCst), 1);
+    };
+
+    unsolicited_bytes_on_an_idle_connection_retire_it => |_| async {
+        let server = tls_server();
+        let client = HttpClient::new(test_config());
+        client.set_tls_policy(&server.origin, TlsPolicy::Insecure);
+        let resp = client.send(Request::new(Method::Get, server.origin.clone(), "/extra")).await.unwrap();
+        assert_eq!(resp.read_to_end(100).await.unwrap(), b"x");
+        compio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let resp = client.send(Request::new(Method::Get, server.origin.clone(), "/p")).await.unwrap();
+        assert_eq!(resp.read_to_end(100).await.unwrap(), b"got 0");
+        assert_eq!(server.accepts.load(Ordering::SeqCst), 2);
     };
 
     handshake_stall_is_a_connect_timeout => |_| async {

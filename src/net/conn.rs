@@ -1,15 +1,29 @@
-//! One HTTP/1.1 connection: a compio TCP stream, optionally with a rustls session driven by
-//! hand over owned buffers, plus the bytes received but not yet consumed. It offers the few
-//! primitives the client needs, each bounded by a timeout that is *progress based* (it limits
-//! one read or one write, not a whole transfer) and that cancels the operation rather than
-//! dropping it, so a buffer lent to the kernel always comes back to its owner.
+//! One HTTP/1.1 connection: a compio TCP stream, optionally with a TLS session, plus the
+//! plaintext received but not yet consumed. It offers the few primitives the client needs,
+//! each bounded by a timeout that is *progress based* (it limits one read or one write, not a
+//! whole transfer) and that cancels the operation rather than dropping it, so a buffer lent to
+//! the kernel always comes back to its owner.
 //!
-//! Body reads go straight into the caller's buffer (plain TCP: the kernel writes there; TLS:
-//! rustls decrypts, then one copy). Bytes that arrived together with a head are copied once
-//! from the connection's small read buffer.
+//! Body reads go straight into the caller's buffer (plain TCP: the kernel writes there).
+//! Bytes that arrived together with a head are copied once from the connection's small read
+//! buffer.
+//!
+//! TLS is rustls's *unbuffered* client, driven by hand (`tls_session.rs` holds the session
+//! and its two buffers and says what to do next; this file does the I/O under the same
+//! timeouts as plain TCP). Sending: the request head and the body `Bytes` are sealed straight
+//! from the caller's memory into the connection's send buffer, 256 KiB of plaintext per
+//! batch, and each batch goes to the kernel in one write. Receiving: ciphertext is read into
+//! the connection's receive buffer (256 KiB; a record cut by a read stays there and is
+//! completed by the next one), rustls decrypts it there, and each record's plaintext is
+//! copied into the caller's buffer (for heads and framing, into the read buffer; what does not
+//! fit the caller's buffer goes there too). rustls 0.23 still copies inside: each record's
+//! plaintext into a scratch before sealing, each decrypted record into a `Vec` it hands out.
+//! close_notify, or the TCP end, is the end of the stream (the body framing decides whether
+//! that was early). Records that reach an idle pooled connection (session tickets, a key
+//! update) are absorbed by [`Conn::still_usable`]; plaintext or a close there retires it.
 
 use std::future::Future;
-use std::io::{self, BufRead as _, Write as _};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::sync::Arc;
@@ -25,6 +39,7 @@ use compio::BufResult;
 
 use crate::net::error::{NetError, Phase};
 use crate::net::origin::Origin;
+use crate::net::tls_session::{Event, TlsSession, SEAL_BATCH};
 
 /// Largest single read into a caller's buffer (keeps syscalls few for 64 MiB bodies).
 pub(crate) const MAX_READ: usize = 4 << 20;
@@ -34,8 +49,8 @@ pub(crate) const MAX_READ: usize = 4 << 20;
 const MAX_WRITE: usize = 1 << 20;
 /// Read size for heads, chunk-size lines and other framing.
 const FRAMING_READ: usize = 16 << 10;
-/// Ciphertext read size on TLS connections.
-const CIPHER_READ: usize = 256 << 10;
+/// What an idle TLS connection may receive (session tickets) before it is judged unusable.
+const IDLE_RECEIVE_LIMIT: usize = 64 << 10;
 /// Bodies up to this size are sent in the same write as the head (one copy, one syscall).
 const COALESCE_BODY: usize = 16 << 10;
 
@@ -96,19 +111,10 @@ pub(crate) fn abort_io(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
-struct TlsState {
-    session: rustls::ClientConnection,
-    /// Ciphertext received and not yet given to rustls: `cipher_in[cipher_pos..]`.
-    cipher_in: Vec<u8>,
-    cipher_pos: usize,
-    /// Scratch for ciphertext to send.
-    cipher_out: Vec<u8>,
-}
-
 pub(crate) struct Conn {
     pub(crate) origin: Origin,
     stream: TcpStream,
-    tls: Option<Box<TlsState>>,
+    tls: Option<Box<TlsSession>>,
     /// Plaintext received but not consumed: `rbuf[rpos..]`.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -187,16 +193,9 @@ impl Conn {
                 };
                 let name = rustls::pki_types::ServerName::try_from(origin.host.to_string())
                     .map_err(|e| tls_error(format!("bad server name: {e}")))?;
-                let mut session = rustls::ClientConnection::new(config, name)
+                let session = rustls::client::UnbufferedClientConnection::new(config, name)
                     .map_err(|e| tls_error(e.to_string()))?;
-                // Encrypt large PUT bodies in big steps (fewer, larger sends).
-                session.set_buffer_limit(Some(1 << 20));
-                conn.tls = Some(Box::new(TlsState {
-                    session,
-                    cipher_in: Vec::with_capacity(CIPHER_READ),
-                    cipher_pos: 0,
-                    cipher_out: Vec::new(),
-                }));
+                conn.tls = Some(Box::new(TlsSession::new(session)));
                 conn.handshake(timeout).await?;
             }
             Ok(conn)
@@ -224,44 +223,49 @@ impl Conn {
         }
     }
 
+    /// Runs the TLS handshake: rustls says what to send and when it needs more input.
     async fn handshake(&mut self, timeout: Duration) -> Result<(), NetError> {
         loop {
-            self.flush_tls(timeout, Phase::Connect).await?;
-            let Some(tls) = self.tls.as_mut() else {
+            let Conn { tls, rbuf, .. } = &mut *self;
+            let Some(tls) = tls.as_mut() else {
                 return Ok(());
             };
-            if !tls.session.is_handshaking() {
-                return Ok(());
-            }
-            if tls.cipher_pos >= tls.cipher_in.len() {
-                let more = self.read_ciphertext(timeout, Phase::Connect).await?;
-                if more == 0 {
+            // No application data can come before our request; kept if it does.
+            let event = tls.advance(&mut |plain| rbuf.extend_from_slice(plain));
+            match event {
+                Ok(Event::Send) => self.flush_tls(timeout, Phase::Connect).await?,
+                Ok(Event::NeedInput) => {
+                    if self.read_ciphertext(timeout, Phase::Connect).await? == 0 {
+                        return Err(NetError::Closed {
+                            origin: self.origin.clone(),
+                            detail: "during the TLS handshake",
+                        });
+                    }
+                }
+                Ok(Event::Idle) => return self.flush_tls(timeout, Phase::Connect).await,
+                Ok(Event::Data | Event::Sealed) => {}
+                Ok(Event::PeerClosed) => {
                     return Err(NetError::Closed {
                         origin: self.origin.clone(),
                         detail: "during the TLS handshake",
-                    });
+                    })
                 }
-            }
-            let Some(tls) = self.tls.as_mut() else {
-                return Ok(());
-            };
-            let consumed = tls
-                .session
-                .read_tls(&mut &tls.cipher_in[tls.cipher_pos..])
-                .map_err(|e| NetError::Io {
-                    origin: self.origin.clone(),
-                    source: e,
-                })?;
-            tls.cipher_pos += consumed;
-            if let Err(e) = tls.session.process_new_packets() {
-                // Tell the server why (best effort), then report.
-                let _ = self.flush_tls(timeout, Phase::Connect).await;
-                return Err(self.tls_error(e));
+                Err(e) => {
+                    let err = self.tls_error(e);
+                    // Tell the server why (best effort): rustls queued an alert, which the
+                    // next turn encodes into the send buffer (before repeating the error).
+                    if let Some(tls) = self.tls.as_mut() {
+                        let _ = tls.advance(&mut |_| {});
+                    }
+                    let _ = self.flush_tls(timeout, Phase::Connect).await;
+                    return Err(err);
+                }
             }
         }
     }
 
-    /// Reads ciphertext from the socket into the (fully consumed) TLS input buffer.
+    /// Reads ciphertext from the socket into the TLS receive buffer, after the part rustls
+    /// has not discarded yet (a partial record).
     async fn read_ciphertext(
         &mut self,
         timeout: Duration,
@@ -270,39 +274,32 @@ impl Conn {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(0);
         };
-        let mut cipher = std::mem::take(&mut tls.cipher_in);
-        cipher.clear();
-        tls.cipher_pos = 0;
-        cipher.reserve(CIPHER_READ);
+        let (cin, kept) = tls.take_cin_for_read();
+        let (start, end) = (cin.len(), cin.capacity());
         let (result, slice) = self
-            .socket_read(cipher.slice(0..CIPHER_READ), timeout, phase)
+            .socket_read(cin.slice(start..end), timeout, phase)
             .await;
         if let Some(tls) = self.tls.as_mut() {
-            tls.cipher_in = slice.into_inner();
+            tls.restore_cin(slice.into_inner(), kept);
         }
         result
     }
 
-    /// Sends whatever rustls has queued (handshake messages, alerts, encrypted data).
+    /// Sends the sealed bytes waiting in the TLS send buffer (handshake messages, alerts,
+    /// records), in one socket write (split only by `MAX_WRITE`).
     async fn flush_tls(&mut self, timeout: Duration, phase: Phase) -> Result<(), NetError> {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(());
         };
-        let mut out = std::mem::take(&mut tls.cipher_out);
-        out.clear();
-        while tls.session.wants_write() {
-            if let Err(e) = tls.session.write_tls(&mut out) {
-                tls.cipher_out = out;
-                return Err(self.io_error(e));
-            }
-        }
-        if out.is_empty() {
-            tls.cipher_out = out;
+        if tls.outgoing() == 0 {
             return Ok(());
         }
-        let (result, out) = self.socket_write_all(out, timeout, phase).await;
+        let (out, len) = tls.take_out();
+        let (result, slice) = self
+            .socket_write_all(out.slice(0..len), timeout, phase)
+            .await;
         if let Some(tls) = self.tls.as_mut() {
-            tls.cipher_out = out;
+            tls.restore_out(slice.into_inner());
         }
         result
     }
@@ -409,27 +406,43 @@ impl Conn {
         (Ok(()), buf)
     }
 
-    async fn tls_write_all(&mut self, data: &[u8], timeout: Duration) -> Result<(), NetError> {
-        let mut pos = 0;
-        while pos < data.len() {
-            let Some(tls) = self.tls.as_mut() else {
-                return Ok(());
-            };
-            let accepted = tls
-                .session
-                .writer()
-                .write(&data[pos..])
-                .map_err(|e| NetError::Io {
-                    origin: self.origin.clone(),
-                    source: e,
-                })?;
-            self.flush_tls(timeout, Phase::Idle).await?;
-            if accepted == 0 {
-                return Err(self.tls_error("TLS session refused more data"));
+    /// Sends `parts` over TLS: sealed straight from the caller's bytes into the connection's
+    /// send buffer, `SEAL_BATCH` bytes of plaintext at a time, one socket write per batch
+    /// (the head rides with the first batch of the body).
+    async fn tls_send(&mut self, parts: [&[u8]; 2], timeout: Duration) -> Result<(), NetError> {
+        for part in parts {
+            let mut pos = 0;
+            while pos < part.len() {
+                let Conn { tls, rbuf, .. } = &mut *self;
+                let Some(tls) = tls.as_mut() else {
+                    return Ok(());
+                };
+                let n = (part.len() - pos).min(SEAL_BATCH.saturating_sub(tls.outgoing()));
+                if n == 0 {
+                    self.flush_tls(timeout, Phase::Idle).await?;
+                    continue;
+                }
+                // Plaintext that arrives meanwhile (an early response) is kept for the reader.
+                let sealed = tls.seal(&part[pos..pos + n], &mut |plain| {
+                    rbuf.extend_from_slice(plain)
+                });
+                let full = tls.outgoing() >= SEAL_BATCH;
+                match sealed {
+                    Ok(Event::PeerClosed) => {
+                        return Err(NetError::Closed {
+                            origin: self.origin.clone(),
+                            detail: "while sending",
+                        })
+                    }
+                    Ok(_) => pos += n,
+                    Err(e) => return Err(self.tls_error(e)),
+                }
+                if full {
+                    self.flush_tls(timeout, Phase::Idle).await?;
+                }
             }
-            pos += accepted;
         }
-        Ok(())
+        self.flush_tls(timeout, Phase::Idle).await
     }
 
     /// Sends a request head and its body. The body `Bytes` goes to the kernel as is on plain
@@ -456,11 +469,8 @@ impl Conn {
         timeout: Duration,
     ) -> Result<(), NetError> {
         if self.tls.is_some() {
-            self.tls_write_all(&head, timeout).await?;
-            if let Some(body) = body {
-                self.tls_write_all(&body, timeout).await?;
-            }
-            return Ok(());
+            let body = body.unwrap_or_default();
+            return self.tls_send([&head, &body], timeout).await;
         }
         match body {
             Some(body) if body.len() > COALESCE_BODY => {
@@ -501,7 +511,8 @@ impl Conn {
         let mut buf = std::mem::take(&mut self.rbuf);
         buf.reserve(FRAMING_READ);
         let (result, buf) = if self.tls.is_some() {
-            self.tls_read(buf, FRAMING_READ, timeout, phase).await
+            // One record at most (16 KiB): body bytes decrypted here cost one more copy.
+            self.tls_read(buf, usize::MAX, true, timeout, phase).await
         } else {
             let start = buf.len();
             let (result, slice) = self
@@ -534,7 +545,7 @@ impl Conn {
             return (Ok(n), dest);
         }
         if self.tls.is_some() {
-            return self.tls_read(dest, max, timeout, phase).await;
+            return self.tls_read(dest, max, false, timeout, phase).await;
         }
         let start = dest.len();
         let (result, slice) = self
@@ -543,84 +554,69 @@ impl Conn {
         (result, slice.into_inner())
     }
 
-    /// Decrypts up to `max` plaintext bytes into `dest`, reading ciphertext as needed.
+    /// Decrypts up to `max` plaintext bytes into `dest`, reading ciphertext as needed: every
+    /// complete record already received (or only the first, with `one_record`), at least one
+    /// byte unless the stream ended. A record that does not fit goes on into `rbuf`.
     async fn tls_read(
         &mut self,
         mut dest: Vec<u8>,
         max: usize,
+        one_record: bool,
         timeout: Duration,
         phase: Phase,
     ) -> (Result<usize, NetError>, Vec<u8>) {
         let mut got = 0;
         loop {
-            let Some(tls) = self.tls.as_mut() else {
+            let Conn { tls, rbuf, .. } = &mut *self;
+            let Some(tls) = tls.as_mut() else {
                 return (Ok(got), dest);
             };
-            let state = match tls.session.process_new_packets() {
-                Ok(state) => state,
+            if tls.peer_closed() {
+                return (Ok(got), dest);
+            }
+            let event = tls.advance(&mut |plain| {
+                let k = plain.len().min(max - got);
+                dest.extend_from_slice(&plain[..k]);
+                rbuf.extend_from_slice(&plain[k..]);
+                got += k;
+            });
+            match event {
+                Ok(Event::Data) => {
+                    if got == max || (one_record && got > 0) {
+                        return (Ok(got), dest);
+                    }
+                }
+                // A post-handshake answer rustls owes the server (a key update, an alert).
+                Ok(Event::Send) => {
+                    if let Err(e) = self.flush_tls(timeout, phase).await {
+                        return (Err(e), dest);
+                    }
+                }
+                // close_notify: the end of the stream (after what was already delivered).
+                Ok(Event::PeerClosed) => return (Ok(got), dest),
+                Ok(Event::Idle | Event::NeedInput | Event::Sealed) => {
+                    if got > 0 {
+                        return (Ok(got), dest);
+                    }
+                    match self.read_ciphertext(timeout, phase).await {
+                        // TCP end without close_notify: also the end (framing judges it).
+                        Ok(0) => return (Ok(0), dest),
+                        Ok(_) => {}
+                        Err(e) => return (Err(e), dest),
+                    }
+                }
                 Err(e) => {
                     let err = self.tls_error(e);
                     return (Err(err), dest);
                 }
-            };
-            let available = state.plaintext_bytes_to_read();
-            if available > 0 && got < max {
-                // Appended from rustls's own buffer: no zero-fill of `dest` first.
-                let mut reader = tls.session.reader();
-                match reader.fill_buf() {
-                    Ok([]) => {
-                        let err = self.tls_error("TLS session announced plaintext it did not give");
-                        return (Err(err), dest);
-                    }
-                    Ok(chunk) => {
-                        let k = chunk.len().min(available).min(max - got);
-                        dest.extend_from_slice(&chunk[..k]);
-                        reader.consume(k);
-                        got += k;
-                    }
-                    Err(e) => {
-                        let err = self.io_error(e);
-                        return (Err(err), dest);
-                    }
-                }
-                continue;
-            }
-            let ciphertext_left = tls.cipher_pos < tls.cipher_in.len();
-            if got == max || (got > 0 && !ciphertext_left) || (got > 0 && available > 0) {
-                return (Ok(got), dest);
-            }
-            let peer_closed = state.peer_has_closed();
-            if state.tls_bytes_to_write() > 0 {
-                if let Err(e) = self.flush_tls(timeout, phase).await {
-                    return (Err(e), dest);
-                }
-                continue;
-            }
-            if peer_closed {
-                return (Ok(got), dest);
-            }
-            if ciphertext_left {
-                let consumed = tls.session.read_tls(&mut &tls.cipher_in[tls.cipher_pos..]);
-                match consumed {
-                    Ok(n) => tls.cipher_pos += n,
-                    Err(e) => {
-                        let err = self.io_error(e);
-                        return (Err(err), dest);
-                    }
-                }
-                continue;
-            }
-            match self.read_ciphertext(timeout, phase).await {
-                Ok(0) => return (Ok(got), dest),
-                Ok(_) => {}
-                Err(e) => return (Err(e), dest),
             }
         }
     }
 
     /// Whether an idle pooled connection still looks usable: nothing unread, not closed by
     /// the peer. On TLS connections, records that arrived while idle (session tickets) are
-    /// absorbed; any plaintext means the server sent something unsolicited.
+    /// absorbed; any plaintext, close_notify, alert or anything rustls wants to answer means
+    /// the connection is not reused, and so does a partial record left over.
     pub(crate) fn still_usable(&mut self) -> bool {
         if !self.buffered().is_empty() {
             return false;
@@ -630,27 +626,30 @@ impl Conn {
         let Some(tls) = self.tls.as_mut() else {
             return matches!(recv_nonblocking(fd, &mut scratch[..1], true), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         };
-        if tls.cipher_pos < tls.cipher_in.len() {
+        if tls.peer_closed() || tls.outgoing() > 0 {
             return false;
         }
+        let mut received = 0;
         loop {
             match recv_nonblocking(fd, &mut scratch, false) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) | Ok(0) => return false,
                 Ok(n) => {
-                    let mut input = &scratch[..n];
-                    while !input.is_empty() {
-                        if tls.session.read_tls(&mut input).is_err() {
-                            return false;
-                        }
-                        match tls.session.process_new_packets() {
-                            Ok(state)
-                                if state.plaintext_bytes_to_read() == 0
-                                    && !state.peer_has_closed() => {}
-                            _ => return false,
-                        }
+                    tls.push_ciphertext(&scratch[..n]);
+                    received += n;
+                    // Tickets are a few hundred bytes; this much is something else.
+                    if received > IDLE_RECEIVE_LIMIT {
+                        return false;
                     }
                 }
+            }
+        }
+        let mut plaintext = false;
+        loop {
+            match tls.advance(&mut |plain| plaintext |= !plain.is_empty()) {
+                Ok(Event::Data) if !plaintext => {}
+                Ok(Event::Idle | Event::NeedInput) => return tls.undiscarded() == 0,
+                _ => return false,
             }
         }
     }
@@ -726,5 +725,122 @@ mod tests {
                 assert!(started.elapsed() < Duration::from_secs(2), "{backend}");
             });
         }
+    }
+
+    /// A TLS 1.3 server that finishes the handshake, then (once `go` says so) sends its
+    /// session tickets to a client that is not reading, then `after_tickets`, then answers
+    /// one request line with "hello".
+    fn ticket_server(
+        after_tickets: fn(&mut rustls::ServerConnection),
+    ) -> (u16, std::sync::mpsc::Receiver<()>) {
+        use std::io::{Read as _, Write as _};
+        let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("cert");
+        let cert = key.cert.der().clone();
+        let private =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], private)
+        .expect("config");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (sent, told) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().expect("accept");
+            let mut server = rustls::ServerConnection::new(Arc::new(config)).expect("server");
+            while server.is_handshaking() {
+                server.complete_io(&mut tcp).expect("handshake");
+            }
+            // The client is idle now: the tickets (and whatever follows) reach it unasked.
+            std::thread::sleep(Duration::from_millis(50));
+            after_tickets(&mut server);
+            while server.wants_write() {
+                server.write_tls(&mut tcp).expect("tickets");
+            }
+            let _ = sent.send(());
+            let mut stream = rustls::StreamOwned::new(server, tcp);
+            let mut line = [0u8; 4];
+            if stream.read_exact(&mut line).is_ok() {
+                let _ = stream.write_all(b"hello");
+                let _ = stream.flush();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        (port, told)
+    }
+
+    async fn idle_client(port: u16, told: std::sync::mpsc::Receiver<()>) -> Conn {
+        let origin = Origin::parse(&format!("https://127.0.0.1:{port}")).expect("origin");
+        let config = crate::net::tls::client_config(crate::net::TlsPolicy::Insecure).expect("tls");
+        let conn = Conn::connect(&origin, Some(config), Duration::from_secs(5))
+            .await
+            .expect("connect");
+        told.recv_timeout(Duration::from_secs(5))
+            .expect("server sent");
+        compio::time::sleep(Duration::from_millis(50)).await;
+        // Something is waiting in the socket, unread.
+        let mut peek = [0u8; 1];
+        assert_eq!(
+            recv_nonblocking(conn.stream.as_raw_fd(), &mut peek, true).ok(),
+            Some(1)
+        );
+        conn
+    }
+
+    fn on_both_backends(test: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>) {
+        for backend in [crate::net::IoBackend::Uring, crate::net::IoBackend::Epoll] {
+            if backend == crate::net::IoBackend::Uring && !crate::net::io_uring_available() {
+                continue;
+            }
+            let (runtime, _) = crate::net::build_runtime(backend).expect("runtime");
+            runtime.block_on(test());
+        }
+    }
+
+    #[test]
+    fn session_tickets_reaching_an_idle_tls_connection_are_absorbed() {
+        on_both_backends(|| {
+            Box::pin(async {
+                let (port, told) = ticket_server(|_| {});
+                let mut conn = idle_client(port, told).await;
+                assert!(
+                    conn.still_usable(),
+                    "tickets alone keep the connection usable"
+                );
+                let timeout = Duration::from_secs(5);
+                conn.write_request(b"GET\n".to_vec(), None, timeout, 0)
+                    .await
+                    .expect("request");
+                let mut got = Vec::new();
+                while got.len() < 5 {
+                    let (n, buf) = conn
+                        .read_into(Vec::with_capacity(64), 64, timeout, Phase::Idle)
+                        .await;
+                    assert!(n.expect("read") > 0, "early end after {got:?}");
+                    got.extend_from_slice(&buf);
+                }
+                assert_eq!(got, b"hello");
+            })
+        });
+    }
+
+    #[test]
+    fn close_notify_or_data_reaching_an_idle_tls_connection_retire_it() {
+        on_both_backends(|| {
+            Box::pin(async {
+                let (port, told) = ticket_server(|server| server.send_close_notify());
+                let mut conn = idle_client(port, told).await;
+                assert!(!conn.still_usable(), "close_notify while idle");
+                let (port, told) = ticket_server(|server| {
+                    let _ = std::io::Write::write_all(&mut server.writer(), b"HTTP/1.1 408\r\n");
+                });
+                let mut conn = idle_client(port, told).await;
+                assert!(!conn.still_usable(), "plaintext while idle");
+            })
+        });
     }
 }

@@ -13,8 +13,9 @@
 //!   complete and is closed if the response is dropped early.
 //! * [`framing`]: the sans-IO body decoder (Content-Length, chunked with bounded trailers,
 //!   until EOF) that `Response` drives; `limits.rs`: raising RLIMIT_NOFILE.
-//! * `conn.rs`: one connection, plain or TLS (rustls driven by hand over owned buffers),
-//!   with progress-based timeouts that cancel I/O instead of dropping it.
+//! * `conn.rs`: one connection, plain or TLS, with progress-based timeouts that cancel I/O
+//!   instead of dropping it; `tls_session.rs`: the TLS session without I/O (rustls's
+//!   unbuffered API over the connection's own receive and send buffers).
 //! * `head.rs`: request head writing and response head parsing (httparse), pure code.
 //! * [`TlsPolicy`] (`tls.rs`): verified against the system roots, or insecure.
 //! * [`NetError`]: typed errors naming the origin, with `is_retryable`.
@@ -31,6 +32,7 @@ mod pipeline;
 mod pool;
 mod response;
 mod tls;
+mod tls_session;
 
 pub use backend::{build_runtime, io_uring_available, IoBackend};
 pub use client::{ClientConfig, HttpClient, Request};

@@ -1,7 +1,7 @@
-//! TLS client configuration. rustls is driven by hand over owned buffers in `conn.rs`
-//! (not through compio-tls, which goes through futures-rustls and a compat stream: one more
-//! buffer copy per read, a zero-fill of the whole destination on every read, and an
-//! unexpected EOF silently mapped to a clean end of stream). Here: the two policies
+//! TLS client configuration. rustls is driven by hand over owned buffers (`conn.rs` and
+//! `tls_session.rs`, not through compio-tls, which goes through futures-rustls and a compat
+//! stream: one more buffer copy per read, a zero-fill of the whole destination on every read,
+//! and an unexpected EOF silently mapped to a clean end of stream). Here: the two policies
 //! (verified against the system roots, or insecure for deployments that ask to skip
 //! verification), each built once per process. ALPN offers only `http/1.1`, so a Go server (which
 //! would otherwise prefer h2) speaks HTTP/1.1.

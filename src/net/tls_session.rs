@@ -1,0 +1,475 @@
+//! The TLS half of a connection, without I/O: a rustls *unbuffered* client session plus the
+//! two buffers it works in, both ours. `conn.rs` does the socket reads and writes (with its
+//! timeouts and cancellation) and asks this module what to do next.
+//!
+//! Why the unbuffered API rather than `rustls::ClientConnection`: the buffered API copies all
+//! received ciphertext into its own deframer buffer (`read_tls`) and hands sealed records
+//! over through another copy (`write_tls`). Here ciphertext is read straight into `cin`,
+//! where rustls decrypts it in place, and records are sealed straight into `out`, which goes
+//! to the socket as is. What is left (rustls 0.23): sealing copies each record's plaintext
+//! into a record-sized scratch before encrypting it, and a decrypted record is copied into
+//! a `Vec` that [`ReadTraffic::next_record`] hands out, from which the caller copies once
+//! more into its destination.
+//!
+//! Buffer rules (the unbuffered API's contract):
+//! * `cin[start..]` is what rustls has not yet told us to discard: a partial record, or
+//!   handshake fragments it decrypted in place and still refers to by offset from the front
+//!   of the slice it is given. So every call gets `&mut cin[start..]`, and compaction moves
+//!   that region as a whole (offsets from its front are unchanged).
+//! * `out[..out_len]` holds sealed bytes not yet sent; `out` stays fully initialised (its
+//!   `len` is its size), so sealing into it needs no zero-fill per batch.
+
+use rustls::client::UnbufferedClientConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
+
+/// Ciphertext read size, and the receive buffer's size.
+pub(crate) const CIPHER_READ: usize = 256 << 10;
+/// The largest TLS record on the wire (2^14 plaintext + 2048 expansion allowed by TLS 1.2,
+/// + 5 header bytes). After compaction the receive buffer always has room for one.
+const MAX_RECORD: usize = (16 << 10) + 2048 + 5;
+/// Plaintext sealed per batch before one socket write (records are at most 16 KiB each).
+pub(crate) const SEAL_BATCH: usize = 256 << 10;
+/// Sealing overhead allowance per 16 KiB record (header 5 + explicit nonce 8 + tag 16 +
+/// content type 1, rounded up); the exact figure comes back from rustls if it is short.
+const RECORD_OVERHEAD: usize = 64;
+
+/// What the session needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// Sealed bytes wait in the send buffer ([`TlsSession::outgoing`]); send them (or keep
+    /// adding to them), then call again.
+    Send,
+    /// No complete record is buffered: read more ciphertext ([`TlsSession::read_room`]).
+    NeedInput,
+    /// One application-data record was decrypted and handed to the sink.
+    Data,
+    /// The handshake is done and nothing is pending (reading now needs more input).
+    Idle,
+    /// The peer closed the TLS session (close_notify): no more data will come.
+    PeerClosed,
+    /// The plaintext given to [`TlsSession::seal`] is sealed into the send buffer.
+    Sealed,
+}
+
+pub(crate) struct TlsSession {
+    session: UnbufferedClientConnection,
+    /// Ciphertext received: `cin[start..]` not discarded yet.
+    cin: Vec<u8>,
+    start: usize,
+    /// Sealed bytes to send: `out[..out_len]` (`out` is initialised to its full length).
+    out: Vec<u8>,
+    out_len: usize,
+    peer_closed: bool,
+}
+
+impl TlsSession {
+    pub(crate) fn new(session: UnbufferedClientConnection) -> TlsSession {
+        TlsSession {
+            session,
+            cin: Vec::with_capacity(CIPHER_READ),
+            start: 0,
+            out: Vec::new(),
+            out_len: 0,
+            peer_closed: false,
+        }
+    }
+
+    /// Whether a close_notify was received.
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// Ciphertext received that rustls has not discarded (a partial record, at most).
+    pub(crate) fn undiscarded(&self) -> usize {
+        self.cin.len() - self.start
+    }
+
+    /// Sealed bytes waiting to be sent.
+    pub(crate) fn outgoing(&self) -> usize {
+        self.out_len
+    }
+
+    /// Lends the send buffer: its first `len` bytes are to be sent. If the send is abandoned
+    /// (its future dropped), the session is left with an empty send buffer, still consistent.
+    pub(crate) fn take_out(&mut self) -> (Vec<u8>, usize) {
+        let len = std::mem::take(&mut self.out_len);
+        (std::mem::take(&mut self.out), len)
+    }
+
+    /// Returns the send buffer after its bytes were sent (or failed to be: the connection is
+    /// then dead anyway).
+    pub(crate) fn restore_out(&mut self, out: Vec<u8>) {
+        self.out = out;
+        self.out_len = 0;
+    }
+
+    /// Makes room for the next socket read at the end of the receive buffer and lends the
+    /// buffer: the read goes to `cin[cin.len()..cin.capacity()]`; `cin[start..]` is kept.
+    /// Give both back with [`restore_cin`](Self::restore_cin). If the read is abandoned, the
+    /// session is left with an empty receive buffer, still consistent.
+    pub(crate) fn take_cin_for_read(&mut self) -> (Vec<u8>, usize) {
+        if self.start == self.cin.len() {
+            self.cin.clear();
+            self.start = 0;
+        } else if self.cin.capacity() - self.cin.len() < MAX_RECORD {
+            // Keep the undiscarded tail (offsets from its front stay valid), drop the rest.
+            let len = self.cin.len();
+            self.cin.copy_within(self.start..len, 0);
+            self.cin.truncate(len - self.start);
+            self.start = 0;
+        }
+        let want = CIPHER_READ.max(self.cin.len() + MAX_RECORD);
+        if self.cin.capacity() < want {
+            self.cin.reserve(want - self.cin.len());
+        }
+        (
+            std::mem::take(&mut self.cin),
+            std::mem::take(&mut self.start),
+        )
+    }
+
+    /// Returns the receive buffer after a read (its `len` now includes what was read).
+    pub(crate) fn restore_cin(&mut self, cin: Vec<u8>, start: usize) {
+        self.cin = cin;
+        self.start = start.min(self.cin.len());
+    }
+
+    /// Appends ciphertext received outside [`take_cin_for_read`](Self::take_cin_for_read)
+    /// (the idle check's non-blocking reads).
+    pub(crate) fn push_ciphertext(&mut self, bytes: &[u8]) {
+        if self.start == self.cin.len() {
+            self.cin.clear();
+            self.start = 0;
+        }
+        self.cin.extend_from_slice(bytes);
+    }
+
+    /// Processes what is buffered until something needs the caller: handshake records are
+    /// encoded into the send buffer, one application-data record (if any) goes to `sink`.
+    pub(crate) fn advance(&mut self, sink: &mut dyn FnMut(&[u8])) -> Result<Event, rustls::Error> {
+        self.step(sink, None)
+    }
+
+    /// Seals all of `plaintext` into the send buffer, after anything already there. Records
+    /// that arrived are processed first; their plaintext (unexpected while we send, but
+    /// possible: an early response) goes to `sink`. Returns [`Event::Send`] once sealed,
+    /// [`Event::PeerClosed`] if the peer closed instead.
+    pub(crate) fn seal(
+        &mut self,
+        plaintext: &[u8],
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<Event, rustls::Error> {
+        if plaintext.is_empty() {
+            return Ok(Event::Send);
+        }
+        let records = plaintext.len().div_ceil(16 << 10);
+        let want = self.out_len + plaintext.len() + records * RECORD_OVERHEAD;
+        if self.out.len() < want {
+            self.out.resize(want, 0);
+        }
+        loop {
+            match self.step(sink, Some(plaintext))? {
+                Event::Sealed => return Ok(Event::Send),
+                // Handshake or alert bytes stay in front of what is sealed.
+                Event::Send | Event::Data => {}
+                Event::PeerClosed => return Ok(Event::PeerClosed),
+                Event::NeedInput | Event::Idle => {
+                    return Err(rustls::Error::General(
+                        "TLS session not ready to send".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// One turn of rustls's state machine (looping over handshake records to encode). With
+    /// `seal`, the plaintext is sealed when the session can send ([`Event::Sealed`]).
+    fn step(
+        &mut self,
+        sink: &mut dyn FnMut(&[u8]),
+        seal: Option<&[u8]>,
+    ) -> Result<Event, rustls::Error> {
+        loop {
+            let TlsSession {
+                session,
+                cin,
+                start,
+                out,
+                out_len,
+                peer_closed,
+            } = self;
+            let status = session.process_tls_records(&mut cin[*start..]);
+            let mut discard = status.discard;
+            let mut again = false;
+            let result = match status.state {
+                Err(e) => Err(e),
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    let mut result = Ok(Event::Data);
+                    while let Some(record) = traffic.next_record() {
+                        match record {
+                            Ok(record) => {
+                                discard += record.discard;
+                                sink(record.payload);
+                            }
+                            Err(e) => {
+                                result = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    result
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => loop {
+                    match encode.encode(&mut out[*out_len..]) {
+                        Ok(n) => {
+                            *out_len += n;
+                            again = true;
+                            break Ok(Event::Send);
+                        }
+                        Err(EncodeError::InsufficientSize(size)) => {
+                            out.resize(*out_len + size.required_size, 0);
+                        }
+                        Err(EncodeError::AlreadyEncoded) => {
+                            again = true;
+                            break Ok(Event::Send);
+                        }
+                    }
+                },
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    // The caller sends `out[..out_len]` before (or together with) anything
+                    // sealed later, which is what `done` promises.
+                    transmit.done();
+                    Ok(Event::Send)
+                }
+                Ok(ConnectionState::BlockedHandshake) => Ok(Event::NeedInput),
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => match seal {
+                    None => Ok(Event::Idle),
+                    Some(plaintext) => loop {
+                        match traffic.encrypt(plaintext, &mut out[*out_len..]) {
+                            Ok(n) => {
+                                *out_len += n;
+                                break Ok(Event::Sealed);
+                            }
+                            Err(EncryptError::InsufficientSize(size)) => {
+                                out.resize(*out_len + size.required_size, 0);
+                            }
+                            Err(EncryptError::EncryptExhausted) => {
+                                break Err(rustls::Error::General(
+                                    "TLS session keys exhausted".into(),
+                                ))
+                            }
+                        }
+                    },
+                },
+                Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => {
+                    *peer_closed = true;
+                    Ok(Event::PeerClosed)
+                }
+                Ok(_) => Err(rustls::Error::General(
+                    "unexpected TLS connection state".into(),
+                )),
+            };
+            *start += discard;
+            if !again || result.is_err() {
+                return result;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn server(version: &'static rustls::SupportedProtocolVersion) -> rustls::ServerConnection {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let cert = key.cert.der().clone();
+        let private =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], private)
+        .expect("config");
+        let mut server = rustls::ServerConnection::new(Arc::new(config)).expect("server");
+        server.set_buffer_limit(None);
+        server
+    }
+
+    fn client() -> TlsSession {
+        let config = crate::net::tls::client_config(crate::net::TlsPolicy::Insecure).expect("tls");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        TlsSession::new(UnbufferedClientConnection::new(config, name).expect("client"))
+    }
+
+    /// Cuts `bytes` into reads of awkward sizes (1 byte, a header, a record and a bit, ...).
+    struct Wire {
+        bytes: Vec<u8>,
+        pos: usize,
+        turn: usize,
+    }
+
+    impl Wire {
+        /// One "socket read" into the client's receive buffer; false when nothing is left.
+        fn read_into(&mut self, tls: &mut TlsSession) -> bool {
+            if self.pos == self.bytes.len() {
+                return false;
+            }
+            const SIZES: [usize; 8] = [1, 2, 5, 6, 100, 4000, 16_389, 70_000];
+            self.turn += 1;
+            let (mut cin, kept) = tls.take_cin_for_read();
+            let room = cin.capacity() - cin.len();
+            let n = SIZES[self.turn % SIZES.len()]
+                .min(room)
+                .min(self.bytes.len() - self.pos);
+            cin.extend_from_slice(&self.bytes[self.pos..self.pos + n]);
+            tls.restore_cin(cin, kept);
+            self.pos += n;
+            true
+        }
+    }
+
+    fn server_output(server: &mut rustls::ServerConnection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut out).expect("write_tls");
+        }
+        out
+    }
+
+    /// Delivers the client's sealed bytes to the server; returns the plaintext it got.
+    fn to_server(tls: &mut TlsSession, server: &mut rustls::ServerConnection) -> Vec<u8> {
+        let (out, len) = tls.take_out();
+        let mut sent = &out[..len];
+        let mut plain = Vec::new();
+        while !sent.is_empty() {
+            server.read_tls(&mut sent).expect("read_tls");
+            server.process_new_packets().expect("server");
+            let _ = std::io::Read::read_to_end(&mut server.reader(), &mut plain);
+        }
+        tls.restore_out(out);
+        plain
+    }
+
+    /// Handshake, a 1 MiB request, a 2 MiB response and close_notify, with every server
+    /// flight reaching the client in reads that cut records (and handshake messages) apart.
+    fn exchange(version: &'static rustls::SupportedProtocolVersion) {
+        let mut server = server(version);
+        let mut tls = client();
+        let mut wire = Wire {
+            bytes: Vec::new(),
+            pos: 0,
+            turn: 0,
+        };
+        let mut ignored = |_: &[u8]| panic!("no data during the handshake");
+        loop {
+            match tls.advance(&mut ignored).expect("handshake") {
+                Event::Send => assert!(to_server(&mut tls, &mut server).is_empty()),
+                Event::NeedInput => {
+                    if !wire.read_into(&mut tls) {
+                        wire.bytes.extend(server_output(&mut server));
+                        assert!(wire.read_into(&mut tls), "handshake stuck");
+                    }
+                }
+                Event::Idle => break,
+                other => panic!("{other:?} during the handshake"),
+            }
+        }
+        to_server(&mut tls, &mut server);
+
+        let request: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut received = Vec::new();
+        for piece in request.chunks(SEAL_BATCH) {
+            assert_eq!(tls.seal(piece, &mut ignored).expect("seal"), Event::Send);
+            assert!(tls.outgoing() > piece.len());
+            received.extend(to_server(&mut tls, &mut server));
+        }
+        assert!(received == request);
+
+        let response: Vec<u8> = (0..2u32 << 20).map(|i| (i % 241) as u8).collect();
+        std::io::Write::write_all(&mut server.writer(), &response).expect("server write");
+        server.send_close_notify();
+        wire.bytes.extend(server_output(&mut server));
+        let mut got = Vec::new();
+        loop {
+            match tls.advance(&mut |plain| got.extend_from_slice(plain)) {
+                Ok(Event::Data | Event::Send) => {}
+                Ok(Event::Idle | Event::NeedInput) => {
+                    assert!(
+                        wire.read_into(&mut tls),
+                        "stream ended without close_notify"
+                    )
+                }
+                Ok(Event::PeerClosed) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(got == response, "{} of {} bytes", got.len(), response.len());
+        assert!(tls.peer_closed());
+        assert_eq!(tls.undiscarded(), 0);
+    }
+
+    #[test]
+    fn tls13_records_and_handshake_messages_cut_across_reads() {
+        exchange(&rustls::version::TLS13);
+    }
+
+    #[test]
+    fn tls12_records_and_handshake_messages_cut_across_reads() {
+        exchange(&rustls::version::TLS12);
+    }
+
+    #[test]
+    fn a_corrupted_record_is_an_error() {
+        let mut server = server(&rustls::version::TLS13);
+        let mut tls = client();
+        let mut wire = Wire {
+            bytes: Vec::new(),
+            pos: 0,
+            turn: 0,
+        };
+        loop {
+            match tls.advance(&mut |_| {}).expect("handshake") {
+                Event::Send => assert!(to_server(&mut tls, &mut server).is_empty()),
+                Event::NeedInput => {
+                    if !wire.read_into(&mut tls) {
+                        wire.bytes.extend(server_output(&mut server));
+                        assert!(wire.read_into(&mut tls), "handshake stuck");
+                    }
+                }
+                Event::Idle => break,
+                other => panic!("{other:?} during the handshake"),
+            }
+        }
+        to_server(&mut tls, &mut server);
+        // Drain what is still on the wire (tickets) before corrupting the next record.
+        while wire.read_into(&mut tls) {
+            assert!(!matches!(
+                tls.advance(&mut |_| {}),
+                Err(_) | Ok(Event::Data)
+            ));
+        }
+        std::io::Write::write_all(&mut server.writer(), b"hello").expect("write");
+        let mut record = server_output(&mut server);
+        let last = record.len() - 1;
+        record[last] ^= 1;
+        let mut wire = Wire {
+            bytes: record,
+            pos: 0,
+            turn: 0,
+        };
+        let result = loop {
+            match tls.advance(&mut |plain| panic!("corrupt plaintext {plain:?}")) {
+                Ok(Event::Idle | Event::NeedInput) => assert!(wire.read_into(&mut tls)),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(result, rustls::Error::DecryptError), "{result}");
+    }
+}
