@@ -277,9 +277,16 @@ fn write_run_file(run: &RunFile) -> Option<PathBuf> {
     }
     let path = dir.join(format!("{}.json", run.pid));
     let text = serde_json::to_string(run).ok()?;
-    match std::fs::write(&path, text + "\n") {
+    // Written aside and renamed into place: `keepmover status` (and tests) may read the
+    // directory at any moment and must never see half a file. The temporary name does not
+    // end in `.json`, so listings skip it.
+    let partial = dir.join(format!("{}.json.partial", run.pid));
+    let written =
+        std::fs::write(&partial, text + "\n").and_then(|()| std::fs::rename(&partial, &path));
+    match written {
         Ok(()) => Some(path),
         Err(e) => {
+            let _ = std::fs::remove_file(&partial);
             log_line(&format!("-listen: cannot write {}: {e}", path.display()));
             None
         }
