@@ -29,6 +29,7 @@
 #   LATENCY_MS=5 SERVING=default WORKLOADS="1MiB 4KiB" tools/bench_e2e.sh
 #   EXTRA="-concurrency 64" tools/bench_e2e.sh        # extra keepmover flags
 #   TLS=1 COPIERS=uring tools/bench_e2e.sh            # keepstores serve HTTPS (keepsim --tls)
+#   KEEPMOVER_BIN=/tmp/keepmover-old tools/bench_e2e.sh   # another keepmover build (A/B)
 #
 # TLS=1 starts keepsim with --tls: every keepstore serves HTTPS with a self-signed
 # certificate, and the settings files keepsim writes say ARVADOS_API_HOST_INSECURE=true (its
@@ -45,6 +46,7 @@ PY_THREADS=${PY_THREADS:-16}
 PY_MAX_SMALL=${PY_MAX_SMALL:-20000}
 EXTRA=${EXTRA:-}
 TLS=${TLS:-0}
+KEEPMOVER_BIN=${KEEPMOVER_BIN:-./target/release/keepmover}
 work=$(mktemp -d)
 # keepsim's pid, kept in a file: start_sim runs in a command substitution (a subshell).
 cleanup() {
@@ -139,7 +141,7 @@ for workload in "64MiB 67108864 $((48 * SCALE))" "1MiB 1048576 $((3072 * SCALE))
         md5=$([ "$copier" = uring-scalar-md5 ] && echo scalar || echo "")
         # shellcheck disable=SC2086
         KEEPMOVER_MD5=$md5 "${copier_on[@]}" /usr/bin/time -o "$timing" -f "%e %U %S %M %R" \
-          ./target/release/keepmover -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 1 \
+          "$KEEPMOVER_BIN" -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 1 \
           -io "$io" -progress log -json "$json" $EXTRA >"$work/out" 2>&1 ||
           { echo "$copier failed:" >&2; tail -5 "$work/out" >&2; }
         ;;
