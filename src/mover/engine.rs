@@ -272,6 +272,16 @@ pub enum EngineError {
     Walk(Box<WalkError>),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Workers(#[from] WorkerError),
+    #[error("reading the -locators list: {0}")]
+    Locators(std::io::Error),
+}
+
+/// Why the threads and runtimes of a run (copy, validate) could not be started or ended
+/// badly: the same for every kind of run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
     #[error("starting the I/O runtime ({backend}): {source}")]
     Runtime {
         backend: IoBackend,
@@ -281,8 +291,6 @@ pub enum EngineError {
     Thread(std::io::Error),
     #[error("worker thread failed: {0}")]
     Worker(String),
-    #[error("reading the -locators list: {0}")]
-    Locators(std::io::Error),
 }
 
 /// Runs a whole copy (or a dry run) and returns what happened. Blocks that fail are counted
@@ -309,11 +317,11 @@ pub fn run_with<F: KeepstoresFactory>(
     sinks: Vec<Box<dyn EventSink>>,
     companion: impl FnOnce(Emitter),
 ) -> Result<RunReport, EngineError> {
-    let (pump, emitter) = Pump::start(sinks, counters.clone()).map_err(EngineError::Thread)?;
+    let (pump, emitter) = Pump::start(sinks, counters.clone()).map_err(WorkerError::Thread)?;
     companion(emitter.fork());
     let result = (|| {
         let (runtime, backend) =
-            build_runtime(run.config.io).map_err(|source| EngineError::Runtime {
+            build_runtime(run.config.io).map_err(|source| WorkerError::Runtime {
                 backend: run.config.io,
                 source,
             })?;
@@ -604,7 +612,7 @@ impl<F: KeepstoresFactory> Engine<F> {
                         done_through: slicing.done_through.clone(),
                     },
                 )
-                .map_err(EngineError::Thread)?,
+                .map_err(WorkerError::Thread)?,
             ),
             None => None,
         };
@@ -677,7 +685,7 @@ impl<F: KeepstoresFactory> Engine<F> {
             let handle = std::thread::Builder::new()
                 .name(format!("keepmover-worker-{worker}"))
                 .spawn(move || worker_main(state))
-                .map_err(EngineError::Thread)?;
+                .map_err(WorkerError::Thread)?;
             handles.push(handle);
         }
         drop(receiver);
@@ -714,7 +722,7 @@ impl<F: KeepstoresFactory> Engine<F> {
             match handle.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => result = result.and(Err(e)),
-                Err(_) => result = result.and(Err(EngineError::Worker("panicked".into()))),
+                Err(_) => result = result.and(Err(WorkerError::Worker("panicked".into()).into())),
             }
         }
         watchdog.finish();
@@ -1263,7 +1271,7 @@ struct WorkerState<F: KeepstoresFactory> {
 
 fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), EngineError> {
     let io = state.run.config.io;
-    let (runtime, _) = build_runtime(io).map_err(|source| EngineError::Runtime {
+    let (runtime, _) = build_runtime(io).map_err(|source| WorkerError::Runtime {
         backend: io,
         source,
     })?;
@@ -1362,7 +1370,9 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Engine
             futures_util::future::Either::Left((results, _)) => {
                 for result in results {
                     if let Err(e) = result {
-                        return Err(EngineError::Worker(format!("a copy task failed: {e:?}")));
+                        return Err(
+                            WorkerError::Worker(format!("a copy task failed: {e:?}")).into()
+                        );
                     }
                 }
                 Ok(())

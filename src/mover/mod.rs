@@ -25,6 +25,7 @@ pub use control::{Control, StopReason};
 pub use counters::{Counters, Snapshot};
 pub use engine::{
     default_workers, run, run_with, Counting, EngineConfig, EngineError, Run, RunReport,
+    WorkerError,
 };
 pub use events::{Event, EventSink};
 pub use retry::RetryPolicy;

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::control::{Control, StopReason};
 use super::counters::Counters;
-use super::engine::{default_workers, EngineConfig, Selection};
+use super::engine::{default_workers, EngineConfig, Selection, WorkerError};
 use super::events::{Emitter, Event, EventSink, Phase, Pump};
 use super::gates::Gates;
 use super::hash_batch::HashBatcher;
@@ -243,15 +243,8 @@ pub struct ValidateReport {
 pub enum ValidateError {
     #[error("Error while validating: {0}")]
     Walk(Box<WalkError>),
-    #[error("starting the I/O runtime ({backend}): {source}")]
-    Runtime {
-        backend: IoBackend,
-        source: std::io::Error,
-    },
-    #[error("starting a thread: {0}")]
-    Thread(std::io::Error),
-    #[error("worker thread failed: {0}")]
-    Worker(String),
+    #[error(transparent)]
+    Workers(#[from] WorkerError),
     #[error("reading the -locators list: {0}")]
     Locators(String),
 }
@@ -281,11 +274,11 @@ pub fn run<F: KeepstoresFactory>(
     totals: Arc<ValidateTotals>,
     sinks: Vec<Box<dyn EventSink>>,
 ) -> Result<ValidateReport, ValidateError> {
-    let (pump, emitter) = Pump::start(sinks, counters.clone()).map_err(ValidateError::Thread)?;
+    let (pump, emitter) = Pump::start(sinks, counters.clone()).map_err(WorkerError::Thread)?;
     let started = Instant::now();
     let result = (|| {
         let (runtime, backend) =
-            build_runtime(job.config.io).map_err(|source| ValidateError::Runtime {
+            build_runtime(job.config.io).map_err(|source| WorkerError::Runtime {
                 backend: job.config.io,
                 source,
             })?;
@@ -356,7 +349,7 @@ impl<F: KeepstoresFactory> Walker<F> {
                 let handle = std::thread::Builder::new()
                     .name(format!("keepmover-validate-{worker}"))
                     .spawn(move || worker_main(state))
-                    .map_err(ValidateError::Thread)?;
+                    .map_err(WorkerError::Thread)?;
                 handles.push(handle);
             }
         }
@@ -374,7 +367,7 @@ impl<F: KeepstoresFactory> Walker<F> {
             match handle.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => result = result.and(Err(e)),
-                Err(_) => result = result.and(Err(ValidateError::Worker("panicked".into()))),
+                Err(_) => result = result.and(Err(WorkerError::Worker("panicked".into()).into())),
             }
         }
         emitter.emit(Event::Phase(Phase::Done));
@@ -519,7 +512,7 @@ struct WorkerState<F: KeepstoresFactory> {
 
 fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), ValidateError> {
     let io = state.job.config.io;
-    let (runtime, _) = build_runtime(io).map_err(|source| ValidateError::Runtime {
+    let (runtime, _) = build_runtime(io).map_err(|source| WorkerError::Runtime {
         backend: io,
         source,
     })?;
@@ -594,9 +587,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Valida
         if let futures_util::future::Either::Left((results, _)) = outcome {
             for result in results {
                 if let Err(e) = result {
-                    return Err(ValidateError::Worker(format!(
-                        "a re-read task failed: {e:?}"
-                    )));
+                    return Err(WorkerError::Worker(format!("a re-read task failed: {e:?}")).into());
                 }
             }
         }
