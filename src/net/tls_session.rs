@@ -356,9 +356,10 @@ mod tests {
         plain
     }
 
-    /// Handshake, a 1 MiB request, a 2 MiB response and close_notify, with every server
-    /// flight reaching the client in reads that cut records (and handshake messages) apart.
-    fn exchange(version: &'static rustls::SupportedProtocolVersion) {
+    /// A client and a server over a fresh wire, the handshake done.
+    fn connected(
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> (TlsSession, rustls::ServerConnection, Wire) {
         let mut server = server(version);
         let mut tls = client();
         let mut wire = Wire {
@@ -366,21 +367,37 @@ mod tests {
             pos: 0,
             turn: 0,
         };
-        let mut ignored = |_: &[u8]| panic!("no data during the handshake");
+        handshake(&mut tls, &mut server, &mut wire);
+        (tls, server, wire)
+    }
+
+    /// Runs the handshake to its end, the server's flight reaching the client through `wire`
+    /// (in the reads it cuts), and hands the client's last flight to the server.
+    fn handshake(tls: &mut TlsSession, server: &mut rustls::ServerConnection, wire: &mut Wire) {
         loop {
-            match tls.advance(&mut ignored).expect("handshake") {
-                Event::Send => assert!(to_server(&mut tls, &mut server).is_empty()),
+            match tls
+                .advance(&mut |_| panic!("no data during the handshake"))
+                .expect("handshake")
+            {
+                Event::Send => assert!(to_server(tls, server).is_empty()),
                 Event::NeedInput => {
-                    if !wire.read_into(&mut tls) {
-                        wire.bytes.extend(server_output(&mut server));
-                        assert!(wire.read_into(&mut tls), "handshake stuck");
+                    if !wire.read_into(tls) {
+                        wire.bytes.extend(server_output(server));
+                        assert!(wire.read_into(tls), "handshake stuck");
                     }
                 }
                 Event::Idle => break,
                 other => panic!("{other:?} during the handshake"),
             }
         }
-        to_server(&mut tls, &mut server);
+        to_server(tls, server);
+    }
+
+    /// Handshake, a 1 MiB request, a 2 MiB response and close_notify, with every server
+    /// flight reaching the client in reads that cut records (and handshake messages) apart.
+    fn exchange(version: &'static rustls::SupportedProtocolVersion) {
+        let (mut tls, mut server, mut wire) = connected(version);
+        let mut ignored = |_: &[u8]| panic!("no data expected");
 
         let request: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
         let mut received = Vec::new();
@@ -426,27 +443,7 @@ mod tests {
 
     #[test]
     fn a_corrupted_record_is_an_error() {
-        let mut server = server(&rustls::version::TLS13);
-        let mut tls = client();
-        let mut wire = Wire {
-            bytes: Vec::new(),
-            pos: 0,
-            turn: 0,
-        };
-        loop {
-            match tls.advance(&mut |_| {}).expect("handshake") {
-                Event::Send => assert!(to_server(&mut tls, &mut server).is_empty()),
-                Event::NeedInput => {
-                    if !wire.read_into(&mut tls) {
-                        wire.bytes.extend(server_output(&mut server));
-                        assert!(wire.read_into(&mut tls), "handshake stuck");
-                    }
-                }
-                Event::Idle => break,
-                other => panic!("{other:?} during the handshake"),
-            }
-        }
-        to_server(&mut tls, &mut server);
+        let (mut tls, mut server, mut wire) = connected(&rustls::version::TLS13);
         // Drain what is still on the wire (tickets) before corrupting the next record.
         while wire.read_into(&mut tls) {
             assert!(!matches!(
