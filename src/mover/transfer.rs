@@ -235,6 +235,8 @@ impl<K: Keepstores> Ctx<'_, K> {
         lease: &mut BufferLease,
         asked: std::time::Instant,
     ) -> Result<(), Cause> {
+        // From the request on: a block waiting for its response head will have chunks too.
+        let _receiving = self.hasher.receiving();
         let mut body = self.keepstores.get_block(cluster, server, locator).await?;
         self.gates.record_head(asked.elapsed());
         let size = block.size;
