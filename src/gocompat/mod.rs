@@ -7,6 +7,13 @@ pub mod flag;
 
 /// Go's `log` prefix: local time as `YYYY/MM/DD HH:MM:SS`.
 pub fn log_timestamp() -> String {
+    let mut text = String::with_capacity(19);
+    push_log_timestamp(&mut text);
+    text
+}
+
+/// [`log_timestamp`] appended to `out` (no allocation: the per-block log lines use it).
+pub fn push_log_timestamp(out: &mut String) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as libc::time_t)
@@ -20,7 +27,7 @@ pub fn log_timestamp() -> String {
         if last.0 != now {
             *last = (now, format_local(now));
         }
-        last.1.clone()
+        out.push_str(&last.1);
     })
 }
 

@@ -111,21 +111,11 @@ impl Terminal {
     }
 
     /// keep-rsync's `Copying data block N of M (x% done, ETA): hash+size`.
+    #[cfg(test)]
     fn copying_line(&self, number: u64, planned: u64, finished: u64, block: &str) -> String {
-        let total = planned.max(number);
-        let percent = finished as f64 / total as f64 * 100.0;
-        if finished == 0 {
-            format!("Copying data block {number} of {total} ({percent:.2}% done): {block}")
-        } else {
-            let per_block = self.started.elapsed().as_secs_f64() / finished as f64;
-            let remaining = Duration::from_millis(
-                (per_block * total.saturating_sub(finished) as f64 * 1000.0) as u64,
-            );
-            format!(
-                "Copying data block {number} of {total} ({percent:.2}% done, {} est. time remaining): {block}",
-                format_go_duration(remaining)
-            )
-        }
+        let mut line = String::new();
+        write_copying_line(&mut line, self.started, number, planned, finished, block);
+        line
     }
 
     fn refresh_bar(&self, counters: &Counters) {
@@ -152,6 +142,37 @@ impl Terminal {
             c.slices_total,
         ));
     }
+}
+
+/// keep-rsync's `Copying data block N of M (x% done, ETA): hash+size`, appended to `out`;
+/// the ETA extrapolates the time since `started` over the blocks finished.
+fn write_copying_line(
+    out: &mut String,
+    started: Instant,
+    number: u64,
+    planned: u64,
+    finished: u64,
+    block: &str,
+) {
+    use std::fmt::Write as _;
+    let total = planned.max(number);
+    let percent = finished as f64 / total as f64 * 100.0;
+    let _ = if finished == 0 {
+        write!(
+            out,
+            "Copying data block {number} of {total} ({percent:.2}% done): {block}"
+        )
+    } else {
+        let per_block = started.elapsed().as_secs_f64() / finished as f64;
+        let remaining = Duration::from_millis(
+            (per_block * total.saturating_sub(finished) as f64 * 1000.0) as u64,
+        );
+        write!(
+            out,
+            "Copying data block {number} of {total} ({percent:.2}% done, {} est. time remaining): {block}",
+            format_go_duration(remaining)
+        )
+    };
 }
 
 impl EventSink for Terminal {
@@ -182,8 +203,19 @@ impl EventSink for Terminal {
                     finished,
                     block,
                 } if self.display == Display::Log => {
-                    let line = self.copying_line(*number, *planned, *finished, block.as_str());
-                    self.println(&line);
+                    // One per block: written straight into the batch's text (`println`
+                    // without its two intermediate strings; Log mode has no bar).
+                    crate::gocompat::push_log_timestamp(&mut self.pending);
+                    self.pending.push(' ');
+                    write_copying_line(
+                        &mut self.pending,
+                        self.started,
+                        *number,
+                        *planned,
+                        *finished,
+                        block.as_str(),
+                    );
+                    self.pending.push('\n');
                 }
                 Event::Done(record) if record.action == Action::Failed => {
                     let why = record.error.as_ref().map_or("", |e| e.text.as_str());
