@@ -53,11 +53,15 @@ impl Harness for KeepsimHarness {
             src: self.src.clone(),
             dst: self.dst.clone(),
             signing: Some(Signing {
-                key: self.src_sim.config.blob_signing_key.as_bytes().to_vec(),
+                key: keepmover::keep::signature::SigningKey::new(
+                    self.src_sim.config.blob_signing_key.as_bytes(),
+                ),
                 ttl_secs: self.src_sim.config.blob_signing_ttl,
             }),
             dst_signing: Some(Signing {
-                key: self.dst_sim.config.blob_signing_key.as_bytes().to_vec(),
+                key: keepmover::keep::signature::SigningKey::new(
+                    self.dst_sim.config.blob_signing_key.as_bytes(),
+                ),
                 ttl_secs: self.dst_sim.config.blob_signing_ttl,
             }),
             replicas,

@@ -622,7 +622,7 @@ mod tests {
             &[Scripted::Status(400, "invalid signature".into())],
         );
         let signing = Signing {
-            key: b"wrong".to_vec(),
+            key: crate::keep::signature::SigningKey::new(b"wrong"),
             ttl_secs: 1_209_600,
         };
         let checks = block_on(check_source(&ks, &src, Some(&signing), ""));

@@ -41,7 +41,7 @@ pub fn run(args: PullArgs, control: Arc<Control>) -> Result<Outcome, PullCommand
     log_line("Before pull: pause keep-balance on the destination cluster for the duration: a running keep-balance sends its own pull lists, and each replaces keepmover's (keepmover sends what is still missing again, but every replacement costs a round of patience).");
     let job = &prepared.run.job;
     let same_key = match (&job.signing, &prepared.dst_signing_key) {
-        (Some(src), Some(dst)) => Some(src.key == dst.as_bytes()),
+        (Some(src), Some(dst)) => Some(src.key.is(dst.as_bytes())),
         _ => None,
     };
     // Only asked for when a trial pull fails: each answer is an API request.

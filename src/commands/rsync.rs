@@ -278,7 +278,7 @@ pub fn prepare_sharing(
                 args.src_blob_signature_ttl.as_secs()
             };
             Some(Signing {
-                key: key.as_bytes().to_vec(),
+                key: crate::keep::signature::SigningKey::new(key.as_bytes()),
                 ttl_secs,
             })
         }
@@ -290,7 +290,7 @@ pub fn prepare_sharing(
         .as_deref()
         .filter(|k| !k.is_empty())
         .map(|key| Signing {
-            key: key.as_bytes().to_vec(),
+            key: crate::keep::signature::SigningKey::new(key.as_bytes()),
             ttl_secs: dst_api
                 .discovery()
                 .ok()

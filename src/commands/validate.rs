@@ -114,7 +114,7 @@ pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, Validat
                 args.dst_blob_signature_ttl.as_secs()
             };
             Some(Signing {
-                key: key.as_bytes().to_vec(),
+                key: crate::keep::signature::SigningKey::new(key.as_bytes()),
                 ttl_secs,
             })
         }

@@ -23,7 +23,7 @@ use super::retry::{next_for, Next, RetryPolicy, Rounds};
 use crate::cluster::Cluster;
 use crate::hash::Md5State;
 use crate::index::SourceBlock;
-use crate::keep::signature::sign_locator;
+use crate::keep::signature::SigningKey;
 use crate::keep::{BlockHash, BlockId, ShortLocator};
 use crate::keepstore::{Attempt, BadReplica, BlockBody, Cause, ErrorKind, Keepstores, PutWants};
 
@@ -33,7 +33,7 @@ pub const HASH_SEGMENT: usize = 256 << 10;
 /// How source locators are signed (keep-rsync signs each one itself, §2).
 #[derive(Clone)]
 pub struct Signing {
-    pub key: Vec<u8>,
+    pub key: SigningKey,
     pub ttl_secs: u64,
 }
 
@@ -164,13 +164,9 @@ pub fn source_locator(src: &Cluster, signing: Option<&Signing>, short: &ShortLoc
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            sign_locator(
-                short.as_str(),
-                &src.token,
-                &signing.key,
-                now + 86_400,
-                signing.ttl_secs,
-            )
+            signing
+                .key
+                .sign_locator(short.as_str(), &src.token, now + 86_400, signing.ttl_secs)
         }
         None => short.as_str().to_string(),
     }

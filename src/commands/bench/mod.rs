@@ -140,7 +140,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         .as_deref()
         .filter(|k| !k.is_empty())
         .map(|key| Signing {
-            key: key.as_bytes().to_vec(),
+            key: crate::keep::signature::SigningKey::new(key.as_bytes()),
             ttl_secs: api
                 .discovery()
                 .ok()

@@ -30,6 +30,73 @@ impl SignatureError {
     }
 }
 
+/// A blob signing key made ready once: HMAC-SHA1's inner and outer pads are hashed when it
+/// is made, so each signature then costs only its message's compressions (a copy signs a
+/// locator per block). Never printed.
+#[derive(Clone)]
+pub struct SigningKey {
+    mac: Hmac<Sha1>,
+    key: Box<[u8]>,
+}
+
+impl SigningKey {
+    pub fn new(key: &[u8]) -> SigningKey {
+        // HMAC accepts keys of any length, so this cannot fail; an empty key signs nothing.
+        let mac = <Hmac<Sha1> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| <Hmac<Sha1> as Mac>::new(&Default::default()));
+        SigningKey {
+            mac,
+            key: key.into(),
+        }
+    }
+
+    /// Whether this is the key `key` (two clusters sharing one signing key).
+    pub fn is(&self, key: &[u8]) -> bool {
+        *self.key == *key
+    }
+
+    /// The 40 lowercase hex digits of the signature.
+    pub fn signature_hex(
+        &self,
+        hash32: &str,
+        token: &str,
+        expiry_unix: u64,
+        ttl_secs: u64,
+    ) -> String {
+        let message = format!("{hash32}@{token}@{expiry_unix:08x}@{ttl_secs:x}");
+        let mut mac = self.mac.clone();
+        mac.update(message.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(2 * digest.len());
+        for byte in digest {
+            out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(HEX_DIGITS[usize::from(byte & 15)]));
+        }
+        out
+    }
+
+    /// Appends `+A<sig>@<expiry>` to `locator`; unchanged if the key or token is empty.
+    pub fn sign_locator(
+        &self,
+        locator: &str,
+        token: &str,
+        expiry_unix: u64,
+        ttl_secs: u64,
+    ) -> String {
+        if self.key.is_empty() || token.is_empty() || locator.len() < 32 {
+            return locator.to_string();
+        }
+        let sig = self.signature_hex(&locator[..32], token, expiry_unix, ttl_secs);
+        format!("{locator}+A{sig}@{expiry_unix:08x}")
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
 /// The 40 lowercase hex digits of the signature.
 pub fn signature_hex(
     hash32: &str,
@@ -38,20 +105,7 @@ pub fn signature_hex(
     expiry_unix: u64,
     ttl_secs: u64,
 ) -> String {
-    let message = format!("{hash32}@{token}@{expiry_unix:08x}@{ttl_secs:x}");
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = match <Hmac<Sha1> as Mac>::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => return String::new(),
-    };
-    mac.update(message.as_bytes());
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(2 * digest.len());
-    for byte in digest {
-        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(HEX_DIGITS[usize::from(byte & 15)]));
-    }
-    out
+    SigningKey::new(key).signature_hex(hash32, token, expiry_unix, ttl_secs)
 }
 
 /// Appends `+A<sig>@<expiry>` to `locator`; unchanged if the key or token is empty.
@@ -62,11 +116,7 @@ pub fn sign_locator(
     expiry_unix: u64,
     ttl_secs: u64,
 ) -> String {
-    if key.is_empty() || token.is_empty() || locator.len() < 32 {
-        return locator.to_string();
-    }
-    let sig = signature_hex(&locator[..32], token, key, expiry_unix, ttl_secs);
-    format!("{locator}+A{sig}@{expiry_unix:08x}")
+    SigningKey::new(key).sign_locator(locator, token, expiry_unix, ttl_secs)
 }
 
 /// Finds the `+A` hint the way Go's `SignedLocatorRe` does: hash, optional `+digits`, any

@@ -20,6 +20,27 @@ fn k1_is_397_chars() {
     assert_eq!(K1.len(), 397);
 }
 
+/// A key made once signs every locator as the one-shot functions do (its HMAC state is
+/// copied per signature, never carried from one to the next).
+#[test]
+fn a_reused_signing_key_signs_like_a_fresh_one() {
+    let key = super::signature::SigningKey::new(K1.as_bytes());
+    for _ in 0..3 {
+        assert_eq!(
+            key.signature_hex(FOO, T1, 0x7fffffff, 1209600),
+            "89118b78732c33104a4d6231e8b5a5fa1e4301e3"
+        );
+    }
+    assert!(key.is(K1.as_bytes()));
+    assert!(!key.is(b"another key"));
+    assert_eq!(format!("{key:?}"), "SigningKey(<redacted>)");
+    let empty = super::signature::SigningKey::new(b"");
+    assert_eq!(
+        empty.sign_locator(&format!("{FOO}+3"), T1, 1, 1),
+        format!("{FOO}+3")
+    );
+}
+
 #[test]
 fn vector_s1() {
     assert_eq!(
