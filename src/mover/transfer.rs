@@ -30,20 +30,12 @@ use crate::keepstore::{Attempt, BadReplica, BlockBody, Cause, ErrorKind, Keepsto
 /// Received bytes are handed to the hash batcher in segments of at least this much.
 pub const HASH_SEGMENT: usize = 256 << 10;
 
-/// How source locators are signed (keep-rsync signs each one itself, §2).
-#[derive(Clone)]
+/// How source locators are signed (keep-rsync signs each one itself, §2). `SigningKey`
+/// prints as `<redacted>`.
+#[derive(Clone, Debug)]
 pub struct Signing {
     pub key: SigningKey,
     pub ttl_secs: u64,
-}
-
-impl std::fmt::Debug for Signing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signing")
-            .field("key", &"<redacted>")
-            .field("ttl_secs", &self.ttl_secs)
-            .finish()
-    }
 }
 
 /// What a copy is asked to do, the same for every block.

@@ -734,18 +734,10 @@ mod tests {
         after_tickets: fn(&mut rustls::ServerConnection),
     ) -> (u16, std::sync::mpsc::Receiver<()>) {
         use std::io::{Read as _, Write as _};
-        let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("cert");
-        let cert = key.cert.der().clone();
-        let private =
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], private)
-        .expect("config");
+        let config = crate::net::tls_session::tests::test_server_config(
+            "127.0.0.1",
+            &rustls::version::TLS13,
+        );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (sent, told) = std::sync::mpsc::channel();

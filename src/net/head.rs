@@ -125,15 +125,6 @@ pub struct HeaderFields {
 }
 
 impl HeaderFields {
-    /// Fields from `(name, value)` pairs.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderFields {
-        let mut fields = HeaderFields::default();
-        for (name, value) in pairs {
-            fields.push(name, value.as_bytes());
-        }
-        fields
-    }
-
     fn push(&mut self, name: &str, value: &[u8]) {
         // Heads are capped far below 4 GiB (`max_head_bytes`), so the offsets fit in u32.
         let offset = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
@@ -168,14 +159,6 @@ impl HeaderFields {
         self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
-    }
-
-    pub fn len(&self) -> usize {
-        self.fields.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
     }
 }
 

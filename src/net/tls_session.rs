@@ -278,24 +278,33 @@ impl TlsSession {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
 
-    fn server(version: &'static rustls::SupportedProtocolVersion) -> rustls::ServerConnection {
-        let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    /// A server config with a fresh self-signed certificate for `name`, speaking only
+    /// `version` (the TLS tests of `conn.rs` use it too).
+    pub(crate) fn test_server_config(
+        name: &str,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> rustls::ServerConfig {
+        let key = rcgen::generate_simple_self_signed(vec![name.into()]).expect("cert");
         let cert = key.cert.der().clone();
         let private =
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_protocol_versions(&[version])
         .expect("versions")
         .with_no_client_auth()
         .with_single_cert(vec![cert], private)
-        .expect("config");
+        .expect("config")
+    }
+
+    fn server(version: &'static rustls::SupportedProtocolVersion) -> rustls::ServerConnection {
+        let config = test_server_config("localhost", version);
         let mut server = rustls::ServerConnection::new(Arc::new(config)).expect("server");
         server.set_buffer_limit(None);
         server
