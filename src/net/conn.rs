@@ -25,21 +25,19 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWrite};
 use compio::net::TcpStream;
-use compio::runtime::{CancelToken, FutureExt as _};
 use compio::BufResult;
 
 use crate::net::error::{NetError, Phase};
 use crate::net::origin::Origin;
 use crate::net::tls_session::{Event, TlsSession, SEAL_BATCH};
+use crate::net::watchdog::Watch;
 
 /// Largest single read into a caller's buffer (keeps syscalls few for 64 MiB bodies).
 pub(crate) const MAX_READ: usize = 4 << 20;
@@ -56,7 +54,8 @@ const COALESCE_BODY: usize = 16 << 10;
 
 /// Runs an I/O future on `stream`; if `timeout` passes first, makes the operation end and
 /// keeps polling until it does, so its buffer is handed back. Returns the output and
-/// whether the timer fired (the connection is then unusable).
+/// whether the deadline fired (the connection is then unusable). The deadline is kept by
+/// the thread's watchdog (`net::watchdog`), not a timer per operation.
 ///
 /// # Why the socket is shut down (the mid-body stall hang)
 ///
@@ -74,41 +73,19 @@ const COALESCE_BODY: usize = 16 << 10;
 /// `io_uring_enter` (no timer left, the read still armed), on epoll in `epoll_wait`. A server
 /// that stalls mid-body with the connection open hit it on every body read.
 ///
-/// The fix does not depend on that lookup: when the timer fires we `shutdown(2)` the socket
-/// (both directions). The kernel then completes any pending `recv` (0 bytes) or `send`
-/// (EPIPE) at once, on io_uring and epoll alike, and the operation returns its buffer. The
-/// connection is dropped afterwards anyway (a timed-out exchange is never reused). The token
-/// is still armed: where compio does find it, the cancellation only comes sooner.
+/// The fix does not depend on that lookup: when the deadline passes, the socket is
+/// `shutdown(2)` (both directions). The kernel then completes any pending `recv` (0 bytes) or
+/// `send` (EPIPE) at once, on io_uring and epoll alike, and the operation returns its buffer.
+/// The connection is dropped afterwards anyway (a timed-out exchange is never reused). No
+/// cancel token is armed any more: in release builds it never cancelled anything.
 pub(crate) async fn run_with_timeout<F: Future>(
     stream: &TcpStream,
     timeout: Duration,
     fut: F,
 ) -> (F::Output, bool) {
-    let token = CancelToken::new();
-    let mut fut = pin!(fut.with_cancel(token.clone()));
-    let mut sleep = pin!(compio::time::sleep(timeout));
-    let mut fired = false;
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready((out, fired));
-        }
-        if !fired && sleep.as_mut().poll(cx).is_ready() {
-            fired = true;
-            abort_io(stream);
-            token.clone().cancel();
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready((out, true));
-            }
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-/// Ends every pending operation on `stream` by shutting the socket down in both directions
-/// (see [`run_with_timeout`]). Errors (say, already disconnected) mean nothing is pending.
-pub(crate) fn abort_io(stream: &TcpStream) {
-    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+    let watch = Watch::new(stream, timeout);
+    let out = fut.await;
+    (out, watch.fired())
 }
 
 pub(crate) struct Conn {

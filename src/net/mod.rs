@@ -33,6 +33,7 @@ mod pool;
 mod response;
 mod tls;
 mod tls_session;
+mod watchdog;
 
 pub use backend::{build_runtime, io_uring_available, IoBackend};
 pub use client::{ClientConfig, HttpClient, Request};
