@@ -25,7 +25,9 @@ macro_rules! counters {
             /// (see `mover::window`).
             pub window_blocks: AtomicU64,
             errors_by: Mutex<BTreeMap<(String, ErrorKind), u64>>,
-            latency: Mutex<BTreeMap<(Op, String), LatencyHistogram>>,
+            /// By operation, then server: a request looks its server up by `&str`, with no
+            /// allocation.
+            latency: Mutex<BTreeMap<Op, BTreeMap<String, LatencyHistogram>>>,
         }
 
         /// A consistent-enough copy of [`Counters`] (each field read once).
@@ -136,9 +138,10 @@ impl Counters {
     /// One finished request: its operation, server and duration.
     pub fn observe(&self, op: Op, server: &str, seconds: f64) {
         if let Ok(mut map) = self.latency.lock() {
-            let h = match map.get_mut(&(op, server.to_string())) {
+            let by_server = map.entry(op).or_default();
+            let h = match by_server.get_mut(server) {
                 Some(h) => h,
-                None => map.entry((op, server.to_string())).or_default(),
+                None => by_server.entry(server.to_string()).or_default(),
             };
             if let Some(i) = LATENCY_BUCKETS.iter().position(|&b| seconds <= b) {
                 h.buckets[i] += 1;
@@ -150,7 +153,16 @@ impl Counters {
 
     /// Latencies so far by (operation, server).
     pub fn latencies(&self) -> BTreeMap<(Op, String), LatencyHistogram> {
-        self.latency.lock().map(|m| m.clone()).unwrap_or_default()
+        let Ok(map) = self.latency.lock() else {
+            return BTreeMap::new();
+        };
+        map.iter()
+            .flat_map(|(&op, by_server)| {
+                by_server
+                    .iter()
+                    .map(move |(server, h)| ((op, server.clone()), h.clone()))
+            })
+            .collect()
     }
 
     /// One request error, by server and kind.
