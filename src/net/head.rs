@@ -194,9 +194,16 @@ pub const TOO_MANY_HEADERS: &str = "too many header fields";
 
 /// Parses a response head at the start of `buf`.
 pub fn parse_response_head(buf: &[u8]) -> Result<ParseOutcome, String> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut storage);
-    match response.parse(buf) {
+    // Left uninitialised: filling 128 empty headers (4 KiB) cost as much as the parse.
+    let mut storage =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut storage,
+    );
+    match parsed {
         Ok(httparse::Status::Partial) => Ok(ParseOutcome::Partial),
         Ok(httparse::Status::Complete(head_len)) => {
             let status = response.code.ok_or("no status code")?;
