@@ -86,40 +86,8 @@ echo "keepsim: $serving_label; $tls_label; latency ${LATENCY_MS} ms per response
 echo "openssl speed -evp md5 (one stream, the scalar MD5 ceiling): $(openssl speed -seconds 1 -evp md5 2>/dev/null | awk '/^md5/ {print $NF}') per s at 16 KiB"
 echo
 
-start_sim() { # BLOCKSPEC
-  local dir="$work/sim-$RANDOM"
-  mkdir -p "$dir"
-  "${sim_on[@]}" ./target/release/keepsim --dir "$dir" --keepstores 3 --digest-only \
-    "${serving_flag[@]}" --source-sizes "$1" --source-replicas 1 >"$dir.log" 2>&1 &
-  echo $! >"$work/sim.pid"
-  for _ in $(seq 600); do grep -q ready "$dir.log" 2>/dev/null && break; sleep 0.1; done
-  grep -q ready "$dir.log" || { echo "keepsim did not start:" >&2; cat "$dir.log" >&2; exit 1; }
-  if [ "$LATENCY_MS" != 0 ]; then
-    python3 - "$dir/cluster.json" "$LATENCY_MS" <<'EOF'
-import json, sys, urllib.request
-doc = json.load(open(sys.argv[1]))
-for cluster in doc["clusters"]:
-    for ks in cluster["keepstores"]:
-        req = urllib.request.Request(ks["url"] + "/_keepsim/faults", method="PUT",
-            data=json.dumps({"delay_ms": int(sys.argv[2])}).encode(),
-            headers={"Authorization": "Bearer " + cluster["system_root_token"]})
-        urllib.request.urlopen(req).read()
-EOF
-  fi
-  echo "$dir"
-}
-
-sim_ticks() { # utime + stime of keepsim, in clock ticks
-  awk '{print $14 + $15}' "/proc/$(cat "$work/sim.pid")/stat"
-}
-
-stop_sim() {
-  local pid
-  pid=$(cat "$work/sim.pid")
-  kill "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-  rm -f "$work/sim.pid"
-}
+# start_sim, stop_sim, sim_ticks
+source tools/lib.sh
 
 echo "| workload | copier | blocks | wall s | MB/s | blocks/s | CPU s | CPU-s/GiB | CPU µs/block | minor faults/GiB | peak RSS MiB | MD5 scalar bytes | SIMD lane occupancy | keepsim busy |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Two keepmover builds, alternated on one workload: the way to compare them on a machine whose
+# speed drifts from minute to minute (a whole bench_e2e.sh round per build does not). Each
+# run gets a fresh keepsim started as bench_e2e.sh starts it (3 keepstores per cluster, one
+# replica of each source block, a digest-only destination; --bench-serving unless
+# SERVING=default; LATENCY_MS as there), with keepmover on core 1 and keepsim on core 0, and
+# prints keepmover's user and system CPU seconds, wall time, peak RSS and minor faults, then
+# the medians of CPU-s per GiB (or µs per block) for A and B and their ratio.
+#
+#   tools/ab.sh /tmp/keepmover-old ./target/release/keepmover 1MiBx3072 5
+#   LATENCY_MS=5 SERVING=default tools/ab.sh A B 4096x60000 3
+#   EXTRA="-concurrency 1" tools/ab.sh A B 64MiBx8 3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 3 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+bin_a=$1 bin_b=$2 blocks=$3 rounds=${4:-3}
+SERVING=${SERVING:-bench}
+LATENCY_MS=${LATENCY_MS:-0}
+EXTRA=${EXTRA:-}
+work=$(mktemp -d)
+cleanup() {
+  [ -f "$work/sim.pid" ] && kill "$(cat "$work/sim.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+sim_on=() copier_on=()
+if [ "$(nproc)" -ge 2 ]; then sim_on=(taskset -c 0) copier_on=(taskset -c 1); fi
+serving_flag=()
+[ "$SERVING" = bench ] && serving_flag+=(--bench-serving)
+# start_sim, stop_sim
+source tools/lib.sh
+
+cargo build --release -p keepsim >&2
+# Total bytes and blocks of a BLOCKSPEC such as 64MiBx48 or 4096x60000 (one size only).
+size=${blocks%x*} count=${blocks##*x}
+case $size in
+  *KiB) bytes=$((${size%KiB} << 10)) ;;
+  *MiB) bytes=$((${size%MiB} << 20)) ;;
+  *) bytes=$size ;;
+esac
+
+run() { # BINARY -> "cpu_seconds user sys wall maxrss_kib minflt"
+  local dir
+  dir=$(start_sim "$blocks")
+  # shellcheck disable=SC2086 # EXTRA is a list of flags
+  /usr/bin/time -f "%U %S %e %M %R" -o "$work/time" "${copier_on[@]}" "$1" \
+    -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 1 -progress log $EXTRA \
+    >"$work/km.log" 2>&1 || { tail -5 "$work/km.log" >&2; exit 1; }
+  stop_sim
+  awk '{printf "%.2f %s %s %s %s %s\n", $1 + $2, $1, $2, $3, $4, $5}' "$work/time"
+}
+
+echo "build | CPU s | user | sys | wall s | peak RSS KiB | minor faults"
+: >"$work/a" && : >"$work/b"
+for _ in $(seq "$rounds"); do
+  for side in a b; do
+    bin=$bin_a && [ $side = b ] && bin=$bin_b
+    line=$(run "$bin")
+    echo "$side | ${line// / | }"
+    echo "${line%% *}" >>"$work/$side"
+  done
+done
+median() { sort -n "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ma=$(median "$work/a") mb=$(median "$work/b")
+awk -v a="$ma" -v b="$mb" -v bytes="$bytes" -v n="$count" 'BEGIN {
+  gib = bytes * n / 2^30
+  if (bytes >= 1048576) printf "median CPU-s/GiB: A %.3f, B %.3f, B/A %.2f\n", a / gib, b / gib, b / a
+  else printf "median CPU µs/block: A %.1f, B %.1f, B/A %.2f\n", a * 1e6 / n, b * 1e6 / n, b / a
+}'
