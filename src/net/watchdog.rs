@@ -9,6 +9,10 @@
 //! A deadline is taken from the watchdog's last tick plus one tick, so it never fires early
 //! and fires at most two ticks late. Timeouts are whole seconds in practice (the shortest
 //! flag value tests use is 100 ms).
+//!
+//! There is one watchdog per runtime, not per thread: a thread may keep a runtime that is not
+//! being driven (say, one used for discovery) while another runs, and a watchdog in the idle
+//! one would never look at the running one's deadlines.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -21,8 +25,8 @@ pub(crate) const TICK: Duration = Duration::from_millis(25);
 #[derive(Default)]
 struct Deadlines {
     operations: slab::Slab<Operation>,
-    /// The last tick's clock reading, while a watchdog task is running.
-    ticking: Option<Instant>,
+    /// The running watchdogs: each one's runtime and the clock reading of its last tick.
+    watchdogs: Vec<(RuntimeId, Instant)>,
 }
 
 struct Operation {
@@ -30,6 +34,22 @@ struct Operation {
     /// A handle on the operation's socket (shared, not a second descriptor).
     socket: TcpStream,
     fired: bool,
+    runtime: RuntimeId,
+}
+
+/// The runtime being driven on this thread, by the address `block_on` runs it from. A
+/// runtime moved between two `block_on`s gets a second watchdog (harmless: the first one
+/// ends once its operations are gone), and an address reused by a later runtime is free
+/// again, because a runtime's watchdog is dropped with it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RuntimeId(usize);
+
+impl RuntimeId {
+    fn current() -> RuntimeId {
+        compio::runtime::Runtime::with_current(|runtime| {
+            RuntimeId(std::ptr::from_ref(runtime) as usize)
+        })
+    }
 }
 
 thread_local! {
@@ -42,17 +62,19 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// Registers an operation on `socket` that must end within `timeout`. Starts this
-    /// thread's watchdog task if none is running (needs a compio runtime).
+    /// Registers an operation on `socket` that must end within `timeout`. Starts the current
+    /// runtime's watchdog task if none is running (panics outside a compio runtime).
     pub(crate) fn new(socket: &TcpStream, timeout: Duration) -> Watch {
+        let runtime = RuntimeId::current();
         DEADLINES.with(|deadlines| {
             let mut deadlines = deadlines.borrow_mut();
-            let deadline = match deadlines.ticking {
-                Some(last_tick) => last_tick + TICK + timeout,
+            let watchdog = deadlines.watchdogs.iter().find(|(id, _)| *id == runtime);
+            let deadline = match watchdog {
+                Some(&(_, last_tick)) => last_tick + TICK + timeout,
                 None => {
                     let now = Instant::now();
-                    deadlines.ticking = Some(now);
-                    compio::runtime::spawn(watch_deadlines()).detach();
+                    deadlines.watchdogs.push((runtime, now));
+                    compio::runtime::spawn(watch_deadlines(runtime)).detach();
                     now + timeout
                 }
             };
@@ -60,6 +82,7 @@ impl Watch {
                 deadline,
                 socket: socket.clone(),
                 fired: false,
+                runtime,
             });
             Watch { key }
         })
@@ -86,32 +109,44 @@ impl Drop for Watch {
     }
 }
 
-/// Marks the watchdog stopped when its task ends or is dropped (say, with its runtime), so
-/// the next registration starts a new one.
-struct Ticking;
+/// Marks a runtime's watchdog stopped when its task ends or is dropped (say, with its
+/// runtime), so the next registration there starts a new one.
+struct Ticking(RuntimeId);
 
 impl Drop for Ticking {
     fn drop(&mut self) {
-        let _ = DEADLINES.try_with(|deadlines| deadlines.borrow_mut().ticking = None);
+        let _ = DEADLINES.try_with(|deadlines| {
+            deadlines
+                .borrow_mut()
+                .watchdogs
+                .retain(|(id, _)| *id != self.0);
+        });
     }
 }
 
-/// Every tick: shuts down the socket of each overdue operation; ends when none is left.
-async fn watch_deadlines() {
-    let _ticking = Ticking;
+/// Every tick: shuts down the socket of each overdue operation (its own runtime's or not:
+/// shutting a socket down works from anywhere); ends when its runtime has none left.
+async fn watch_deadlines(runtime: RuntimeId) {
+    let _ticking = Ticking(runtime);
     loop {
         compio::time::sleep(TICK).await;
         let now = Instant::now();
         let idle = DEADLINES.with(|deadlines| {
             let mut deadlines = deadlines.borrow_mut();
-            deadlines.ticking = Some(now);
+            for (id, last_tick) in deadlines.watchdogs.iter_mut() {
+                if *id == runtime {
+                    *last_tick = now;
+                }
+            }
+            let mut own = false;
             for (_, operation) in deadlines.operations.iter_mut() {
+                own |= operation.runtime == runtime;
                 if !operation.fired && operation.deadline <= now {
                     operation.fired = true;
                     shut_down(&operation.socket);
                 }
             }
-            deadlines.operations.is_empty()
+            !own
         });
         if idle {
             return;
@@ -136,7 +171,13 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stream = TcpStream::connect(addr).await.expect("connect");
-        let _peer = listener.accept().expect("accept");
+        let peer = listener.accept().expect("accept");
+        // Silent for 5 s, then closed: a deadline that never fires fails the test instead
+        // of hanging it.
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            drop(peer);
+        });
         let started = Instant::now();
         let watch = Watch::new(&stream, timeout);
         let mut reader = &stream;
@@ -165,6 +206,26 @@ mod tests {
             assert!(took >= Duration::from_millis(50), "never early: {took:?}");
             assert!(took < Duration::from_secs(2), "{took:?}");
         }
+    }
+
+    /// Two runtimes alive on one thread, the first not driven while the second runs: the
+    /// second's deadline must not wait for the first's watchdog (which cannot tick).
+    #[test]
+    fn a_runtime_that_is_not_driven_does_not_hold_up_another() {
+        let idle = compio::runtime::Runtime::new().expect("runtime");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stream, _peer, _watch) = idle.block_on(async {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let peer = listener.accept().expect("accept");
+            // Registered and still pending when block_on returns: the watchdog stays alive.
+            let watch = Watch::new(&stream, Duration::from_secs(60));
+            (stream, peer, watch)
+        });
+        let running = compio::runtime::Runtime::new().expect("runtime");
+        let (fired, took) = running.block_on(silent_read(Duration::from_millis(50)));
+        assert!(fired, "took {took:?}");
+        drop((stream, idle));
     }
 
     #[test]
