@@ -55,7 +55,7 @@ const COALESCE_BODY: usize = 16 << 10;
 /// Runs an I/O future on `stream`; if `timeout` passes first, makes the operation end and
 /// keeps polling until it does, so its buffer is handed back. Returns the output and
 /// whether the deadline fired (the connection is then unusable). The deadline is kept by
-/// the thread's watchdog (`net::watchdog`), not a timer per operation.
+/// the runtime's watchdog (`net::watchdog`), not a timer per operation.
 ///
 /// # Why the socket is shut down (the mid-body stall hang)
 ///

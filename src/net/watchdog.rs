@@ -2,9 +2,10 @@
 //! of a connection is bounded by a timeout (first byte, idle, minimum rate), and most of them
 //! finish in microseconds. A compio timer per operation (a clock read, a heap insert and a
 //! cancel, plus a cancel token) cost about 4% of keepmover's CPU on 4 KiB blocks. Instead,
-//! each operation registers its deadline here, and one watchdog task per worker thread
-//! wakes every [`TICK`] while any operation is registered, and shuts down the socket of each
-//! one that is overdue (which ends the pending operation: see `conn::run_with_timeout`).
+//! each operation registers its deadline here, and one watchdog task per runtime (one per
+//! worker thread) wakes every [`TICK`] while any operation is registered, and shuts down the
+//! socket of each one that is overdue (which ends the pending operation: see
+//! `conn::run_with_timeout`).
 //!
 //! A deadline is taken from the watchdog's last tick plus one tick, so it never fires early
 //! and fires at most two ticks late. Timeouts are whole seconds in practice (the shortest
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use compio::net::TcpStream;
 
 /// How often the watchdog looks at the registered deadlines; also how late one may fire.
-pub(crate) const TICK: Duration = Duration::from_millis(25);
+const TICK: Duration = Duration::from_millis(25);
 
 #[derive(Default)]
 struct Deadlines {
@@ -156,7 +157,7 @@ async fn watch_deadlines(runtime: RuntimeId) {
 
 /// Ends every pending operation on `socket` by shutting it down in both directions. Errors
 /// (say, already disconnected) mean nothing is pending.
-pub(crate) fn shut_down(socket: &TcpStream) {
+fn shut_down(socket: &TcpStream) {
     let _ = socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Both);
 }
 
