@@ -166,13 +166,20 @@ mod tests {
     use super::*;
     use compio::io::AsyncRead;
 
+    /// A connection on loopback: our end, and the peer's.
+    async fn connected() -> (TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let stream = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (peer, _) = listener.accept().expect("accept");
+        (stream, peer)
+    }
+
     /// A read from a silent peer under `timeout`: whether the deadline fired, and how long the
     /// read took.
     async fn silent_read(timeout: Duration) -> (bool, Duration) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        let peer = listener.accept().expect("accept");
+        let (stream, peer) = connected().await;
         // Silent for 5 s, then closed: a deadline that never fires fails the test instead
         // of hanging it.
         std::thread::spawn(move || {
@@ -193,10 +200,7 @@ mod tests {
     fn deadlines_fire_in_one_runtime_after_another() {
         let runtime = compio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let stream = TcpStream::connect(listener.local_addr().expect("addr"))
-                .await
-                .expect("connect");
+            let (stream, _peer) = connected().await;
             let _watch = Watch::new(&stream, Duration::from_secs(60));
         });
         drop(runtime);
@@ -214,11 +218,8 @@ mod tests {
     #[test]
     fn a_runtime_that_is_not_driven_does_not_hold_up_another() {
         let idle = compio::runtime::Runtime::new().expect("runtime");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (stream, _peer, _watch) = idle.block_on(async {
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let peer = listener.accept().expect("accept");
+            let (stream, peer) = connected().await;
             // Registered and still pending when block_on returns: the watchdog stays alive.
             let watch = Watch::new(&stream, Duration::from_secs(60));
             (stream, peer, watch)
@@ -233,11 +234,7 @@ mod tests {
     fn an_operation_that_ends_in_time_is_not_fired() {
         let runtime = compio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let stream = TcpStream::connect(listener.local_addr().expect("addr"))
-                .await
-                .expect("connect");
-            let (mut peer, _) = listener.accept().expect("accept");
+            let (stream, mut peer) = connected().await;
             std::io::Write::write_all(&mut peer, b"hello").expect("write");
             let watch = Watch::new(&stream, Duration::from_millis(50));
             let mut reader = &stream;
