@@ -438,35 +438,53 @@ impl<K: Keepstores> Ctx<'_, K> {
         let mut need = ClassNeeds::new(wanted, &self.job.classes);
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut rounds = Rounds::new(self.retry, write_order.to_vec());
-        // Empty again at the end of every round; made once (it allocates).
-        let mut in_flight = FuturesUnordered::new();
+        let upload = |server: usize, wants: PutWants, body: Bytes| async move {
+            let key = Key::Dst(server);
+            self.throttle(&self.control.bw_out, body.len() as u64).await;
+            let _permit = self.gates.enter(key).await;
+            let began = std::time::Instant::now();
+            let result = self
+                .keepstores
+                .put_block(dst, server, short, body, &wants)
+                .await;
+            self.observe(Op::Put, dst, server, began);
+            (server, result)
+        };
+        // Empty again at the end of every round; made once, when first needed (it allocates).
+        let mut in_flight: Option<FuturesUnordered<_>> = None;
         while let Some(candidates) = rounds.next().await {
             let mut queue = candidates.into_iter();
             loop {
+                // An upload that is the only one to run is awaited in place: no task node
+                // allocated, no future moved into it (one PUT per block when one upload asks
+                // for every replica, or one replica is wanted).
+                let mut alone = None;
+                let running = |in_flight: &Option<FuturesUnordered<_>>| {
+                    in_flight.as_ref().map_or(0, |uploads| uploads.len()) as u32
+                };
                 while need.concurrency() > 0
-                    && (in_flight.len() as u32) * per_upload < need.concurrency()
+                    && running(&in_flight) * per_upload < need.concurrency()
                 {
                     let Some(server) = queue.next() else { break };
                     let wants = PutWants {
                         replicas: wanted,
                         classes: need.classes_todo(),
                     };
-                    let body = body.clone();
                     outcome.attempts += 1;
-                    in_flight.push(async move {
-                        let key = Key::Dst(server);
-                        self.throttle(&self.control.bw_out, body.len() as u64).await;
-                        let _permit = self.gates.enter(key).await;
-                        let began = std::time::Instant::now();
-                        let result = self
-                            .keepstores
-                            .put_block(dst, server, short, body, &wants)
-                            .await;
-                        self.observe(Op::Put, dst, server, began);
-                        (server, result)
-                    });
+                    if running(&in_flight) == 0 && per_upload >= need.concurrency() {
+                        alone = Some((server, wants));
+                        break;
+                    }
+                    in_flight
+                        .get_or_insert_with(FuturesUnordered::new)
+                        .push(upload(server, wants, body.clone()));
                 }
-                let Some((server, result)) = in_flight.next().await else {
+                let finished = match (alone, in_flight.as_mut()) {
+                    (Some((server, wants)), _) => Some(upload(server, wants, body.clone()).await),
+                    (None, Some(uploads)) => uploads.next().await,
+                    (None, None) => None,
+                };
+                let Some((server, result)) = finished else {
                     break;
                 };
                 match result {
