@@ -770,6 +770,45 @@ mod tests {
         }
     }
 
+    /// A request whose head and small body do not fit in the socket's buffers: the first send
+    /// takes part of it (within the head, or within the body), and the rest follows, every
+    /// byte in order.
+    #[test]
+    fn a_short_send_of_head_and_body_sends_the_rest() {
+        for head_len in [200, 12_000] {
+            on_both_backends(|| {
+                Box::pin(async move {
+                    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                    let _ = socket2::SockRef::from(&listener).set_recv_buffer_size(2048);
+                    let port = listener.local_addr().expect("addr").port();
+                    let head: Vec<u8> = (0..head_len).map(|i| b'a' + (i % 26) as u8).collect();
+                    let body = Bytes::from((0..COALESCE_BODY).map(|i| i as u8).collect::<Vec<_>>());
+                    let mut expected = head.clone();
+                    expected.extend_from_slice(&body);
+                    let reader = std::thread::spawn(move || {
+                        let (mut peer, _) = listener.accept().expect("accept");
+                        // Not reading yet: the client's buffers fill up first.
+                        std::thread::sleep(Duration::from_millis(200));
+                        let mut got = Vec::new();
+                        std::io::Read::read_to_end(&mut peer, &mut got).expect("read");
+                        got
+                    });
+                    let origin =
+                        Origin::parse(&format!("http://127.0.0.1:{port}")).expect("origin");
+                    let mut conn = Conn::connect(&origin, None, Duration::from_secs(5))
+                        .await
+                        .expect("connect");
+                    let _ = socket2::SockRef::from(&conn.stream).set_send_buffer_size(2048);
+                    conn.write_request(head, Some(body), Duration::from_secs(5), 0)
+                        .await
+                        .expect("sent");
+                    drop(conn);
+                    assert_eq!(reader.join().expect("reader"), expected);
+                })
+            });
+        }
+    }
+
     #[test]
     fn session_tickets_reaching_an_idle_tls_connection_are_absorbed() {
         on_both_backends(|| {
