@@ -7,9 +7,12 @@
 //! socket of each one that is overdue (which ends the pending operation: see
 //! `conn::run_with_timeout`).
 //!
-//! A deadline is taken from the watchdog's last tick plus one tick, so it never fires early
-//! and fires at most two ticks late. Timeouts are whole seconds in practice (the shortest
-//! flag value tests use is 100 ms).
+//! A deadline counts from the clock when its operation registers, never from the
+//! watchdog's last tick: a busy event loop (sealing a 20 MiB TLS body in a debug build)
+//! can leave that tick far behind, and a deadline taken from it fired early (a CI failure,
+//! and the regression test `a_stale_tick_does_not_make_a_deadline_early`). So one fires
+//! at most a tick late, plus however long the event loop is busy, and never early.
+//! Timeouts are whole seconds in practice (the shortest flag value tests use is 100 ms).
 //!
 //! There is one watchdog per runtime, not per thread: a thread may keep a runtime that is not
 //! being driven (say, one used for discovery) while another runs, and a watchdog in the idle
@@ -26,8 +29,8 @@ const TICK: Duration = Duration::from_millis(25);
 #[derive(Default)]
 struct Deadlines {
     operations: slab::Slab<Operation>,
-    /// The running watchdogs: each one's runtime and the clock reading of its last tick.
-    watchdogs: Vec<(RuntimeId, Instant)>,
+    /// The runtimes whose watchdog is running.
+    watchdogs: Vec<RuntimeId>,
 }
 
 struct Operation {
@@ -67,18 +70,13 @@ impl Watch {
     /// runtime's watchdog task if none is running (panics outside a compio runtime).
     pub(crate) fn new(socket: &TcpStream, timeout: Duration) -> Watch {
         let runtime = RuntimeId::current();
+        let deadline = Instant::now() + timeout;
         DEADLINES.with(|deadlines| {
             let mut deadlines = deadlines.borrow_mut();
-            let watchdog = deadlines.watchdogs.iter().find(|(id, _)| *id == runtime);
-            let deadline = match watchdog {
-                Some(&(_, last_tick)) => last_tick + TICK + timeout,
-                None => {
-                    let now = Instant::now();
-                    deadlines.watchdogs.push((runtime, now));
-                    compio::runtime::spawn(watch_deadlines(runtime)).detach();
-                    now + timeout
-                }
-            };
+            if !deadlines.watchdogs.contains(&runtime) {
+                deadlines.watchdogs.push(runtime);
+                compio::runtime::spawn(watch_deadlines(runtime)).detach();
+            }
             let key = deadlines.operations.insert(Operation {
                 deadline,
                 socket: socket.clone(),
@@ -117,10 +115,7 @@ struct Ticking(RuntimeId);
 impl Drop for Ticking {
     fn drop(&mut self) {
         let _ = DEADLINES.try_with(|deadlines| {
-            deadlines
-                .borrow_mut()
-                .watchdogs
-                .retain(|(id, _)| *id != self.0);
+            deadlines.borrow_mut().watchdogs.retain(|id| *id != self.0);
         });
     }
 }
@@ -134,11 +129,6 @@ async fn watch_deadlines(runtime: RuntimeId) {
         let now = Instant::now();
         let idle = DEADLINES.with(|deadlines| {
             let mut deadlines = deadlines.borrow_mut();
-            for (id, last_tick) in deadlines.watchdogs.iter_mut() {
-                if *id == runtime {
-                    *last_tick = now;
-                }
-            }
             let mut own = false;
             for (_, operation) in deadlines.operations.iter_mut() {
                 own |= operation.runtime == runtime;
@@ -228,6 +218,29 @@ mod tests {
         let (fired, took) = running.block_on(silent_read(Duration::from_millis(50)));
         assert!(fired, "took {took:?}");
         drop((stream, idle));
+    }
+
+    /// The event loop blocked (here, the thread asleep) while the watchdog runs: its last
+    /// tick is 300 ms old when the next operation registers. A deadline taken from that tick
+    /// fired at once; it must count from the registration.
+    #[test]
+    fn a_stale_tick_does_not_make_a_deadline_early() {
+        let runtime = compio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let (other, _other_peer) = connected().await;
+            let _running = Watch::new(&other, Duration::from_secs(60));
+            let (stream, _silent_peer) = connected().await;
+            compio::time::sleep(TICK * 2).await;
+            std::thread::sleep(Duration::from_millis(300));
+            // Registered before the watchdog gets another turn.
+            let started = Instant::now();
+            let watch = Watch::new(&stream, Duration::from_millis(200));
+            let mut reader = &stream;
+            let _ = reader.read(Vec::with_capacity(16)).await;
+            let took = started.elapsed();
+            assert!(watch.fired());
+            assert!(took >= Duration::from_millis(200), "early: {took:?}");
+        });
     }
 
     #[test]
