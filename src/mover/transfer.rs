@@ -452,6 +452,9 @@ impl<K: Keepstores> Ctx<'_, K> {
         };
         // Empty again at the end of every round; made once, when first needed (it allocates).
         let mut in_flight: Option<FuturesUnordered<_>> = None;
+        let running = |in_flight: &Option<FuturesUnordered<_>>| {
+            in_flight.as_ref().map_or(0, |uploads| uploads.len()) as u32
+        };
         while let Some(candidates) = rounds.next().await {
             let mut queue = candidates.into_iter();
             loop {
@@ -459,9 +462,6 @@ impl<K: Keepstores> Ctx<'_, K> {
                 // allocated, no future moved into it (one PUT per block when one upload asks
                 // for every replica, or one replica is wanted).
                 let mut alone = None;
-                let running = |in_flight: &Option<FuturesUnordered<_>>| {
-                    in_flight.as_ref().map_or(0, |uploads| uploads.len()) as u32
-                };
                 while need.concurrency() > 0
                     && running(&in_flight) * per_upload < need.concurrency()
                 {
