@@ -262,7 +262,9 @@ on_both_backends! {
             stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n01234").unwrap();
             std::thread::sleep(Duration::from_secs(2));
         });
-        let client = HttpClient::new(ClientConfig { idle_timeout: Duration::from_millis(200), ..test_config() });
+        // The minimum-rate rule is off: its grace equals the idle timeout, so it would win the
+        // race whenever 5 bytes' worth of time (76 µs) passed before the stalled read.
+        let client = HttpClient::new(ClientConfig { idle_timeout: Duration::from_millis(200), min_rate: 0, ..test_config() });
         let mut resp = get(&client, &server, "/").await.unwrap();
         let mut buf = Vec::with_capacity(1000);
         let compio::BufResult(n, b) = resp.read_body_chunk(buf).await;
