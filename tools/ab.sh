@@ -4,7 +4,8 @@
 # run gets a fresh keepsim started as bench_e2e.sh starts it (3 keepstores per cluster, one
 # replica of each source block, a digest-only destination; --bench-serving unless
 # SERVING=default; LATENCY_MS as there), with keepmover on core 1 and keepsim on core 0, and
-# prints keepmover's user and system CPU seconds, wall time, peak RSS and minor faults, then
+# prints keepmover's user and system CPU seconds, wall time, peak RSS and minor faults (and
+# keepsim's CPU seconds during the copy: a change may move work to the other side), then
 # the medians of CPU-s per GiB (or µs per block) for A and B and their ratio.
 #
 #   tools/ab.sh /tmp/keepmover-old ./target/release/keepmover 1MiBx3072 5
@@ -39,29 +40,35 @@ case $size in
   *) bytes=$size ;;
 esac
 
-run() { # BINARY -> "cpu_seconds user sys wall maxrss_kib minflt"
-  local dir
+ticks_per_s=$(getconf CLK_TCK)
+run() { # BINARY -> "cpu_seconds user sys wall maxrss_kib minflt keepsim_cpu_seconds"
+  local dir sim_before sim_after
   dir=$(start_sim "$blocks")
+  sim_before=$(sim_ticks)
   # shellcheck disable=SC2086 # EXTRA is a list of flags
   /usr/bin/time -f "%U %S %e %M %R" -o "$work/time" "${copier_on[@]}" "$1" \
     -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 1 -progress log $EXTRA \
     >"$work/km.log" 2>&1 || { tail -5 "$work/km.log" >&2; exit 1; }
+  sim_after=$(sim_ticks)
   stop_sim
-  awk '{printf "%.2f %s %s %s %s %s\n", $1 + $2, $1, $2, $3, $4, $5}' "$work/time"
+  awk -v sim=$((sim_after - sim_before)) -v hz="$ticks_per_s" \
+    '{printf "%.2f %s %s %s %s %s %.2f\n", $1 + $2, $1, $2, $3, $4, $5, sim / hz}' "$work/time"
 }
 
-echo "build | CPU s | user | sys | wall s | peak RSS KiB | minor faults"
-: >"$work/a" && : >"$work/b"
+echo "build | CPU s | user | sys | wall s | peak RSS KiB | minor faults | keepsim CPU s"
+: >"$work/a" && : >"$work/b" && : >"$work/a.sim" && : >"$work/b.sim"
 for _ in $(seq "$rounds"); do
   for side in a b; do
     bin=$bin_a && [ $side = b ] && bin=$bin_b
     line=$(run "$bin")
     echo "$side | ${line// / | }"
     echo "${line%% *}" >>"$work/$side"
+    echo "${line##* }" >>"$work/$side.sim"
   done
 done
 median() { sort -n "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ma=$(median "$work/a") mb=$(median "$work/b")
+echo "median keepsim CPU s during the copy: A $(median "$work/a.sim"), B $(median "$work/b.sim")"
 awk -v a="$ma" -v b="$mb" -v bytes="$bytes" -v n="$count" 'BEGIN {
   gib = bytes * n / 2^30
   if (bytes >= 1048576) printf "median CPU-s/GiB: A %.3f, B %.3f, B/A %.2f\n", a / gib, b / gib, b / a
