@@ -24,30 +24,17 @@ RUNS=${RUNS:-3}
 KM_CORE=${KM_CORE:-1}
 SIM_CORE=${SIM_CORE:-0}
 work=$(mktemp -d)
-sim_pid=""
+sim_on=(taskset -c "$SIM_CORE")
+# launch_sim, stop_sim
+source tools/lib.sh
 cleanup() {
-  if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; fi
+  stop_sim
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 cargo build --release -p keepmover -p keepsim >&2
 km=./target/release/keepmover
-
-start_sim() { # dir, keepsim args...
-  local dir=$1
-  shift
-  taskset -c "$SIM_CORE" ./target/release/keepsim --dir "$dir" --keepstores 3 "$@" >"$dir.log" 2>&1 &
-  sim_pid=$!
-  for _ in $(seq 600); do grep -q ready "$dir.log" 2>/dev/null && break; sleep 0.1; done
-  grep -q ready "$dir.log" || { echo "keepsim did not start:" >&2; cat "$dir.log" >&2; exit 1; }
-}
-
-stop_sim() {
-  kill "$sim_pid" 2>/dev/null || true
-  wait "$sim_pid" 2>/dev/null || true
-  sim_pid=""
-}
 
 # Runs keepmover pinned; leaves "wall cpu rss_kib" in $work/last.
 timed() {
@@ -61,7 +48,7 @@ median() { python3 -c 'import sys, statistics; print(statistics.median(float(x) 
 
 if [[ " $PARTS " == *" filters "* ]]; then
   dir="$work/filters"
-  start_sim "$dir" --synthetic "$INDEX_BLOCKS" --synthetic-size 64 --synthetic-clusters 2
+  launch_sim "$dir" --keepstores 3 --synthetic "$INDEX_BLOCKS" --synthetic-size 64 --synthetic-clusters 2
   # Every source hash, for -locators (and the synthetic index hashed before timing).
   python3 - "$dir/cluster.json" >"$work/all.txt" <<'EOF'
 import json, sys, urllib.request
@@ -115,7 +102,7 @@ if [[ " $PARTS " == *" move "* ]]; then
     cpus=()
     for run in $(seq "$RUNS"); do
       dir="$work/$cmd-$run"
-      start_sim "$dir" --source-sizes "${SIZE}x${BLOCKS}" --source-replicas 1
+      launch_sim "$dir" --keepstores 3 --source-sizes "${SIZE}x${BLOCKS}" --source-replicas 1
       sub=()
       [ "$cmd" = copy ] || sub=(move)
       timed "$km" "${sub[@]}" -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 1 -progress log
@@ -137,7 +124,7 @@ if [[ " $PARTS " == *" bwlimit "* ]]; then
   for spec in "4MiB 1048576 60" "16MiB 1048576 240" "16MiB 67108864 4" "16MiB 65536 3840"; do
     read -r limit size count <<<"$spec"
     dir="$work/bw-$limit-$size"
-    start_sim "$dir" --source-sizes "${size}x${count}" --source-replicas 1 --digest-only
+    launch_sim "$dir" --keepstores 3 --source-sizes "${size}x${count}" --source-replicas 1 --digest-only
     timed "$km" -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 1 -progress log -bwlimit "$limit" -json "$work/bw.json"
     stop_sim
     python3 - "$work/bw.json" "$limit" "$size" "$count" <<'EOF'

@@ -17,28 +17,19 @@ SIZE=${SIZE:-1048576}
 RUNS=${RUNS:-3}
 REQS=${REQS:-200}
 work=$(mktemp -d)
-sim_pid=""
-cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$work"; }
+sim_on=(taskset -c 0)
+# launch_sim, warm_sim, stop_sim
+source tools/lib.sh
+cleanup() { stop_sim; rm -rf "$work"; }
 trap cleanup EXIT
 cargo build --release -p keepmover -p keepsim >&2
 
-start_sim() {
-  local dir="$work/sim-$RANDOM"
-  taskset -c 0 ./target/release/keepsim --dir "$dir" --keepstores 3 --synthetic "$BLOCKS" --synthetic-size "$SIZE" >"$dir.log" 2>&1 &
-  sim_pid=$!
-  for _ in $(seq 100); do grep -q ready "$dir.log" 2>/dev/null && break; sleep 0.1; done
-  local token
-  token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clusters'][0]['system_root_token'])" "$dir/cluster.json")
-  for url in $(python3 -c "import json,sys;[print(k['url']) for k in json.load(open(sys.argv[1]))['clusters'][0]['keepstores']]" "$dir/cluster.json"); do
-    curl -s -H "Authorization: Bearer $token" "$url/index" >/dev/null
-  done
-  sim_dir=$dir
-}
-stop_sim() { kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; sim_pid=""; }
-
 # Runs one pinned copy; $1 = with|without; $2 = what to do with the address meanwhile.
 copy() {
-  start_sim
+  # A fresh keepsim, warmed (copy runs in a subshell: the pid file reaches the EXIT trap).
+  sim_dir="$work/sim-$RANDOM"
+  launch_sim "$sim_dir" --keepstores 3 --synthetic "$BLOCKS" --synthetic-size "$SIZE"
+  warm_sim "$sim_dir"
   export XDG_RUNTIME_DIR="$work/run-$RANDOM"
   mkdir -p "$XDG_RUNTIME_DIR"
   local listen=()

@@ -2,7 +2,7 @@
 # Pull mode against copy mode, side by side against the same kind of simulated clusters:
 # a synthetic source (blocks generated on demand) and an empty in-memory destination whose
 # keepstores share the source's signing key (keepsim --shared-signing-key), so they can pull.
-# Each row is a fresh keepsim process, warmed (the synthetic index hashed) before timing.
+# Each row is a fresh keepsim process, warmed (every index listed once) before timing.
 # `perf stat` measures keepmover's process only (task-clock = its CPU, user + sys); the
 # keepstores' work (the pulls themselves, or serving and storing the copy) is not in it.
 # Prints a Markdown table.
@@ -22,43 +22,25 @@ REPLICAS=${REPLICAS:-2}
 EXTRA=${EXTRA:-}
 AGAIN=${AGAIN:-}
 work=$(mktemp -d)
-sim_pid=""
+sim_on=() # keepsim not pinned
+# launch_sim, warm_sim, stop_sim
+source tools/lib.sh
 cleanup() {
-  if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; fi
+  stop_sim
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 cargo build --release -p keepmover -p keepsim >&2
 
-start_sim() { # keepstores blocks-per-keepstore size; sets sim_dir and sim_pid
-  local dir="$work/sim-$RANDOM"
-  mkdir -p "$dir"
-  ./target/release/keepsim --dir "$dir" --keepstores "$1" --synthetic "$2" --synthetic-size "$3" \
-    --shared-signing-key >"$dir.log" 2>&1 &
-  sim_pid=$!
-  for _ in $(seq 300); do grep -q ready "$dir.log" 2>/dev/null && break; sleep 0.1; done
-  local token
-  token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clusters'][0]['system_root_token'])" "$dir/cluster.json")
-  for url in $(python3 -c "import json,sys;[print(k['url']) for k in json.load(open(sys.argv[1]))['clusters'][0]['keepstores']]" "$dir/cluster.json"); do
-    curl -s -H "Authorization: Bearer $token" "$url/index" >/dev/null
-  done
-  sim_dir=$dir
-}
-
-stop_sim() {
-  kill "$sim_pid" 2>/dev/null || true
-  wait "$sim_pid" 2>/dev/null || true
-  sim_pid=""
-}
-
 echo "| keepstores/cluster | mode | blocks | GiB | wall s | run s (plan to confirmation) | MB/s | keepmover CPU s | CPU-ms/GiB | pulled | fallback | lists |"
 echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in $KEEPSTORES; do
   per=$(( (TOTAL + n - 1) / n ))
   for mode in $MODES; do
-    start_sim "$n" "$per" "$BLOCK"
-    dir=$sim_dir
+    dir="$work/sim-$RANDOM"
+    launch_sim "$dir" --keepstores "$n" --synthetic "$per" --synthetic-size "$BLOCK" --shared-signing-key
+    warm_sim "$dir"
     sub=$([ "$mode" = pull ] && echo pull || echo "")
     # shellcheck disable=SC2086
     perf stat -x, -e task-clock -o "$work/perf" -- /usr/bin/time -o "$work/time" -f "%e" \

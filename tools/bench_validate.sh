@@ -21,37 +21,17 @@ BLOCKS=${BLOCKS:-1024}
 KM_CORE=${KM_CORE:-1}
 SIM_CORE=${SIM_CORE:-0}
 work=$(mktemp -d)
-sim_pid=""
+sim_on=(taskset -c "$SIM_CORE")
+# launch_sim, warm_sim, stop_sim
+source tools/lib.sh
 cleanup() {
-  if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; fi
+  stop_sim
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 cargo build --release -p keepmover -p keepsim >&2
 km=./target/release/keepmover
-
-start_sim() { # dir, extra keepsim args...
-  local dir=$1
-  shift
-  taskset -c "$SIM_CORE" ./target/release/keepsim --dir "$dir" --keepstores 3 "$@" >"$dir.log" 2>&1 &
-  sim_pid=$!
-  for _ in $(seq 300); do grep -q ready "$dir.log" 2>/dev/null && break; sleep 0.1; done
-  # Synthetic keepstores hash their blocks on the first index request: pay that here.
-  python3 - "$dir/cluster.json" <<'EOF'
-import json, sys, urllib.request
-for c in json.load(open(sys.argv[1]))["clusters"]:
-    for k in c["keepstores"]:
-        req = urllib.request.Request(k["url"] + "/index/0", headers={"Authorization": "Bearer " + c["system_root_token"]})
-        urllib.request.urlopen(req).read()
-EOF
-}
-
-stop_sim() {
-  kill "$sim_pid" 2>/dev/null || true
-  wait "$sim_pid" 2>/dev/null || true
-  sim_pid=""
-}
 
 # name, bytes, locators, then the command; prints one row.
 measure() {
@@ -77,7 +57,8 @@ echo "|---|---:|---:|---:|---:|---:|---:|"
 
 if [[ " $PARTS " == *" index "* ]]; then
   dir="$work/index"
-  start_sim "$dir" --synthetic "$INDEX_BLOCKS" --synthetic-size 64 --synthetic-clusters 2
+  launch_sim "$dir" --keepstores 3 --synthetic "$INDEX_BLOCKS" --synthetic-size 64 --synthetic-clusters 2
+  warm_sim "$dir"
   lines=$((INDEX_BLOCKS * 6))
   measure "copy -dry-run, $((INDEX_BLOCKS * 3)) blocks a side" 0 "$lines" \
     $km -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 1 -dry-run -progress log
@@ -88,7 +69,8 @@ fi
 
 if [[ " $PARTS " == *" reread "* ]]; then
   dir="$work/reread"
-  start_sim "$dir" --synthetic "$(( (BLOCKS + 2) / 3 ))" --synthetic-size "$SIZE"
+  launch_sim "$dir" --keepstores 3 --synthetic "$(( (BLOCKS + 2) / 3 ))" --synthetic-size "$SIZE"
+  warm_sim "$dir"
   blocks=$(( (BLOCKS + 2) / 3 * 3 ))
   measure "copy, $blocks × $SIZE B, 2 replicas" $((blocks * SIZE)) 0 \
     $km -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 2 -progress log

@@ -11,19 +11,16 @@ BLOCKS=${BLOCKS:-1100}          # per source keepstore
 SIZE=${SIZE:-1048576}
 OUT=${OUT:-docs/dashboard.svg}
 work=$(mktemp -d)
-sim_pid=""
-cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$work"; }
+sim_on=() # keepsim not pinned
+# launch_sim, warm_sim, stop_sim
+source tools/lib.sh
+cleanup() { stop_sim; rm -rf "$work"; }
 trap cleanup EXIT
 
 cargo build --release -p keepmover -p keepsim --example dashboard_svg >&2
-./target/release/keepsim --dir "$work/sim" --keepstores 3 --synthetic "$BLOCKS" --synthetic-size "$SIZE" >"$work/sim.log" 2>&1 &
-sim_pid=$!
-for _ in $(seq 100); do grep -q ready "$work/sim.log" 2>/dev/null && break; sleep 0.1; done
-# The synthetic source hashes its blocks on the first index request: pay that before the run.
-token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clusters'][0]['system_root_token'])" "$work/sim/cluster.json")
-for url in $(python3 -c "import json,sys;[print(k['url']) for k in json.load(open(sys.argv[1]))['clusters'][0]['keepstores']]" "$work/sim/cluster.json"); do
-  curl -s -H "Authorization: Bearer $token" "$url/index" >/dev/null
-done
+launch_sim "$work/sim" --keepstores 3 --synthetic "$BLOCKS" --synthetic-size "$SIZE"
+# The first index listing's one-time costs are paid before the run.
+warm_sim "$work/sim"
 
 export XDG_RUNTIME_DIR="$work/run"
 mkdir -p "$XDG_RUNTIME_DIR"
