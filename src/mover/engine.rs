@@ -1501,6 +1501,7 @@ async fn steer_window(
         let adaptive = controller.tick(window::Sample {
             heads,
             head_latency,
+            puts: gates.take_puts(),
             peak_busy: window.take_peak(),
         });
         let mut limit = adaptive.min(control.concurrency(ceiling));

@@ -13,6 +13,8 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use super::window::PutTimes;
+
 #[derive(Debug)]
 struct Gate {
     limit: f64,
@@ -29,6 +31,8 @@ pub struct Gates {
     /// GET response heads since the worker's window controller last looked: how many, and
     /// their latencies added up (its signal of queueing at the servers; see `window`).
     heads: Cell<(u32, Duration)>,
+    /// Successful PUTs since then, by size class (its signal of a destination that queues).
+    puts: RefCell<PutTimes>,
 }
 
 /// Which server: source or destination, and its index in that cluster.
@@ -73,6 +77,7 @@ impl Gates {
             src_count: src_servers,
             cap,
             heads: Cell::new((0, Duration::ZERO)),
+            puts: RefCell::new(PutTimes::default()),
         })
     }
 
@@ -86,6 +91,16 @@ impl Gates {
     /// The heads recorded since the last call: (count, latencies added up).
     pub fn take_heads(&self) -> (u32, Duration) {
         self.heads.replace((0, Duration::ZERO))
+    }
+
+    /// A PUT of `size` bytes succeeded `latency` after it asked for its server's gate.
+    pub fn record_put(&self, size: u64, latency: Duration) {
+        self.puts.borrow_mut().record(size, latency);
+    }
+
+    /// The PUTs recorded since the last call.
+    pub fn take_puts(&self) -> PutTimes {
+        self.puts.take()
     }
 
     fn index(&self, key: Key) -> usize {

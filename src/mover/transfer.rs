@@ -185,11 +185,21 @@ pub fn source_order(src: &Cluster, block: &SourceBlock, rendezvous: &[usize]) ->
 }
 
 impl<K: Keepstores> Ctx<'_, K> {
-    fn observe(&self, op: Op, cluster: &Cluster, server: usize, began: std::time::Instant) {
+    /// Records the latency of a request that began at `began`; returns when it ended.
+    fn observe(
+        &self,
+        op: Op,
+        cluster: &Cluster,
+        server: usize,
+        began: std::time::Instant,
+    ) -> std::time::Instant {
+        let ended = std::time::Instant::now();
         if let Some(service) = cluster.services.get(server) {
+            let latency = ended.saturating_duration_since(began);
             self.counters
-                .observe(op, &service.uuid, began.elapsed().as_secs_f64());
+                .observe(op, &service.uuid, latency.as_secs_f64());
         }
+        ended
     }
 
     fn note_error(&self, cluster: &Cluster, key: Key, server: usize, cause: &Cause) {
@@ -440,14 +450,21 @@ impl<K: Keepstores> Ctx<'_, K> {
         let mut rounds = Rounds::new(self.retry, write_order.to_vec());
         let upload = |server: usize, wants: PutWants, body: Bytes| async move {
             let key = Key::Dst(server);
-            self.throttle(&self.control.bw_out, body.len() as u64).await;
+            let size = body.len() as u64;
+            self.throttle(&self.control.bw_out, size).await;
+            // From the gate on, as for GETs: waiting there is queueing too.
+            let asked = std::time::Instant::now();
             let _permit = self.gates.enter(key).await;
             let began = std::time::Instant::now();
             let result = self
                 .keepstores
                 .put_block(dst, server, short, body, &wants)
                 .await;
-            self.observe(Op::Put, dst, server, began);
+            let ended = self.observe(Op::Put, dst, server, began);
+            if result.is_ok() {
+                self.gates
+                    .record_put(size, ended.saturating_duration_since(asked));
+            }
             (server, result)
         };
         // Empty again at the end of every round; made once, when first needed (it allocates).

@@ -13,7 +13,14 @@
 //!   so the window grows (by a quarter per tick); once it climbs well above the base, the
 //!   extra blocks only queue, so the window shrinks (by an eighth);
 //! * it only grows while it is used: memory (64 MiB blocks fill a 1 GiB budget at 16), the
-//!   per-server gates or an empty queue may bind first, and then there is nothing to learn.
+//!   per-server gates or an empty queue may bind first, and then there is nothing to learn;
+//! * and it only grows while the destination keeps up: a GET's head says nothing of a
+//!   destination whose PUTs queue (a keepstore busy checking MD5s or writing to slow disks),
+//!   and there more blocks in flight only wait for their PUTs, each holding its buffer. So
+//!   the time from a PUT's gate to its response head is a second signal, which can stop
+//!   growth but never shrinks the window. A PUT's time includes its body's transfer, so it is
+//!   judged against the base of its own size class (powers of two): a tick with more large
+//!   blocks than the last is not queueing.
 //!
 //! `-concurrency` is the ceiling, `ctl concurrency` lowers it live, and a bandwidth limit
 //! caps the window so that each transfer keeps at least twice the HTTP client's minimum
@@ -49,6 +56,9 @@ const GROW_BELOW: f64 = 1.5;
 
 /// Shrink once it is over this multiple.
 const SHRINK_ABOVE: f64 = 2.5;
+
+/// PUT size classes: `ilog2(size)`, the last one holding 64 MiB blocks (Keep's largest).
+const SIZE_CLASSES: usize = 27;
 
 /// A worker's block slots: a semaphore whose size the controller moves.
 #[derive(Debug)]
@@ -178,8 +188,46 @@ pub struct Sample {
     pub heads: u32,
     /// Their latencies added up.
     pub head_latency: Duration,
+    /// Successful PUTs that ended, with their latencies.
+    pub puts: PutTimes,
     /// Most blocks worked on at once.
     pub peak_busy: usize,
+}
+
+/// Successful PUTs in one tick by size class: how many, and their latencies (from asking
+/// for the server's gate to the response head) added up.
+#[derive(Clone, Copy, Debug)]
+pub struct PutTimes {
+    classes: [(u32, Duration); SIZE_CLASSES],
+}
+
+impl Default for PutTimes {
+    fn default() -> Self {
+        PutTimes {
+            classes: [(0, Duration::ZERO); SIZE_CLASSES],
+        }
+    }
+}
+
+impl PutTimes {
+    pub fn record(&mut self, size: u64, latency: Duration) {
+        let class = (size.max(1).ilog2() as usize).min(SIZE_CLASSES - 1);
+        let (count, total) = &mut self.classes[class];
+        *count = count.saturating_add(1);
+        *total = total.saturating_add(latency);
+    }
+
+    fn count(&self) -> u32 {
+        self.classes.iter().map(|&(count, _)| count).sum()
+    }
+}
+
+/// The lowest tick mean of one PUT size class, and how many of the class's ticks ago it was
+/// seen (past [`BASE_TICKS`] the current mean replaces it, as the GET base forgets).
+#[derive(Clone, Copy, Debug)]
+struct PutBase {
+    seconds: f64,
+    age: usize,
 }
 
 /// The adaptive rule (see the module comment).
@@ -189,6 +237,8 @@ pub struct Controller {
     ceiling: usize,
     /// Mean head latency of recent ticks, in seconds (oldest first).
     recent: VecDeque<f64>,
+    /// Each PUT size class's base.
+    put_bases: [Option<PutBase>; SIZE_CLASSES],
 }
 
 impl Controller {
@@ -199,6 +249,7 @@ impl Controller {
             limit: FLOOR.min(ceiling),
             ceiling,
             recent: VecDeque::with_capacity(BASE_TICKS),
+            put_bases: [None; SIZE_CLASSES],
         }
     }
 
@@ -208,6 +259,7 @@ impl Controller {
 
     /// One tick: returns the new window.
     pub fn tick(&mut self, sample: Sample) -> usize {
+        let puts_queue = self.put_queueing(&sample.puts);
         if sample.heads < MIN_HEADS {
             return self.limit;
         }
@@ -220,11 +272,43 @@ impl Controller {
         let floor = FLOOR.min(self.ceiling);
         if mean > base * SHRINK_ABOVE {
             self.limit = (self.limit - (self.limit / 8).max(1)).max(floor);
-        } else if mean < base * GROW_BELOW && sample.peak_busy * 4 >= self.limit * 3 {
+        } else if mean < base * GROW_BELOW && !puts_queue && sample.peak_busy * 4 >= self.limit * 3
+        {
             // Used (at least three quarters of it) and not queueing: more may help.
             self.limit = (self.limit + (self.limit / 4).max(4)).min(self.ceiling);
         }
         self.limit
+    }
+
+    /// Updates each PUT size class's base with this tick's mean, and tells whether the PUTs
+    /// queue: their time over their class's base, averaged over the tick's PUTs, is at
+    /// [`GROW_BELOW`] or more. Too few PUTs (or none: a source-only job) say nothing.
+    fn put_queueing(&mut self, puts: &PutTimes) -> bool {
+        let mut weighted = 0.0;
+        for (&(count, total), base) in puts.classes.iter().zip(self.put_bases.iter_mut()) {
+            if count == 0 {
+                continue;
+            }
+            let mean = total.as_secs_f64() / f64::from(count);
+            let kept = match *base {
+                Some(PutBase { seconds, age }) if seconds <= mean && age < BASE_TICKS => PutBase {
+                    seconds,
+                    age: age + 1,
+                },
+                _ => PutBase {
+                    seconds: mean,
+                    age: 0,
+                },
+            };
+            *base = Some(kept);
+            if kept.seconds > 0.0 {
+                weighted += f64::from(count) * mean / kept.seconds;
+            } else {
+                weighted += f64::from(count);
+            }
+        }
+        let count = puts.count();
+        count >= MIN_HEADS && weighted / f64::from(count) >= GROW_BELOW
     }
 }
 
@@ -247,7 +331,99 @@ mod tests {
             heads,
             head_latency: Duration::from_secs_f64(mean_ms / 1000.0 * f64::from(heads)),
             peak_busy,
+            ..Sample::default()
         }
+    }
+
+    /// `sample` with PUTs too: `(count, size, mean_ms)` each.
+    fn with_puts(sample: Sample, puts: &[(u32, u64, f64)]) -> Sample {
+        let mut times = PutTimes::default();
+        for &(count, size, mean_ms) in puts {
+            for _ in 0..count {
+                times.record(size, Duration::from_secs_f64(mean_ms / 1000.0));
+            }
+        }
+        Sample {
+            puts: times,
+            ..sample
+        }
+    }
+
+    #[test]
+    fn stops_growing_while_puts_queue_though_gets_do_not() {
+        let mut c = Controller::new(512);
+        // The destination keeps up at first: PUTs at their 8 ms base.
+        for _ in 0..3 {
+            let used = c.limit();
+            c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 8.0)]));
+        }
+        let grown = c.limit();
+        assert!(grown > FLOOR, "grows while both sides keep up: {grown}");
+        // Now PUTs take twice their base (they queue at the destination); GETs do not.
+        for _ in 0..30 {
+            let used = c.limit();
+            c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 16.0)]));
+        }
+        assert_eq!(c.limit(), grown, "holds: neither grows nor shrinks");
+        // The queue drains: growth resumes.
+        let used = c.limit();
+        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 9.0)]));
+        assert!(c.limit() > grown);
+    }
+
+    #[test]
+    fn puts_are_judged_against_their_own_size_class() {
+        let mut c = Controller::new(512);
+        // Small PUTs at 6 ms, 64 MiB ones at 300 ms: each at its own base.
+        let used = c.limit();
+        c.tick(with_puts(
+            sample(100, 5.0, used),
+            &[(50, 4096, 6.0), (10, 64 << 20, 300.0)],
+        ));
+        // Ticks of mostly large blocks: a higher mean over all, but no class is slower.
+        for _ in 0..20 {
+            let used = c.limit();
+            c.tick(with_puts(
+                sample(100, 5.0, used),
+                &[(5, 4096, 6.0), (40, 64 << 20, 300.0)],
+            ));
+        }
+        assert_eq!(c.limit(), 512, "grew all the way");
+    }
+
+    #[test]
+    fn a_put_base_is_forgotten_after_half_a_minute() {
+        let mut c = Controller::new(4096);
+        let used = c.limit();
+        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 8.0)]));
+        // The destination got slower for good: PUTs at 20 ms.
+        for _ in 0..BASE_TICKS {
+            let used = c.limit();
+            c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 20.0)]));
+        }
+        let held = c.limit();
+        let used = c.limit();
+        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 20.0)]));
+        c.tick(with_puts(
+            sample(100, 5.0, c.limit()),
+            &[(100, 1 << 20, 20.0)],
+        ));
+        assert!(
+            c.limit() > held,
+            "20 ms is the new base: {held} -> {}",
+            c.limit()
+        );
+    }
+
+    #[test]
+    fn too_few_puts_say_nothing() {
+        let mut c = Controller::new(512);
+        let used = c.limit();
+        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 8.0)]));
+        let before = c.limit();
+        let used = c.limit();
+        c.tick(with_puts(sample(100, 5.0, used), &[(3, 1 << 20, 80.0)]));
+        assert!(c.limit() > before);
     }
 
     #[test]
