@@ -5,7 +5,8 @@
 # replica of each source block, a digest-only destination; --bench-serving unless
 # SERVING=default; LATENCY_MS as there), with keepmover on core 1 and keepsim on core 0, and
 # prints keepmover's user and system CPU seconds, wall time, peak RSS and minor faults (and
-# keepsim's CPU seconds during the copy: a change may move work to the other side), then
+# keepsim's CPU seconds during the copy: a change may move work to the other side; and the
+# blocks/s of keepmover's summary line), then
 # the medians of CPU-s per GiB (or µs per block) for A and B and their ratio.
 #
 #   tools/ab.sh /tmp/keepmover-old ./target/release/keepmover 1MiBx3072 5
@@ -41,8 +42,8 @@ case $size in
 esac
 
 ticks_per_s=$(getconf CLK_TCK)
-run() { # BINARY -> "cpu_seconds user sys wall maxrss_kib minflt keepsim_cpu_seconds"
-  local dir sim_before sim_after
+run() { # BINARY -> "cpu_seconds user sys wall maxrss_kib minflt keepsim_cpu_seconds blocks_per_s"
+  local dir sim_before sim_after rate
   dir=$(start_sim "$blocks")
   sim_before=$(sim_ticks)
   # shellcheck disable=SC2086 # EXTRA is a list of flags
@@ -51,11 +52,13 @@ run() { # BINARY -> "cpu_seconds user sys wall maxrss_kib minflt keepsim_cpu_sec
     >"$work/km.log" 2>&1 || { tail -5 "$work/km.log" >&2; exit 1; }
   sim_after=$(sim_ticks)
   stop_sim
-  awk -v sim=$((sim_after - sim_before)) -v hz="$ticks_per_s" \
-    '{printf "%.2f %s %s %s %s %s %.2f\n", $1 + $2, $1, $2, $3, $4, $5, sim / hz}' "$work/time"
+  # keepmover's own figure, from its summary line ("..., 612 blocks/s (io: uring)").
+  rate=$(grep -o '[0-9]* blocks/s' "$work/km.log" | tail -1 | cut -d' ' -f1)
+  awk -v sim=$((sim_after - sim_before)) -v hz="$ticks_per_s" -v rate="${rate:-?}" \
+    '{printf "%.2f %s %s %s %s %s %.2f %s\n", $1 + $2, $1, $2, $3, $4, $5, sim / hz, rate}' "$work/time"
 }
 
-echo "build | CPU s | user | sys | wall s | peak RSS KiB | minor faults | keepsim CPU s"
+echo "build | CPU s | user | sys | wall s | peak RSS KiB | minor faults | keepsim CPU s | blocks/s"
 : >"$work/a" && : >"$work/b" && : >"$work/a.sim" && : >"$work/b.sim"
 for _ in $(seq "$rounds"); do
   for side in a b; do
@@ -63,7 +66,7 @@ for _ in $(seq "$rounds"); do
     line=$(run "$bin")
     echo "$side | ${line// / | }"
     echo "${line%% *}" >>"$work/$side"
-    echo "${line##* }" >>"$work/$side.sim"
+    echo "$line" | cut -d' ' -f7 >>"$work/$side.sim"
   done
 done
 median() { sort -n "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
