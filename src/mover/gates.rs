@@ -4,7 +4,9 @@
 //! a 503, 429 or 408 halves that server's allowance, and each success grows it back by about
 //! one per allowance's worth of successes (additive increase, multiplicative decrease).
 //!
-//! One `Gates` per worker thread (single-threaded: `RefCell` and wakers, no locks).
+//! One `Gates` per worker thread (single-threaded: `RefCell` and wakers, no locks). Every
+//! request passes through here, so the gates also gather what the worker's window
+//! controller steers by: GET head latencies and PUT times (see `window`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -81,7 +83,7 @@ impl Gates {
         })
     }
 
-    /// A GET's response head arrived `latency` after the request was sent.
+    /// A GET's response head arrived `latency` after it asked for its server's gate.
     pub fn record_head(&self, latency: Duration) {
         let (count, total) = self.heads.get();
         self.heads
@@ -96,6 +98,11 @@ impl Gates {
     /// A PUT of `size` bytes succeeded `latency` after it asked for its server's gate.
     pub fn record_put(&self, size: u64, latency: Duration) {
         self.puts.borrow_mut().record(size, latency);
+    }
+
+    /// A PUT failed on overload (503, 429, 408) or a timeout.
+    pub fn record_put_trouble(&self) {
+        self.puts.borrow_mut().record_trouble();
     }
 
     /// The PUTs recorded since the last call.

@@ -461,9 +461,14 @@ impl<K: Keepstores> Ctx<'_, K> {
                 .put_block(dst, server, short, body, &wants)
                 .await;
             let ended = self.observe(Op::Put, dst, server, began);
-            if result.is_ok() {
-                self.gates
-                    .record_put(size, ended.saturating_duration_since(asked));
+            match &result {
+                Ok(_) => self
+                    .gates
+                    .record_put(size, ended.saturating_duration_since(asked)),
+                Err(cause) if cause.is_overload() || cause.is_slow() => {
+                    self.gates.record_put_trouble()
+                }
+                Err(_) => {}
             }
             (server, result)
         };

@@ -5,10 +5,11 @@
 //! small blocks a second. So the number adapts (Little's law: blocks in flight = rate ×
 //! latency), in the manner of TCP Vegas:
 //!
-//! * the signal is the time from a GET being sent to its response head, which is the
-//!   source's latency plus whatever queueing keepmover's own requests cause there (and on
-//!   keepmover's event loop);
-//! * its floor (`base`) is the lowest tick mean of the last 30 seconds;
+//! * the signal is the time from a GET asking for its server's gate to its response head,
+//!   which is the source's latency plus whatever queueing keepmover's own requests cause
+//!   there (and at the gate, and on keepmover's event loop);
+//! * its floor (`base`) is the lowest tick mean since the window last went back to its
+//!   floor (below);
 //! * while the tick's mean stays near the base, more blocks in flight bring more throughput,
 //!   so the window grows (by a quarter per tick); once it climbs well above the base, the
 //!   extra blocks only queue, so the window shrinks (by an eighth);
@@ -19,8 +20,14 @@
 //!   and there more blocks in flight only wait for their PUTs, each holding its buffer. So
 //!   the time from a PUT's gate to its response head is a second signal, which can stop
 //!   growth but never shrinks the window. A PUT's time includes its body's transfer, so it is
-//!   judged against the base of its own size class (powers of two): a tick with more large
-//!   blocks than the last is not queueing.
+//!   judged against the base of its own size class (powers of two), and only in a tick with
+//!   enough PUTs of that class: a tick with more large blocks than the last is not queueing.
+//!   A PUT that failed on overload or a timeout stops growth for its tick;
+//! * every 30 seconds the window goes back to its floor, and once the blocks in flight have
+//!   drained to it, both bases are measured afresh (BBR's ProbeRTT). While the rule holds a
+//!   window whose blocks queue, every latency it sees is a queued one: a base that simply
+//!   forgot its old minimum would take one of those, and the window would creep up by half
+//!   again every time it forgot. The price is a short dip every 30 seconds.
 //!
 //! `-concurrency` is the ceiling, `ctl concurrency` lowers it live, and a bandwidth limit
 //! caps the window so that each transfer keeps at least twice the HTTP client's minimum
@@ -43,15 +50,19 @@ pub const FLOOR: usize = 32;
 /// How often the controller looks.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// Ticks of history for the base latency (30 s): long enough that the queueing keepmover
-/// itself causes does not become the new base, short enough to follow a network that really
-/// got slower.
-const BASE_TICKS: usize = 300;
+/// Ticks between two re-measurements of the bases (30 s): often enough to follow a network
+/// that really got slower (or faster), rarely enough that the dip costs little.
+const REMEASURE_TICKS: u32 = 300;
 
-/// Heads needed in a tick for its mean to mean something.
+/// Longest wait, in ticks, for the blocks in flight to drain to the floor before the bases
+/// are measured anyway (a block stuck on a stalled server must not hold the window down).
+const DRAIN_TICKS: u32 = 20;
+
+/// Heads (or PUTs of one size class) needed in a tick for their mean to mean something.
 const MIN_HEADS: u32 = 8;
 
-/// Grow while the mean head latency is under this multiple of the base.
+/// Grow while the mean head latency (and each judged PUT class's) is under this multiple of
+/// its base.
 const GROW_BELOW: f64 = 1.5;
 
 /// Shrink once it is over this multiple.
@@ -188,28 +199,32 @@ pub struct Sample {
     pub heads: u32,
     /// Their latencies added up.
     pub head_latency: Duration,
-    /// Successful PUTs that ended, with their latencies.
+    /// PUTs that ended, with their latencies.
     pub puts: PutTimes,
     /// Most blocks worked on at once.
     pub peak_busy: usize,
 }
 
-/// Successful PUTs in one tick by size class: how many, and their latencies (from asking
-/// for the server's gate to the response head) added up.
+/// The PUTs of one tick: the successful ones by size class (how many, and their latencies
+/// from asking for the server's gate to the response head, added up), and how many failed
+/// on overload or a timeout.
 #[derive(Clone, Copy, Debug)]
 pub struct PutTimes {
     classes: [(u32, Duration); SIZE_CLASSES],
+    troubled: u32,
 }
 
 impl Default for PutTimes {
     fn default() -> Self {
         PutTimes {
             classes: [(0, Duration::ZERO); SIZE_CLASSES],
+            troubled: 0,
         }
     }
 }
 
 impl PutTimes {
+    /// A PUT of `size` bytes succeeded after `latency`.
     pub fn record(&mut self, size: u64, latency: Duration) {
         let class = (size.max(1).ilog2() as usize).min(SIZE_CLASSES - 1);
         let (count, total) = &mut self.classes[class];
@@ -217,17 +232,10 @@ impl PutTimes {
         *total = total.saturating_add(latency);
     }
 
-    fn count(&self) -> u32 {
-        self.classes.iter().map(|&(count, _)| count).sum()
+    /// A PUT failed on overload (503, 429, 408) or a timeout.
+    pub fn record_trouble(&mut self) {
+        self.troubled = self.troubled.saturating_add(1);
     }
-}
-
-/// The lowest tick mean of one PUT size class, and how many of the class's ticks ago it was
-/// seen (past [`BASE_TICKS`] the current mean replaces it, as the GET base forgets).
-#[derive(Clone, Copy, Debug)]
-struct PutBase {
-    seconds: f64,
-    age: usize,
 }
 
 /// The adaptive rule (see the module comment).
@@ -235,10 +243,14 @@ struct PutBase {
 pub struct Controller {
     limit: usize,
     ceiling: usize,
-    /// Mean head latency of recent ticks, in seconds (oldest first).
-    recent: VecDeque<f64>,
-    /// Each PUT size class's base.
-    put_bases: [Option<PutBase>; SIZE_CLASSES],
+    /// The lowest tick mean of head latency since the last re-measurement, in seconds.
+    head_base: f64,
+    /// The same for each PUT size class (infinite: not seen yet).
+    put_bases: [f64; SIZE_CLASSES],
+    /// Ticks since the last re-measurement.
+    since_remeasure: u32,
+    /// Ticks spent waiting for the blocks in flight to drain to the floor, while re-measuring.
+    draining: Option<u32>,
 }
 
 impl Controller {
@@ -248,8 +260,10 @@ impl Controller {
         Controller {
             limit: FLOOR.min(ceiling),
             ceiling,
-            recent: VecDeque::with_capacity(BASE_TICKS),
-            put_bases: [None; SIZE_CLASSES],
+            head_base: f64::INFINITY,
+            put_bases: [f64::INFINITY; SIZE_CLASSES],
+            since_remeasure: 0,
+            draining: None,
         }
     }
 
@@ -259,17 +273,31 @@ impl Controller {
 
     /// One tick: returns the new window.
     pub fn tick(&mut self, sample: Sample) -> usize {
+        let floor = FLOOR.min(self.ceiling);
+        self.since_remeasure += 1;
+        if self.since_remeasure >= REMEASURE_TICKS {
+            // Back to the floor; the bases are forgotten once the blocks in flight drained.
+            self.since_remeasure = 0;
+            self.limit = self.limit.min(floor);
+            self.draining = Some(0);
+            return self.limit;
+        }
+        if let Some(waited) = self.draining {
+            if sample.peak_busy > self.limit && waited < DRAIN_TICKS {
+                self.draining = Some(waited + 1);
+                return self.limit;
+            }
+            self.draining = None;
+            self.head_base = f64::INFINITY;
+            self.put_bases = [f64::INFINITY; SIZE_CLASSES];
+        }
         let puts_queue = self.put_queueing(&sample.puts);
         if sample.heads < MIN_HEADS {
             return self.limit;
         }
         let mean = sample.head_latency.as_secs_f64() / f64::from(sample.heads);
-        if self.recent.len() == BASE_TICKS {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(mean);
-        let base = self.recent.iter().copied().fold(f64::INFINITY, f64::min);
-        let floor = FLOOR.min(self.ceiling);
+        self.head_base = self.head_base.min(mean);
+        let base = self.head_base;
         if mean > base * SHRINK_ABOVE {
             self.limit = (self.limit - (self.limit / 8).max(1)).max(floor);
         } else if mean < base * GROW_BELOW && !puts_queue && sample.peak_busy * 4 >= self.limit * 3
@@ -280,35 +308,24 @@ impl Controller {
         self.limit
     }
 
-    /// Updates each PUT size class's base with this tick's mean, and tells whether the PUTs
-    /// queue: their time over their class's base, averaged over the tick's PUTs, is at
-    /// [`GROW_BELOW`] or more. Too few PUTs (or none: a source-only job) say nothing.
+    /// Updates the base of each PUT size class with enough PUTs in this tick
+    /// ([`MIN_HEADS`]), and tells whether the PUTs queue: their time over their class's base,
+    /// averaged over the judged PUTs, is at [`GROW_BELOW`] or more, or a PUT failed on
+    /// overload or a timeout. No judged class (a source-only job, large blocks a few a tick)
+    /// says nothing.
     fn put_queueing(&mut self, puts: &PutTimes) -> bool {
+        let mut judged = 0u32;
         let mut weighted = 0.0;
         for (&(count, total), base) in puts.classes.iter().zip(self.put_bases.iter_mut()) {
-            if count == 0 {
+            if count < MIN_HEADS {
                 continue;
             }
             let mean = total.as_secs_f64() / f64::from(count);
-            let kept = match *base {
-                Some(PutBase { seconds, age }) if seconds <= mean && age < BASE_TICKS => PutBase {
-                    seconds,
-                    age: age + 1,
-                },
-                _ => PutBase {
-                    seconds: mean,
-                    age: 0,
-                },
-            };
-            *base = Some(kept);
-            if kept.seconds > 0.0 {
-                weighted += f64::from(count) * mean / kept.seconds;
-            } else {
-                weighted += f64::from(count);
-            }
+            *base = base.min(mean);
+            judged += count;
+            weighted += f64::from(count) * if *base > 0.0 { mean / *base } else { 1.0 };
         }
-        let count = puts.count();
-        count >= MIN_HEADS && weighted / f64::from(count) >= GROW_BELOW
+        puts.troubled > 0 || (judged > 0 && weighted / f64::from(judged) >= GROW_BELOW)
     }
 }
 
@@ -392,27 +409,96 @@ mod tests {
     }
 
     #[test]
-    fn a_put_base_is_forgotten_after_half_a_minute() {
+    fn every_half_minute_the_window_drains_to_the_floor_and_the_bases_are_measured_again() {
         let mut c = Controller::new(4096);
         let used = c.limit();
         c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 8.0)]));
-        // The destination got slower for good: PUTs at 20 ms.
-        for _ in 0..BASE_TICKS {
+        let grown = c.limit();
+        assert!(grown > FLOOR);
+        // The destination got slower for good: PUTs at 20 ms, and the window holds.
+        let mut ticks = 1;
+        while c.since_remeasure != 0 {
             let used = c.limit();
             c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 20.0)]));
+            assert!(
+                c.limit() == grown || c.since_remeasure == 0,
+                "held at {grown}"
+            );
+            ticks += 1;
         }
-        let held = c.limit();
+        assert_eq!(ticks, REMEASURE_TICKS);
+        assert_eq!(c.limit(), FLOOR, "back to the floor");
+        // Blocks still in flight above the floor: nothing is learnt until they drain.
+        c.tick(with_puts(sample(100, 50.0, grown), &[(100, 1 << 20, 90.0)]));
+        assert_eq!(c.limit(), FLOOR);
+        // Drained: 20 ms is the new base, and the window grows again.
+        c.tick(with_puts(sample(100, 5.0, FLOOR), &[(100, 1 << 20, 20.0)]));
+        assert!(c.limit() > FLOOR);
         let used = c.limit();
-        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 20.0)]));
-        c.tick(with_puts(
-            sample(100, 5.0, c.limit()),
-            &[(100, 1 << 20, 20.0)],
-        ));
-        assert!(
-            c.limit() > held,
-            "20 ms is the new base: {held} -> {}",
-            c.limit()
-        );
+        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 21.0)]));
+        assert!(c.limit() > used, "21 ms is not queueing over a 20 ms base");
+    }
+
+    #[test]
+    fn a_drain_that_does_not_end_is_given_up() {
+        let mut c = Controller::new(512);
+        for _ in 0..REMEASURE_TICKS {
+            c.tick(sample(100, 5.0, c.limit()));
+        }
+        assert_eq!(c.limit(), FLOOR);
+        // A block stuck on a stalled server keeps the window over-full.
+        for _ in 0..DRAIN_TICKS {
+            c.tick(sample(100, 5.0, FLOOR + 1));
+        }
+        assert_eq!(c.limit(), FLOOR);
+        c.tick(sample(100, 5.0, FLOOR + 1));
+        assert!(c.limit() > FLOOR, "measured anyway, and grows");
+    }
+
+    /// A server that is the bottleneck: every block it holds waits its turn, so its latency
+    /// is the window over its rate (Little's law), however long the rule holds.
+    fn run_against_a_bottleneck(c: &mut Controller, put_bound: bool, ticks: usize) -> usize {
+        let per_ms = 0.5; // blocks the bottleneck serves per millisecond
+        let mut highest = 0;
+        for _ in 0..ticks {
+            let limit = c.limit();
+            let queued_ms = limit as f64 / per_ms;
+            let next = if put_bound {
+                c.tick(with_puts(
+                    sample(100, 5.0, limit),
+                    &[(100, 1 << 20, queued_ms)],
+                ))
+            } else {
+                c.tick(sample(100, queued_ms, limit))
+            };
+            highest = highest.max(next);
+        }
+        highest
+    }
+
+    #[test]
+    fn a_window_held_by_queueing_puts_does_not_creep_up() {
+        let mut c = Controller::new(4096);
+        // Ten minutes. Before re-measuring, the base aged out to a queued latency every
+        // 30 s and the window grew by half again each time, to the ceiling.
+        let highest = run_against_a_bottleneck(&mut c, true, 6000);
+        assert!(highest <= 64, "crept up to {highest}");
+    }
+
+    #[test]
+    fn a_window_held_by_queueing_gets_does_not_creep_up() {
+        let mut c = Controller::new(4096);
+        let highest = run_against_a_bottleneck(&mut c, false, 6000);
+        assert!(highest <= 64, "crept up to {highest}");
+    }
+
+    #[test]
+    fn a_put_that_fails_on_overload_stops_growth_for_its_tick() {
+        let mut c = Controller::new(512);
+        let mut troubled = sample(100, 5.0, FLOOR);
+        troubled.puts.record_trouble();
+        assert_eq!(c.tick(troubled), FLOOR);
+        assert!(c.tick(sample(100, 5.0, FLOOR)) > FLOOR);
     }
 
     #[test]
