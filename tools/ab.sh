@@ -14,14 +14,14 @@
 #   EXTRA="-concurrency 1" tools/ab.sh A B 64MiBx8 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 3 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
 bin_a=$1 bin_b=$2 blocks=$3 rounds=${4:-3}
 SERVING=${SERVING:-bench}
 LATENCY_MS=${LATENCY_MS:-0}
 EXTRA=${EXTRA:-}
 work=$(mktemp -d)
 cleanup() {
-  [ -f "$work/sim.pid" ] && kill "$(cat "$work/sim.pid")" 2>/dev/null || true
+  stop_sim
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -44,7 +44,7 @@ esac
 ticks_per_s=$(getconf CLK_TCK)
 run() { # BINARY -> "cpu_seconds user sys wall maxrss_kib minflt keepsim_cpu_seconds blocks_per_s"
   local dir sim_before sim_after rate
-  dir=$(start_sim "$blocks")
+  dir=$(start_sim "$blocks") || exit 1
   sim_before=$(sim_ticks)
   # shellcheck disable=SC2086 # EXTRA is a list of flags
   /usr/bin/time -f "%U %S %e %M %R" -o "$work/time" "${copier_on[@]}" "$1" \
@@ -53,7 +53,7 @@ run() { # BINARY -> "cpu_seconds user sys wall maxrss_kib minflt keepsim_cpu_sec
   sim_after=$(sim_ticks)
   stop_sim
   # keepmover's own figure, from its summary line ("..., 612 blocks/s (io: uring)").
-  rate=$(grep -o '[0-9]* blocks/s' "$work/km.log" | tail -1 | cut -d' ' -f1)
+  rate=$(sed -n 's/.*, \([0-9][0-9]*\) blocks\/s (io:.*/\1/p' "$work/km.log" | tail -1)
   awk -v sim=$((sim_after - sim_before)) -v hz="$ticks_per_s" -v rate="${rate:-?}" \
     '{printf "%.2f %s %s %s %s %s %.2f %s\n", $1 + $2, $1, $2, $3, $4, $5, sim / hz, rate}' "$work/time"
 }

@@ -50,7 +50,7 @@ KEEPMOVER_BIN=${KEEPMOVER_BIN:-./target/release/keepmover}
 work=$(mktemp -d)
 # keepsim's pid, kept in a file: start_sim runs in a command substitution (a subshell).
 cleanup() {
-  [ -f "$work/sim.pid" ] && kill "$(cat "$work/sim.pid")" 2>/dev/null || true
+  stop_sim # from tools/lib.sh, sourced below
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -98,7 +98,7 @@ for workload in "64MiB 67108864 $((48 * SCALE))" "1MiB 1048576 $((3072 * SCALE))
     if [ "$copier" = python-sdk ] && [ "$TLS" = 1 ]; then continue; fi
     n=$count
     if [ "$copier" = python-sdk ] && [ "$size" -le 4096 ] && [ "$n" -gt "$PY_MAX_SMALL" ]; then n=$PY_MAX_SMALL; fi
-    dir=$(start_sim "${size}x${n}")
+    dir=$(start_sim "${size}x${n}") || exit 1
     timing="$work/time"
     json="$work/summary.json"
     rm -f "$json"

@@ -30,11 +30,11 @@ launch_sim() { # DIR KEEPSIM_ARGS...
   pid=$!
   echo "$pid" >"$work/sim.pid"
   for _ in $(seq 600); do
-    grep -q ready "$dir.log" 2>/dev/null && return 0
+    grep -q 'keepsim: ready' "$dir.log" 2>/dev/null && return 0
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  grep -q ready "$dir.log" 2>/dev/null && return 0
+  grep -q 'keepsim: ready' "$dir.log" 2>/dev/null && return 0
   echo "keepsim did not start:" >&2
   cat "$dir.log" >&2
   stop_sim
@@ -58,17 +58,22 @@ start_sim() { # BLOCKSPEC
   local dir="$work/sim-$RANDOM"
   launch_sim "$dir" --keepstores 3 --digest-only "${serving_flag[@]}" \
     --source-sizes "$1" --source-replicas 1
-  if [ "$LATENCY_MS" != 0 ]; then
-    python3 - "$dir/cluster.json" "$LATENCY_MS" <<'EOF'
-import json, sys, urllib.request
+  if [ "$LATENCY_MS" != 0 ] && ! python3 - "$dir/cluster.json" "$LATENCY_MS" <<'EOF'
+import json, ssl, sys, urllib.request
+# keepsim --tls serves a self-signed certificate.
+insecure = ssl._create_unverified_context()
 doc = json.load(open(sys.argv[1]))
 for cluster in doc["clusters"]:
     for ks in cluster["keepstores"]:
         req = urllib.request.Request(ks["url"] + "/_keepsim/faults", method="PUT",
             data=json.dumps({"delay_ms": int(sys.argv[2])}).encode(),
             headers={"Authorization": "Bearer " + cluster["system_root_token"]})
-        urllib.request.urlopen(req).read()
+        urllib.request.urlopen(req, context=insecure).read()
 EOF
+  then
+    echo "could not set keepsim's latency" >&2
+    stop_sim
+    exit 1
   fi
   echo "$dir"
 }
