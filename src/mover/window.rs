@@ -18,8 +18,8 @@
 //! * and it only grows while the destination keeps up: a GET's head says nothing of a
 //!   destination whose PUTs queue (a keepstore busy checking MD5s or writing to slow disks),
 //!   and there more blocks in flight only wait for their PUTs, each holding its buffer. So
-//!   the time from a PUT's gate to its response head is a second signal, which can stop
-//!   growth but never shrinks the window. A PUT's time includes its body's transfer, so it is
+//!   the time from a PUT's gate to its answer (the signed locator) is a second signal, which
+//!   can stop growth but never shrinks the window. A PUT's time includes its body's transfer, so it is
 //!   judged against the base of its own size class (powers of two), and only in a tick with
 //!   enough PUTs of that class: a tick with more large blocks than the last is not queueing.
 //!   A PUT that failed on overload or a timeout stops growth for its tick;
@@ -206,7 +206,7 @@ pub struct Sample {
 }
 
 /// The PUTs of one tick: the successful ones by size class (how many, and their latencies
-/// from asking for the server's gate to the response head, added up), and how many failed
+/// from asking for the server's gate to the end of its answer, added up), and how many failed
 /// on overload or a timeout.
 #[derive(Clone, Copy, Debug)]
 pub struct PutTimes {
