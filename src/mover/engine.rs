@@ -1495,14 +1495,24 @@ async fn steer_window(
 ) {
     let mut controller = window::Controller::new(ceiling);
     let mut shown = 0u64;
+    // The wall clock's (not the monotonic clock's): every process re-measures at once.
+    let period_now = || {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        window::remeasure_period(since_epoch)
+    };
+    let mut period = period_now();
     loop {
         compio::time::sleep(window::TICK).await;
         let (heads, head_latency) = gates.take_heads();
+        let now = period_now();
         let adaptive = controller.tick(window::Sample {
             heads,
             head_latency,
             puts: gates.take_puts(),
             peak_busy: window.take_peak(),
+            remeasure: std::mem::replace(&mut period, now) != now,
         });
         let mut limit = adaptive.min(control.concurrency(ceiling));
         if let Some(cap) = window::bandwidth_cap(control.bw_in.rate(), min_rate, workers) {

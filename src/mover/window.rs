@@ -23,8 +23,11 @@
 //!   judged against the base of its own size class (powers of two), and only in a tick with
 //!   enough PUTs of that class: a tick with more large blocks than the last is not queueing.
 //!   A PUT that failed on overload or a timeout stops growth for its tick;
-//! * every 30 seconds the window goes back to its floor, and once the blocks in flight have
-//!   drained to it, both bases are measured afresh (BBR's ProbeRTT). While the rule holds a
+//! * every 30 seconds of the wall clock the window goes back to its floor, and once the
+//!   blocks in flight have drained to it, both bases are measured afresh (BBR's ProbeRTT).
+//!   Every worker, and every keepmover process sharing the servers (`-shard` across hosts,
+//!   whose clocks agree within milliseconds), backs off in the same moment: one that kept
+//!   its blocks in flight would keep the queue the others are measuring without. While the rule holds a
 //!   window whose blocks queue, every latency it sees is a queued one: a base that simply
 //!   forgot its old minimum would take one of those, and the window would creep up by half
 //!   again every time it forgot. The price is a short dip every 30 seconds.
@@ -50,9 +53,15 @@ pub const FLOOR: usize = 32;
 /// How often the controller looks.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// Ticks between two re-measurements of the bases (30 s): often enough to follow a network
-/// that really got slower (or faster), rarely enough that the dip costs little.
-const REMEASURE_TICKS: u32 = 300;
+/// Time between two re-measurements of the bases, on the wall clock: often enough to follow
+/// a network that really got slower (or faster), rarely enough that the dip costs little.
+pub const REMEASURE_EVERY: Duration = Duration::from_secs(30);
+
+/// Which re-measuring period a wall-clock time (since the Unix epoch) falls in: the
+/// controller re-measures when it changes.
+pub fn remeasure_period(since_unix_epoch: Duration) -> u64 {
+    since_unix_epoch.as_secs() / REMEASURE_EVERY.as_secs()
+}
 
 /// Longest wait, in ticks, for the blocks in flight to drain to the floor before the bases
 /// are measured anyway (a block stuck on a stalled server must not hold the window down).
@@ -203,6 +212,8 @@ pub struct Sample {
     pub puts: PutTimes,
     /// Most blocks worked on at once.
     pub peak_busy: usize,
+    /// A new [`remeasure_period`] began.
+    pub remeasure: bool,
 }
 
 /// The PUTs of one tick: the successful ones by size class (how many, and their latencies
@@ -247,8 +258,6 @@ pub struct Controller {
     head_base: f64,
     /// The same for each PUT size class (infinite: not seen yet).
     put_bases: [f64; SIZE_CLASSES],
-    /// Ticks since the last re-measurement.
-    since_remeasure: u32,
     /// Ticks spent waiting for the blocks in flight to drain to the floor, while re-measuring.
     draining: Option<u32>,
 }
@@ -262,7 +271,6 @@ impl Controller {
             ceiling,
             head_base: f64::INFINITY,
             put_bases: [f64::INFINITY; SIZE_CLASSES],
-            since_remeasure: 0,
             draining: None,
         }
     }
@@ -274,10 +282,8 @@ impl Controller {
     /// One tick: returns the new window.
     pub fn tick(&mut self, sample: Sample) -> usize {
         let floor = FLOOR.min(self.ceiling);
-        self.since_remeasure += 1;
-        if self.since_remeasure >= REMEASURE_TICKS {
+        if sample.remeasure {
             // Back to the floor; the bases are forgotten once the blocks in flight drained.
-            self.since_remeasure = 0;
             self.limit = self.limit.min(floor);
             self.draining = Some(0);
             return self.limit;
@@ -352,6 +358,30 @@ mod tests {
         }
     }
 
+    /// Ticks in a [`REMEASURE_EVERY`].
+    const TICKS_PER_REMEASURE: usize = 300;
+
+    fn remeasuring(sample: Sample) -> Sample {
+        Sample {
+            remeasure: true,
+            ..sample
+        }
+    }
+
+    #[test]
+    fn the_wall_clock_sets_the_remeasuring_periods() {
+        assert_eq!(
+            REMEASURE_EVERY.as_millis(),
+            TICK.as_millis() * TICKS_PER_REMEASURE as u128
+        );
+        assert_eq!(remeasure_period(Duration::from_secs(29)), 0);
+        assert_eq!(remeasure_period(Duration::from_secs(30)), 1);
+        assert_eq!(
+            remeasure_period(Duration::from_millis(1_764_600_059_999)),
+            58_820_001
+        );
+    }
+
     /// `sample` with PUTs too: `(count, size, mean_ms)` each.
     fn with_puts(sample: Sample, puts: &[(u32, u64, f64)]) -> Sample {
         let mut times = PutTimes::default();
@@ -416,17 +446,16 @@ mod tests {
         let grown = c.limit();
         assert!(grown > FLOOR);
         // The destination got slower for good: PUTs at 20 ms, and the window holds.
-        let mut ticks = 1;
-        while c.since_remeasure != 0 {
+        for _ in 1..TICKS_PER_REMEASURE {
             let used = c.limit();
             c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 20.0)]));
-            assert!(
-                c.limit() == grown || c.since_remeasure == 0,
-                "held at {grown}"
-            );
-            ticks += 1;
+            assert_eq!(c.limit(), grown, "held");
         }
-        assert_eq!(ticks, REMEASURE_TICKS);
+        let used = c.limit();
+        c.tick(remeasuring(with_puts(
+            sample(100, 5.0, used),
+            &[(100, 1 << 20, 20.0)],
+        )));
         assert_eq!(c.limit(), FLOOR, "back to the floor");
         // Blocks still in flight above the floor: nothing is learnt until they drain.
         c.tick(with_puts(sample(100, 50.0, grown), &[(100, 1 << 20, 90.0)]));
@@ -442,9 +471,11 @@ mod tests {
     #[test]
     fn a_drain_that_does_not_end_is_given_up() {
         let mut c = Controller::new(512);
-        for _ in 0..REMEASURE_TICKS {
+        for _ in 0..10 {
             c.tick(sample(100, 5.0, c.limit()));
         }
+        assert!(c.limit() > FLOOR);
+        c.tick(remeasuring(sample(100, 5.0, c.limit())));
         assert_eq!(c.limit(), FLOOR);
         // A block stuck on a stalled server keeps the window over-full.
         for _ in 0..DRAIN_TICKS {
@@ -460,17 +491,16 @@ mod tests {
     fn run_against_a_bottleneck(c: &mut Controller, put_bound: bool, ticks: usize) -> usize {
         let per_ms = 0.5; // blocks the bottleneck serves per millisecond
         let mut highest = 0;
-        for _ in 0..ticks {
+        for tick in 1..=ticks {
             let limit = c.limit();
             let queued_ms = limit as f64 / per_ms;
-            let next = if put_bound {
-                c.tick(with_puts(
-                    sample(100, 5.0, limit),
-                    &[(100, 1 << 20, queued_ms)],
-                ))
+            let mut seen = if put_bound {
+                with_puts(sample(100, 5.0, limit), &[(100, 1 << 20, queued_ms)])
             } else {
-                c.tick(sample(100, queued_ms, limit))
+                sample(100, queued_ms, limit)
             };
+            seen.remeasure = tick % TICKS_PER_REMEASURE == 0;
+            let next = c.tick(seen);
             highest = highest.max(next);
         }
         highest
@@ -556,10 +586,13 @@ mod tests {
             c.tick(sample(100, 50.0, 512));
         }
         assert_eq!(c.limit(), FLOOR, "never below the floor");
-        // Half a minute later the slower network is the new base, and the window grows.
+        // At the next re-measuring the slower network is the new base, and the window grows.
         for _ in 0..300 {
             c.tick(sample(100, 50.0, 512));
         }
+        assert_eq!(c.limit(), FLOOR, "no re-measuring, no new base");
+        c.tick(remeasuring(sample(100, 50.0, FLOOR)));
+        c.tick(sample(100, 50.0, FLOOR));
         assert!(c.limit() > FLOOR);
     }
 
