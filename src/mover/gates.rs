@@ -33,7 +33,8 @@ pub struct Gates {
     /// GET response heads since the worker's window controller last looked: how many, and
     /// their latencies added up (its signal of queueing at the servers; see `window`).
     heads: Cell<(u32, Duration)>,
-    /// Successful PUTs since then, by size class (its signal of a destination that queues).
+    /// PUTs since then: the successful ones' times by size class, and how many failed on
+    /// overload or a timeout (its signal of a destination that queues).
     puts: RefCell<PutTimes>,
 }
 
