@@ -368,6 +368,13 @@ mod tests {
         }
     }
 
+    /// A tick with the window used, GETs at their 5 ms base, and 100 PUTs of 1 MiB taking
+    /// `put_ms` each.
+    fn tick_with_puts_of(c: &mut Controller, put_ms: f64) -> usize {
+        let used = c.limit();
+        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, put_ms)]))
+    }
+
     #[test]
     fn the_wall_clock_sets_the_remeasuring_periods() {
         assert_eq!(
@@ -401,20 +408,17 @@ mod tests {
         let mut c = Controller::new(512);
         // The destination keeps up at first: PUTs at their 8 ms base.
         for _ in 0..3 {
-            let used = c.limit();
-            c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 8.0)]));
+            tick_with_puts_of(&mut c, 8.0);
         }
         let grown = c.limit();
         assert!(grown > FLOOR, "grows while both sides keep up: {grown}");
         // Now PUTs take twice their base (they queue at the destination); GETs do not.
         for _ in 0..30 {
-            let used = c.limit();
-            c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 16.0)]));
+            tick_with_puts_of(&mut c, 16.0);
         }
         assert_eq!(c.limit(), grown, "holds: neither grows nor shrinks");
         // The queue drains: growth resumes.
-        let used = c.limit();
-        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 9.0)]));
+        tick_with_puts_of(&mut c, 9.0);
         assert!(c.limit() > grown);
     }
 
@@ -441,14 +445,12 @@ mod tests {
     #[test]
     fn every_half_minute_the_window_drains_to_the_floor_and_the_bases_are_measured_again() {
         let mut c = Controller::new(4096);
-        let used = c.limit();
-        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 8.0)]));
+        tick_with_puts_of(&mut c, 8.0);
         let grown = c.limit();
         assert!(grown > FLOOR);
         // The destination got slower for good: PUTs at 20 ms, and the window holds.
         for _ in 1..TICKS_PER_REMEASURE {
-            let used = c.limit();
-            c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 20.0)]));
+            tick_with_puts_of(&mut c, 20.0);
             assert_eq!(c.limit(), grown, "held");
         }
         let used = c.limit();
@@ -463,9 +465,12 @@ mod tests {
         // Drained: 20 ms is the new base, and the window grows again.
         c.tick(with_puts(sample(100, 5.0, FLOOR), &[(100, 1 << 20, 20.0)]));
         assert!(c.limit() > FLOOR);
-        let used = c.limit();
-        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 21.0)]));
-        assert!(c.limit() > used, "21 ms is not queueing over a 20 ms base");
+        let before = c.limit();
+        tick_with_puts_of(&mut c, 21.0);
+        assert!(
+            c.limit() > before,
+            "21 ms is not queueing over a 20 ms base"
+        );
     }
 
     #[test]
@@ -534,8 +539,7 @@ mod tests {
     #[test]
     fn too_few_puts_say_nothing() {
         let mut c = Controller::new(512);
-        let used = c.limit();
-        c.tick(with_puts(sample(100, 5.0, used), &[(100, 1 << 20, 8.0)]));
+        tick_with_puts_of(&mut c, 8.0);
         let before = c.limit();
         let used = c.limit();
         c.tick(with_puts(sample(100, 5.0, used), &[(3, 1 << 20, 80.0)]));
