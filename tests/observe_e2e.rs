@@ -78,6 +78,47 @@ fn writes(cluster: &Cluster) -> usize {
         .sum()
 }
 
+/// Index listings a cluster's keepstores have served.
+fn listings(cluster: &Cluster) -> u64 {
+    cluster
+        .keepstores
+        .iter()
+        .flat_map(|k| k.stats().mount_index_requests.into_values())
+        .sum()
+}
+
+/// What both clusters' servers have seen: requests at the source and the destination, the
+/// destination's writes, and its listings.
+fn server_counts(env: &Env) -> (usize, usize, usize, u64) {
+    (
+        requests(&env.src),
+        requests(&env.dst),
+        writes(&env.dst),
+        listings(&env.dst),
+    )
+}
+
+/// Waits (up to `deadline_secs`) until no server has counted a request for `quiet`; returns
+/// how long that took.
+fn wait_for_quiet_servers(env: &Env, quiet: Duration, deadline_secs: u64) -> Duration {
+    let start = Instant::now();
+    let mut last = server_counts(env);
+    let mut last_change = Instant::now();
+    while last_change.elapsed() < quiet {
+        assert!(
+            start.elapsed() < Duration::from_secs(deadline_secs),
+            "the servers never went quiet in {deadline_secs}s: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        let now = server_counts(env);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    start.elapsed()
+}
+
 fn keepmover_command(env: &Env, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keepmover"));
     cmd.arg("-src")
@@ -384,17 +425,17 @@ fn pause_stops_new_requests_then_resume_finishes() {
     let paused = job.wait_for(30, "in-flight blocks to finish", |d| {
         d.phase == "paused" && d.counts.in_flight_blocks == 0
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let (src_before, dst_before) = (requests(&env.src), requests(&env.dst));
-    let dst_writes_before = writes(&env.dst);
+    // The servers count a request when they get to it, which on a loaded machine can be
+    // well after it was sent: wait until they are quiet before watching for new ones.
+    // (CI once saw 27 destination requests arrive here, none at the source.) A job that
+    // kept sending while paused never goes quiet and fails here.
+    let quiet_since = wait_for_quiet_servers(&env, Duration::from_millis(500), 20);
+    let before = server_counts(&env);
     std::thread::sleep(Duration::from_secs(1));
-    // CI once saw 27 destination requests here, none at the source; the writes and the
-    // counters say which kind, should it happen again.
     assert_eq!(
-        (requests(&env.src), requests(&env.dst)),
-        (src_before, dst_before),
-        "requests reached the keepstores while paused: destination writes {dst_writes_before} -> {}; counts when paused {:?}, now {:?}",
-        writes(&env.dst),
+        server_counts(&env),
+        before,
+        "requests reached the keepstores while paused (quiet after {quiet_since:?}; counts: requests src, dst; writes dst; listings dst); counts when paused {:?}, now {:?}",
         paused.counts,
         job.status().counts
     );
