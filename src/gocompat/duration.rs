@@ -89,39 +89,53 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
 
 /// Formats like Go's `Duration.String()`: `0s`, `1.5µs`, `500ms`, `1m2.5s`, `336h0m0s`.
 pub fn format_go_duration(duration: Duration) -> String {
-    let ns = duration.as_nanos();
-    if ns == 0 {
-        return "0s".to_string();
-    }
-    fn fraction(value: u128, unit: u128) -> String {
-        let whole = value / unit;
-        let rem = value % unit;
-        if rem == 0 {
-            return whole.to_string();
+    GoDuration(duration).to_string()
+}
+
+/// [`format_go_duration`] as a `Display` value, written straight into a line being built
+/// (the progress line has one per block) without a `String` of its own.
+pub struct GoDuration(pub Duration);
+
+impl std::fmt::Display for GoDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// `value / unit` with the remainder as decimals, trailing zeros dropped.
+        fn fraction(f: &mut std::fmt::Formatter<'_>, value: u128, unit: u128) -> std::fmt::Result {
+            let (whole, mut rem) = (value / unit, value % unit);
+            write!(f, "{whole}")?;
+            if rem == 0 {
+                return Ok(());
+            }
+            let mut digits = unit.ilog10() as usize;
+            while rem % 10 == 0 {
+                rem /= 10;
+                digits -= 1;
+            }
+            write!(f, ".{rem:0digits$}")
         }
-        let digits = unit.to_string().len() - 1;
-        let frac = format!("{rem:0digits$}");
-        format!("{whole}.{}", frac.trim_end_matches('0'))
-    }
-    if ns < 1_000 {
-        return format!("{ns}ns");
-    }
-    if ns < 1_000_000 {
-        return format!("{}µs", fraction(ns, 1_000));
-    }
-    if ns < 1_000_000_000 {
-        return format!("{}ms", fraction(ns, 1_000_000));
-    }
-    let hours = ns / 3_600_000_000_000;
-    let minutes = (ns / 60_000_000_000) % 60;
-    let secs_ns = ns % 60_000_000_000;
-    let seconds = format!("{}s", fraction(secs_ns, 1_000_000_000));
-    if hours > 0 {
-        format!("{hours}h{minutes}m{seconds}")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds}")
-    } else {
-        seconds
+        let ns = self.0.as_nanos();
+        if ns == 0 {
+            return f.write_str("0s");
+        }
+        if ns < 1_000 {
+            return write!(f, "{ns}ns");
+        }
+        if ns < 1_000_000 {
+            fraction(f, ns, 1_000)?;
+            return f.write_str("µs");
+        }
+        if ns < 1_000_000_000 {
+            fraction(f, ns, 1_000_000)?;
+            return f.write_str("ms");
+        }
+        let hours = ns / 3_600_000_000_000;
+        let minutes = (ns / 60_000_000_000) % 60;
+        if hours > 0 {
+            write!(f, "{hours}h{minutes}m")?;
+        } else if minutes > 0 {
+            write!(f, "{minutes}m")?;
+        }
+        fraction(f, ns % 60_000_000_000, 1_000_000_000)?;
+        f.write_str("s")
     }
 }
 
@@ -164,6 +178,17 @@ mod tests {
         assert_eq!(format_go_duration(Duration::from_millis(500)), "500ms");
         assert_eq!(format_go_duration(Duration::from_nanos(1500)), "1.5µs");
         assert_eq!(format_go_duration(Duration::from_nanos(12)), "12ns");
+        // Inner zeros of the fraction stay, trailing ones go (Go's output).
+        assert_eq!(
+            format_go_duration(Duration::from_nanos(3_600_001_000_000)),
+            "1h0m0.001s"
+        );
+        assert_eq!(
+            format_go_duration(Duration::from_nanos(1_000_001)),
+            "1.000001ms"
+        );
+        assert_eq!(format_go_duration(Duration::from_millis(10_010)), "10.01s");
+        assert_eq!(format_go_duration(Duration::from_nanos(1_020)), "1.02µs");
     }
 
     proptest! {

@@ -91,7 +91,7 @@ impl HttpKeepstores {
             headers: wire
                 .headers
                 .into_iter()
-                .map(|(name, value)| (name.to_string(), value))
+                .map(|(name, value)| (name.into(), value))
                 .collect(),
             body: body.or(wire.body.map(Bytes::from)),
         })

@@ -5,6 +5,7 @@
 //! idempotent request on a stale pooled connection. One client per worker thread (`!Send`,
 //! `Rc`/`RefCell` inside); clones share the pools. Pipelining lives in `pipeline.rs`.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -83,7 +84,8 @@ pub struct Request {
     pub method: Method,
     pub origin: Origin,
     pub path_and_query: String,
-    pub headers: Vec<(String, String)>,
+    /// Names are usually constants (no allocation per request); values are made per request.
+    pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: Option<Bytes>,
 }
 
@@ -100,7 +102,11 @@ impl Request {
     }
 
     /// Adds a header.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Request {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -118,7 +124,8 @@ impl Request {
             (None, Method::Put) => Some(0),
             (None, _) => None,
         };
-        let mut head = Vec::with_capacity(256);
+        // A block PUT's head (token, request id, replicas) runs past 256 bytes.
+        let mut head = Vec::with_capacity(512);
         write_request_head(
             &mut head,
             &self.method,

@@ -599,10 +599,11 @@ impl Conn {
             return false;
         }
         let fd = self.stream.as_raw_fd();
-        let mut scratch = [0u8; 4096];
         let Some(tls) = self.tls.as_mut() else {
-            return matches!(recv_nonblocking(fd, &mut scratch[..1], true), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+            let mut peek = [0u8; 1];
+            return matches!(recv_nonblocking(fd, &mut peek, true), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         };
+        let mut scratch = [0u8; 4096];
         if tls.peer_closed() || tls.outgoing() > 0 {
             return false;
         }

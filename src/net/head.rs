@@ -53,7 +53,7 @@ pub fn write_request_head(
     method: &Method,
     host_header: &str,
     path_and_query: &str,
-    headers: &[(String, String)],
+    headers: &[(impl AsRef<str>, impl AsRef<str>)],
     content_length: Option<u64>,
 ) -> Result<(), String> {
     if !is_token(method.as_str()) {
@@ -74,6 +74,7 @@ pub fn write_request_head(
     out.extend_from_slice(host_header.as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
         if !is_token(name) {
             return Err(format!("header name {name:?} is not a token"));
         }
@@ -92,9 +93,9 @@ pub fn write_request_head(
         out.extend_from_slice(b"\r\n");
     }
     if let Some(len) = content_length {
-        out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(len.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "Content-Length: {len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
@@ -409,7 +410,7 @@ mod tests {
             &Method::Put,
             "h:1",
             "/abc?x=1",
-            &[("Authorization".into(), "Bearer t".into())],
+            &[("Authorization", "Bearer t")],
             Some(3),
         )
         .expect("test input");

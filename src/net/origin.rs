@@ -6,13 +6,23 @@ use std::sync::Arc;
 
 /// `http://host:port` or `https://host:port`. Cloned for every request and response, so the
 /// texts are shared (`Arc<str>`), not copied.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Origin {
     pub tls: bool,
     pub host: Arc<str>,
     pub port: u16,
     /// The `Host` request header, made once from the three above.
     host_header: Arc<str>,
+}
+
+/// Hashes the scheme and the `Host` header only: together they decide the other fields, so
+/// equal origins still hash alike, at half the hashing (the connection pool looks an origin
+/// up several times per request).
+impl std::hash::Hash for Origin {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.tls.hash(state);
+        self.host_header.hash(state);
+    }
 }
 
 impl Origin {

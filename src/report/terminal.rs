@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
-use crate::gocompat::duration::format_go_duration;
+use crate::gocompat::duration::GoDuration;
 use crate::mover::counters::Counters;
 use crate::mover::events::{Action, Event, EventSink, Phase};
 
@@ -170,7 +170,7 @@ fn write_copying_line(
         write!(
             out,
             "Copying data block {number} of {total} ({percent:.2}% done, {} est. time remaining): {block}",
-            format_go_duration(remaining)
+            GoDuration(remaining)
         )
     };
 }

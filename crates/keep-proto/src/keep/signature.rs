@@ -63,9 +63,17 @@ impl SigningKey {
         expiry_unix: u64,
         ttl_secs: u64,
     ) -> String {
-        let message = format!("{hash32}@{token}@{expiry_unix:08x}@{ttl_secs:x}");
+        // The message is `hash@token@expiry(%08x)@ttl(%x)`, fed in pieces (no allocation: a
+        // copy signs one locator per block).
+        let mut digits = [0u8; 16];
         let mut mac = self.mac.clone();
-        mac.update(message.as_bytes());
+        mac.update(hash32.as_bytes());
+        mac.update(b"@");
+        mac.update(token.as_bytes());
+        mac.update(b"@");
+        mac.update(lower_hex(expiry_unix, 8, &mut digits));
+        mac.update(b"@");
+        mac.update(lower_hex(ttl_secs, 1, &mut digits));
         let digest = mac.finalize().into_bytes();
         let mut out = String::with_capacity(2 * digest.len());
         for byte in digest {
@@ -87,8 +95,29 @@ impl SigningKey {
             return locator.to_string();
         }
         let sig = self.signature_hex(&locator[..32], token, expiry_unix, ttl_secs);
-        format!("{locator}+A{sig}@{expiry_unix:08x}")
+        let mut digits = [0u8; 16];
+        let expiry = lower_hex(expiry_unix, 8, &mut digits);
+        let mut signed = String::with_capacity(locator.len() + 3 + sig.len() + expiry.len());
+        signed.push_str(locator);
+        signed.push_str("+A");
+        signed.push_str(&sig);
+        signed.push('@');
+        // Hex digits are ASCII.
+        signed.extend(expiry.iter().map(|&b| char::from(b)));
+        signed
     }
+}
+
+/// `value` in lowercase hex, zero-padded to at least `min_width` digits (`%0*x`), in `buf`.
+fn lower_hex(value: u64, min_width: usize, buf: &mut [u8; 16]) -> &[u8] {
+    let digits = ((64 - value.leading_zeros()).div_ceil(4) as usize).max(min_width.min(16));
+    let start = 16 - digits;
+    let mut rest = value;
+    for slot in buf[start..].iter_mut().rev() {
+        *slot = HEX_DIGITS[(rest & 15) as usize];
+        rest >>= 4;
+    }
+    &buf[start..]
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -178,4 +207,29 @@ pub fn verify_locator(
         return Err(SignatureError::Invalid);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::lower_hex;
+
+    #[test]
+    fn lower_hex_pads_like_printf() {
+        let mut buf = [0u8; 16];
+        for (value, width) in [
+            (0u64, 1usize),
+            (0, 8),
+            (0x5c, 8),
+            (0x12345678, 8),
+            (0x1_2345_6789, 8),
+            (1_209_600, 1),
+            (u64::MAX, 8),
+        ] {
+            assert_eq!(
+                lower_hex(value, width, &mut buf),
+                format!("{value:0width$x}").as_bytes(),
+                "{value:#x} at width {width}"
+            );
+        }
+    }
 }

@@ -82,10 +82,13 @@ pub fn request_id(random: [u8; 20]) -> String {
 }
 
 fn request(method: WireMethod, path: String, token: &str) -> WireRequest {
+    // Room for a block PUT's five headers, so the pushes below do not reallocate.
+    let mut headers = Vec::with_capacity(5);
+    headers.push((header::AUTHORIZATION, authorization(token)));
     WireRequest {
         method,
         path,
-        headers: vec![(header::AUTHORIZATION, authorization(token))],
+        headers,
         body: None,
     }
 }
