@@ -1424,6 +1424,12 @@ impl<K: Keepstores> Lane<K> {
                 self.window.close();
                 return;
             };
+            // A pause that came while this lane waited for a task holds the task too: the
+            // requeue rounds hand tasks out without looking at the pause, and a block tried
+            // while paused could fail its last round for nothing.
+            while self.control.is_paused() && !self.control.is_stopping() {
+                compio::time::sleep(CONTROL_POLL).await;
+            }
             let _working = slot.working();
             if self.control.is_stopping() {
                 // Not started: abandoned (its slice stays open; a rerun copies it).

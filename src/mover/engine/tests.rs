@@ -483,15 +483,35 @@ fn after_one_percent_of_the_walk_the_estimate_is_within_five_percent() {
     );
 }
 
-/// The in-memory keepstores, recording when each index listing starts and ends.
+/// The in-memory keepstores, recording when each index listing starts and ends; with a
+/// [`PauseOnPut`], also pausing the run from inside one block's PUT.
 #[derive(Clone)]
 struct Watched {
     inner: MemoryKeepstores,
     /// (prefix, true at the start / false at the end), in order.
     log: Arc<Mutex<Vec<(String, bool)>>>,
+    pause_on_put: Option<Arc<PauseOnPut>>,
+}
+
+/// The victim's first PUT pauses the run (as `keepmover ctl pause` would); its PUTs fail
+/// while the run is paused, so it is requeued; the block GETs that begin while paused are
+/// counted.
+struct PauseOnPut {
+    victim: crate::keep::ShortLocator,
+    control: Arc<Control>,
+    paused_once: std::sync::atomic::AtomicBool,
+    gets_while_paused: std::sync::atomic::AtomicUsize,
 }
 
 impl Watched {
+    fn new(inner: MemoryKeepstores, pause_on_put: Option<Arc<PauseOnPut>>) -> Watched {
+        Watched {
+            inner,
+            log: Arc::new(Mutex::new(Vec::new())),
+            pause_on_put,
+        }
+    }
+
     fn note(&self, prefix: &str, start: bool) {
         if let Ok(mut log) = self.log.lock() {
             log.push((prefix.to_string(), start));
@@ -510,6 +530,11 @@ impl Keepstores for Watched {
     type Body = <MemoryKeepstores as Keepstores>::Body;
 
     async fn get_block(&self, c: &Cluster, s: usize, l: &str) -> Result<Self::Body, Cause> {
+        if let Some(hook) = &self.pause_on_put {
+            if hook.control.is_paused() {
+                hook.gets_while_paused.fetch_add(1, Relaxed);
+            }
+        }
         self.inner.get_block(c, s, l).await
     }
 
@@ -525,6 +550,19 @@ impl Keepstores for Watched {
         body: bytes::Bytes,
         wants: &crate::keepstore::PutWants,
     ) -> Result<crate::keepstore::PutReply, Cause> {
+        if let Some(hook) = self.pause_on_put.as_ref().filter(|h| h.victim == *b) {
+            if !hook.paused_once.swap(true, Relaxed) {
+                // Time for the other lanes to finish their blocks and wait for more.
+                compio::time::sleep(Duration::from_millis(50)).await;
+                hook.control.pause();
+            }
+            if hook.control.is_paused() {
+                return Err(Cause::Status {
+                    status: 503,
+                    body: "busy".into(),
+                });
+            }
+        }
         self.inner.put_block(c, s, b, body, wants).await
     }
 
@@ -584,10 +622,7 @@ impl Keepstores for Watched {
 fn the_walk_lists_one_prefix_at_a_time_in_order() {
     for dry_run in [false, true] {
         let w = world(200);
-        let watched = Watched {
-            inner: w.ks.clone(),
-            log: Arc::new(Mutex::new(Vec::new())),
-        };
+        let watched = Watched::new(w.ks.clone(), None);
         let mut config = config();
         config.prefix_length = 2;
         config.dry_run = dry_run;
@@ -636,4 +671,62 @@ fn the_walk_lists_one_prefix_at_a_time_in_order() {
         let per_prefix = log.iter().filter(|(p, s)| *s && p == "00").count();
         assert_eq!(per_prefix, 6, "three servers per cluster, once each");
     }
+}
+
+/// No block starts while paused, not even one handed out after the walk: a lane already
+/// waiting for a task when the pause came holds the task it then gets until the resume.
+/// (The requeue rounds hand tasks out without looking at the pause; the lanes used to check
+/// it only before waiting for a task.)
+#[test]
+fn no_block_starts_while_paused_not_even_a_requeued_one() {
+    let w = world(8);
+    let control = Arc::new(Control::new());
+    // The last block of the walk: when its PUT pauses the run, the other lanes have
+    // finished theirs and are waiting for tasks.
+    let victim = w.blocks.iter().max().map(|b| b.short()).expect("blocks");
+    let hook = Arc::new(PauseOnPut {
+        victim,
+        control: control.clone(),
+        paused_once: Default::default(),
+        gets_while_paused: Default::default(),
+    });
+    let watched = Watched::new(w.ks.clone(), Some(hook.clone()));
+    let resumer = {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !control.is_paused() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Long enough for the requeue round to hand the victim out while paused.
+            std::thread::sleep(Duration::from_millis(300));
+            control.resume();
+        })
+    };
+    let mut config = config();
+    config.prefix_length = 0;
+    let report = run(
+        Run {
+            job: w.job.clone(),
+            identity: JobIdentity::default(),
+            select: Selection::default(),
+            config,
+            mode: Mode::Copy,
+            bad_copies: Default::default(),
+        },
+        watched,
+        control,
+        Arc::new(Counters::default()),
+        Vec::new(),
+    )
+    .expect("the run runs");
+    resumer.join().expect("resumer");
+    assert!(hook.paused_once.load(Relaxed), "the victim was never PUT");
+    assert!(report.totals.requeued_blocks >= 1, "{:?}", report.totals);
+    assert_eq!(report.totals.copied_blocks, 8, "{:?}", report.totals);
+    assert_eq!(
+        hook.gets_while_paused.load(Relaxed),
+        0,
+        "a block started while paused"
+    );
 }
