@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# keepmover's user-space instructions per block, counted by callgrind: a measure that does not
+# drift with the machine's speed, for per-request work that CPU time on this VM cannot resolve
+# (a 5% change is inside a CPU-time run's noise; this count repeats to about 2%: how
+# requests batch still varies with timing).
+# Copies N and 3N blocks of BLOCKSPEC's size (keepsim as ab.sh starts it, on core 0) under
+# valgrind with the epoll backend (valgrind does not know io_uring), and prints the
+# difference per extra block, so start-up and the pool's first fill cancel out.
+#
+#   tools/instructions_per_block.sh ./target/release/keepmover 4096x3000
+#
+# Caveats: valgrind counts a `rep movsb` or `rep stosb` as one instruction per byte, so large
+# memcpy and memset weigh far more here than on the CPU; kernel time is not counted at all;
+# and valgrind hides SHA-NI, so locator signing runs sha1's portable code. Read the
+# difference between two builds, not the absolute figure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -eq 2 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+bin=$1 size=${2%x*} count=${2##*x}
+work=$(mktemp -d)
+trap 'stop_sim; rm -rf "$work"' EXIT
+sim_on=() copier_on=()
+if [ "$(nproc)" -ge 2 ]; then sim_on=(taskset -c 0) copier_on=(taskset -c 1); fi
+serving_flag=(--bench-serving)
+LATENCY_MS=0
+# start_sim, stop_sim
+source tools/lib.sh
+cargo build --release -p keepsim >&2
+
+instructions() { # BLOCKSPEC -> instructions of one copy
+  local dir
+  dir=$(start_sim "$1") || exit 1
+  "${copier_on[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+    "$bin" -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 1 -progress log \
+    -io epoll >"$work/km.log" 2>&1 || { tail -5 "$work/km.log" >&2; exit 1; }
+  stop_sim
+  sed -n 's/^==[0-9]*== I *refs: *//p' "$work/km.log" | tr -d ,
+}
+
+small=$(instructions "${size}x${count}")
+large=$(instructions "${size}x$((3 * count))")
+echo "instructions: $small for $count blocks, $large for $((3 * count))"
+awk -v a="$small" -v b="$large" -v n="$count" \
+  'BEGIN { printf "per extra block: %.0f\n", (b - a) / (2 * n) }'
