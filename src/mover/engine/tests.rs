@@ -72,6 +72,18 @@ fn config() -> EngineConfig {
     }
 }
 
+/// A copy of `w`'s job.
+fn copy_run(w: &World, select: Selection, config: EngineConfig) -> Run {
+    Run {
+        job: w.job.clone(),
+        identity: JobIdentity::default(),
+        select,
+        config,
+        mode: Mode::Copy,
+        bad_copies: Default::default(),
+    }
+}
+
 fn go(
     w: &World,
     select: Selection,
@@ -80,14 +92,7 @@ fn go(
 ) -> (RunReport, Vec<Event>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let report = run(
-        Run {
-            job: w.job.clone(),
-            identity: JobIdentity::default(),
-            select,
-            config,
-            mode: Mode::Copy,
-            bad_copies: Default::default(),
-        },
+        copy_run(w, select, config),
         w.ks.clone(),
         control,
         Arc::new(Counters::default()),
@@ -627,14 +632,7 @@ fn the_walk_lists_one_prefix_at_a_time_in_order() {
         config.prefix_length = 2;
         config.dry_run = dry_run;
         let report = run(
-            Run {
-                job: w.job.clone(),
-                identity: JobIdentity::default(),
-                select: Selection::default(),
-                config,
-                mode: Mode::Copy,
-                bad_copies: Default::default(),
-            },
+            copy_run(&w, Selection::default(), config),
             watched.clone(),
             Arc::new(Control::new()),
             Arc::new(Counters::default()),
@@ -706,14 +704,7 @@ fn no_block_starts_while_paused_not_even_a_requeued_one() {
     let mut config = config();
     config.prefix_length = 0;
     let report = run(
-        Run {
-            job: w.job.clone(),
-            identity: JobIdentity::default(),
-            select: Selection::default(),
-            config,
-            mode: Mode::Copy,
-            bad_copies: Default::default(),
-        },
+        copy_run(&w, Selection::default(), config),
         watched,
         control,
         Arc::new(Counters::default()),
