@@ -139,7 +139,7 @@ fn get(origin: &Origin, path: &str) -> Request {
         method: Method::Get,
         origin: origin.clone(),
         path_and_query: path.to_string(),
-        headers: vec![("Authorization".into(), "Bearer t".into())],
+        headers: vec![("Authorization", "Bearer t".into())],
         body: None,
     }
 }
@@ -349,7 +349,7 @@ fn interim_responses_before_the_final_status() {
             let request = Request {
                 method: Method::Put,
                 body: Some(bytes::Bytes::from_static(b"data")),
-                headers: vec![("Expect".into(), "100-continue".into())],
+                headers: vec![("Expect", "100-continue".into())],
                 ..get(&server.origin(), "/put")
             };
             let reply = client.send(request).await.expect("put");

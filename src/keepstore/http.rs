@@ -88,11 +88,7 @@ impl HttpKeepstores {
             method: method(wire.method),
             origin: service.origin.clone(),
             path_and_query: wire.path,
-            headers: wire
-                .headers
-                .into_iter()
-                .map(|(name, value)| (name.into(), value))
-                .collect(),
+            headers: wire.headers,
             body: body.or(wire.body.map(Bytes::from)),
         })
     }

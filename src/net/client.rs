@@ -5,7 +5,6 @@
 //! idempotent request on a stale pooled connection. One client per worker thread (`!Send`,
 //! `Rc`/`RefCell` inside); clones share the pools. Pipelining lives in `pipeline.rs`.
 
-use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -84,8 +83,9 @@ pub struct Request {
     pub method: Method,
     pub origin: Origin,
     pub path_and_query: String,
-    /// Names are usually constants (no allocation per request); values are made per request.
-    pub headers: Vec<(Cow<'static, str>, String)>,
+    /// Names are constants (a protocol's header names; no allocation per request), values
+    /// are made per request.
+    pub headers: Vec<(&'static str, String)>,
     pub body: Option<Bytes>,
 }
 
@@ -102,12 +102,8 @@ impl Request {
     }
 
     /// Adds a header.
-    pub fn header(
-        mut self,
-        name: impl Into<Cow<'static, str>>,
-        value: impl Into<String>,
-    ) -> Request {
-        self.headers.push((name.into(), value.into()));
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Request {
+        self.headers.push((name, value.into()));
         self
     }
 
