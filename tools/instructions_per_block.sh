@@ -14,10 +14,11 @@
 # and valgrind hides SHA-NI, so locator signing runs sha1's portable code. Read the
 # difference between two builds, not the absolute figure.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
-bin=$1 size=${2%x*} count=${2##*x}
+# The binary as the caller named it, before moving to the repository's root.
+bin=$(realpath "$1") size=${2%x*} count=${2##*x}
+cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'stop_sim; rm -rf "$work"' EXIT
 sim_on=() copier_on=()
@@ -40,6 +41,10 @@ instructions() { # BLOCKSPEC -> instructions of one copy
 
 small=$(instructions "${size}x${count}")
 large=$(instructions "${size}x$((3 * count))")
+if [ -z "$small" ] || [ -z "$large" ]; then
+  echo "no instruction count in valgrind's output" >&2
+  exit 1
+fi
 echo "instructions: $small for $count blocks, $large for $((3 * count))"
 awk -v a="$small" -v b="$large" -v n="$count" \
   'BEGIN { printf "per extra block: %.0f\n", (b - a) / (2 * n) }'

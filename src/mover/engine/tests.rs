@@ -689,14 +689,18 @@ fn no_block_starts_while_paused_not_even_a_requeued_one() {
         gets_while_paused: Default::default(),
     });
     let watched = Watched::new(w.ks.clone(), Some(hook.clone()));
+    let counters = Arc::new(Counters::default());
     let resumer = {
-        let control = control.clone();
+        let (control, counters) = (control.clone(), counters.clone());
         std::thread::spawn(move || {
+            // Once the victim has been requeued (its tries while paused all failed)...
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while !control.is_paused() && std::time::Instant::now() < deadline {
+            while counters.requeued_blocks.load(Relaxed) == 0
+                && std::time::Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            // Long enough for the requeue round to hand the victim out while paused.
+            // ...and the requeue round, which looks every 50 ms, has handed it out.
             std::thread::sleep(Duration::from_millis(300));
             control.resume();
         })
@@ -707,7 +711,7 @@ fn no_block_starts_while_paused_not_even_a_requeued_one() {
         copy_run(&w, Selection::default(), config),
         watched,
         control,
-        Arc::new(Counters::default()),
+        counters,
         Vec::new(),
     )
     .expect("the run runs");
