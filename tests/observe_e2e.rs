@@ -9,7 +9,6 @@
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use keepmover::commands::status::{fetch_status, request};
@@ -61,40 +60,14 @@ fn slow(cluster: &Cluster, delay_ms: u64) {
     }
 }
 
-fn requests(cluster: &Cluster) -> usize {
-    cluster
-        .keepstores
-        .iter()
-        .map(|k| k.requests.load(Ordering::Relaxed))
-        .sum()
-}
-
-/// Requests that write (PUT, POST, DELETE) a cluster's keepstores have had.
-fn writes(cluster: &Cluster) -> usize {
-    cluster
-        .keepstores
-        .iter()
-        .map(|k| k.writes.load(Ordering::Relaxed))
-        .sum()
-}
-
-/// Index listings a cluster's keepstores have served.
-fn listings(cluster: &Cluster) -> u64 {
-    cluster
-        .keepstores
-        .iter()
-        .flat_map(|k| k.stats().mount_index_requests.into_values())
-        .sum()
-}
-
 /// What both clusters' servers have seen: requests at the source and the destination, the
 /// destination's writes, and its listings.
 fn server_counts(env: &Env) -> (usize, usize, usize, u64) {
     (
-        requests(&env.src),
-        requests(&env.dst),
-        writes(&env.dst),
-        listings(&env.dst),
+        env.src.requests(),
+        env.dst.requests(),
+        env.dst.writes(),
+        env.dst.index_listings(),
     )
 }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::Ordering;
 
 use keepsim::{Cluster, ClusterConfig};
 use md5::{Digest, Md5};
@@ -114,14 +113,6 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn writes(cluster: &Cluster) -> usize {
-    cluster
-        .keepstores
-        .iter()
-        .map(|k| k.writes.load(Ordering::Relaxed))
-        .sum()
-}
-
 fn path(env: &Env, name: &str) -> String {
     env.dir.path().join(name).display().to_string()
 }
@@ -153,7 +144,7 @@ fn a_perfect_copy_validates_and_validation_never_writes() {
     let env = default_env();
     let blocks = fill(&env, 30);
     copy(&env);
-    let (src_writes, dst_writes) = (writes(&env.src), writes(&env.dst));
+    let (src_writes, dst_writes) = (env.src.writes(), env.dst.writes());
     let combined_path = path(&env, "combined");
     let json = path(&env, "summary.json");
     let out = validate(&env, &["-combined", &combined_path, "-json", &json]);
@@ -187,9 +178,9 @@ fn a_perfect_copy_validates_and_validation_never_writes() {
         err.contains("every copy read back with the right MD5"),
         "{err}"
     );
-    assert_eq!(writes(&env.src), src_writes, "validate wrote to the source");
+    assert_eq!(env.src.writes(), src_writes, "validate wrote to the source");
     assert_eq!(
-        writes(&env.dst),
+        env.dst.writes(),
         dst_writes,
         "validate wrote to the destination"
     );
@@ -221,7 +212,7 @@ fn a_deleted_a_corrupt_and_a_misplaced_replica_are_named_with_their_kinds() {
     let data = env.dst.get_block(o[0], &hash(misplaced)).expect("copied");
     env.dst.put_block(o[2], &data).expect("put");
     remove(&env.dst, o[0], &hash(misplaced));
-    let dst_writes = writes(&env.dst);
+    let dst_writes = env.dst.writes();
 
     let files = |tag: &str| {
         ["missing", "differ", "error", "combined", "report", "json"]
@@ -331,7 +322,7 @@ fn a_deleted_a_corrupt_and_a_misplaced_replica_are_named_with_their_kinds() {
         .find(|l| l["locator"] == blocks[0].as_str())
         .expect("line");
     assert_eq!(good_line["action"], "verified");
-    assert_eq!(writes(&env.dst), dst_writes, "validate wrote");
+    assert_eq!(env.dst.writes(), dst_writes, "validate wrote");
 }
 
 #[test]

@@ -792,6 +792,31 @@ impl Cluster {
         self.keepstores[server].trash_stats()
     }
 
+    /// Requests all keepstores of the cluster have counted (when each was handled).
+    pub fn requests(&self) -> usize {
+        self.keepstores
+            .iter()
+            .map(|k| k.requests.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Of those, the ones that write (PUT, POST, DELETE).
+    pub fn writes(&self) -> usize {
+        self.keepstores
+            .iter()
+            .map(|k| k.writes.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Index listings all keepstores have served, every mount together.
+    pub fn index_listings(&self) -> u64 {
+        self.keepstores
+            .iter()
+            .flat_map(|k| k.mounts.iter())
+            .map(|m| m.index_requests.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
     /// How many times mount `uuid` was listed (by any keepstore exposing it).
     pub fn mount_index_requests(&self, uuid: &str) -> u64 {
         self.keepstores
