@@ -3,6 +3,7 @@
 //! (`336h`, `1m2.5s`), and the `log` package's timestamp. Nothing here knows about Keep.
 
 pub mod duration;
+pub mod fixed;
 pub mod flag;
 
 /// Go's `log` prefix: local time as `YYYY/MM/DD HH:MM:SS`.
