@@ -70,6 +70,16 @@ fn request_id() -> String {
     wire::request_id(rand::random())
 }
 
+/// A short response body (a locator, an error) as trimmed text; bytes that are not UTF-8
+/// become U+FFFD. Checked strictly first: the lossy scan cost more than the rest of a PUT's
+/// reply handling.
+fn trimmed_text(body: &[u8]) -> String {
+    match std::str::from_utf8(body) {
+        Ok(text) => text.trim().to_string(),
+        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
+    }
+}
+
 impl HttpKeepstores {
     fn request(
         &self,
@@ -115,7 +125,7 @@ async fn status_cause(response: Response) -> Cause {
     }
     Cause::Status {
         status,
-        body: String::from_utf8_lossy(&body).trim().to_string(),
+        body: trimmed_text(&body),
     }
 }
 
@@ -192,7 +202,7 @@ impl Keepstores for HttpKeepstores {
         Ok(PutReply {
             replicas,
             classes,
-            locator: String::from_utf8_lossy(&body).trim().to_string(),
+            locator: trimmed_text(&body),
         })
     }
 

@@ -67,7 +67,7 @@ pub struct WireRequest {
 
 /// `Bearer <token>`: how every Keep client sends its token.
 pub fn authorization(token: &str) -> String {
-    format!("Bearer {token}")
+    ["Bearer ", token].concat()
 }
 
 /// An Arvados request id: `req-` and 20 base-36 characters, from 20 random bytes.
@@ -95,14 +95,14 @@ fn request(method: WireMethod, path: String, token: &str) -> WireRequest {
 
 /// `GET /<locator>` (the locator signed when the source enforces signatures, §6.2).
 pub fn block_get(locator: &str, token: &str, request_id: String) -> WireRequest {
-    let mut req = request(WireMethod::Get, format!("/{locator}"), token);
+    let mut req = request(WireMethod::Get, ["/", locator].concat(), token);
     req.headers.push((header::REQUEST_ID, request_id));
     req
 }
 
 /// `HEAD /<locator>`: keepstore reads the whole block and checks its MD5 (§5.2).
 pub fn block_head(locator: &str, token: &str, request_id: String) -> WireRequest {
-    let mut req = request(WireMethod::Head, format!("/{locator}"), token);
+    let mut req = request(WireMethod::Head, ["/", locator].concat(), token);
     req.headers.push((header::REQUEST_ID, request_id));
     req
 }
@@ -117,7 +117,7 @@ pub fn block_put(
     desired_replicas: u32,
     classes: &[String],
 ) -> WireRequest {
-    let mut req = request(WireMethod::Put, format!("/{hash_hex}"), token);
+    let mut req = request(WireMethod::Put, ["/", hash_hex].concat(), token);
     req.headers.push((header::REQUEST_ID, request_id));
     req.headers
         .push((header::CONTENT_TYPE, OCTET_STREAM.to_string()));
