@@ -291,7 +291,7 @@ impl HttpClient {
 
     async fn exchange(
         &self,
-        mut conn: Conn,
+        mut conn: Box<Conn>,
         head: Vec<u8>,
         req: &Request,
     ) -> Result<Response, Failure> {

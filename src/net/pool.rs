@@ -20,7 +20,7 @@ use crate::net::tls::{client_config, TlsPolicy};
 #[derive(Default)]
 struct OriginState {
     /// Idle connections, oldest first (so the expired ones are always a prefix).
-    idle: VecDeque<Conn>,
+    idle: VecDeque<Box<Conn>>,
     /// Live connections (checked out, idle or connecting).
     open: usize,
     /// Requests waiting for a connection, oldest first.
@@ -75,7 +75,7 @@ impl Inner {
 
     /// Closes connections; called outside any borrow of the map, so each one's slot is
     /// released (and a waiter woken) as it drops.
-    fn close_all(&self, conns: impl IntoIterator<Item = Conn>) {
+    fn close_all(&self, conns: impl IntoIterator<Item = Box<Conn>>) {
         conns.into_iter().for_each(drop);
     }
 
@@ -103,7 +103,7 @@ impl Inner {
 
     /// A pooled connection that still looks alive, newest first; expired or dead ones are
     /// closed on the way.
-    fn take_pooled(&self, origin: &Origin) -> Option<Conn> {
+    fn take_pooled(&self, origin: &Origin) -> Option<Box<Conn>> {
         let mut dead = Vec::new();
         let found = {
             let mut origins = self.origins.borrow_mut();
@@ -132,7 +132,7 @@ impl Inner {
         found
     }
 
-    pub(crate) fn put_back(&self, mut conn: Conn) {
+    pub(crate) fn put_back(&self, mut conn: Box<Conn>) {
         if self.config.max_idle_per_origin == 0 {
             return;
         }
@@ -164,7 +164,7 @@ impl Inner {
         self.close_all(dropped);
     }
 
-    async fn connect(&self, origin: &Origin, slot: Slot) -> Result<Conn, NetError> {
+    async fn connect(&self, origin: &Origin, slot: Slot) -> Result<Box<Conn>, NetError> {
         let tls_config = if origin.tls {
             let policy = self
                 .tls_policies
@@ -192,7 +192,7 @@ impl Inner {
         &self,
         origin: &Origin,
         fresh: bool,
-    ) -> Result<(Conn, bool), NetError> {
+    ) -> Result<(Box<Conn>, bool), NetError> {
         let cap = self.config.max_conns_per_origin;
         let mut my_turn = false;
         loop {

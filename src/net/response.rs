@@ -28,7 +28,7 @@ pub struct Response {
     pub headers: HeaderFields,
     trailers: Vec<(String, String)>,
     origin: Origin,
-    pub(crate) conn: Option<Conn>,
+    pub(crate) conn: Option<Box<Conn>>,
     decoder: BodyDecoder,
     pub(crate) keep_alive: bool,
     /// When the body started (the head was received): the minimum-rate rule's origin.
@@ -53,7 +53,7 @@ impl Response {
     pub(crate) fn new(
         head: ResponseHead,
         framing: BodyFraming,
-        conn: Conn,
+        conn: Box<Conn>,
         client: Rc<Inner>,
         pool_on_finish: bool,
     ) -> Response {
