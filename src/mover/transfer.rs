@@ -307,7 +307,7 @@ impl<K: Keepstores> Ctx<'_, K> {
         let mut lease = self.pool.acquire(block.size as usize).await;
         let asked = std::time::Instant::now();
         let permit = self.gates.enter(key).await;
-        let began = std::time::Instant::now();
+        let began = permit.began(asked);
         let result = self
             .get_once(cluster, server, locator, block, &mut lease, asked)
             .await;
@@ -345,7 +345,7 @@ impl<K: Keepstores> Ctx<'_, K> {
                     let asked = std::time::Instant::now();
                     let permit = self.gates.enter(key).await;
                     outcome.attempts += 1;
-                    let began = std::time::Instant::now();
+                    let began = permit.began(asked);
                     result = self
                         .get_once(src, server, &locator, &block.id, &mut lease, asked)
                         .await;
@@ -454,8 +454,8 @@ impl<K: Keepstores> Ctx<'_, K> {
             self.throttle(&self.control.bw_out, size).await;
             // From the gate on, as for GETs: waiting there is queueing too.
             let asked = std::time::Instant::now();
-            let _permit = self.gates.enter(key).await;
-            let began = std::time::Instant::now();
+            let permit = self.gates.enter(key).await;
+            let began = permit.began(asked);
             let result = self
                 .keepstores
                 .put_block(dst, server, short, body, &wants)

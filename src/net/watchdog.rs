@@ -5,7 +5,7 @@
 //! each operation registers its deadline here, and one watchdog task per runtime (one per
 //! worker thread) wakes every [`TICK`] while any operation is registered, and shuts down the
 //! socket of each one that is overdue (which ends the pending operation: see
-//! `conn::run_with_timeout`).
+//! `conn::run_until`).
 //!
 //! A deadline counts from the clock when its operation registers, never from the
 //! watchdog's last tick: a busy event loop (sealing a 20 MiB TLS body in a debug build)
@@ -66,11 +66,16 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// Registers an operation on `socket` that must end within `timeout`. Starts the current
-    /// runtime's watchdog task if none is running (panics outside a compio runtime).
+    /// [`Watch::until`] `timeout` from now.
+    #[cfg(test)]
     pub(crate) fn new(socket: &TcpStream, timeout: Duration) -> Watch {
+        Watch::until(socket, Instant::now() + timeout)
+    }
+
+    /// Registers an operation on `socket` that must end by `deadline`. Starts the current
+    /// runtime's watchdog task if none is running (panics outside a compio runtime).
+    pub(crate) fn until(socket: &TcpStream, deadline: Instant) -> Watch {
         let runtime = RuntimeId::current();
-        let deadline = Instant::now() + timeout;
         DEADLINES.with(|deadlines| {
             let mut deadlines = deadlines.borrow_mut();
             if !deadlines.watchdogs.contains(&runtime) {
