@@ -6,7 +6,7 @@ use std::fmt;
 
 /// `f64` with two decimals, rounded exactly as Go's `%.2f` and Rust's `{:.2}` round: the
 /// exact binary value, ties to even (`0.125` → `0.12`). Values this fast path does not
-/// cover (negative, not finite, 2^53 or more) go to `{:.2}`.
+/// cover (negative, not finite, 2^46 or more) go to `{:.2}`.
 #[derive(Clone, Copy, Debug)]
 pub struct TwoDecimals(pub f64);
 
@@ -15,7 +15,7 @@ impl TwoDecimals {
     /// in a `u64`.
     fn hundredths(self) -> Option<u64> {
         let value = self.0;
-        if !(value.is_finite() && value.is_sign_positive() && value < (1u64 << 53) as f64 / 128.0) {
+        if !(value.is_finite() && value.is_sign_positive() && value < (1u64 << 46) as f64) {
             return None;
         }
         if value == 0.0 {
@@ -33,18 +33,16 @@ impl TwoDecimals {
                 1075u64.checked_sub(biased_exponent)?,
             )
         };
-        // Under 2^53 / 128 the exponent is negative, so shift >= 1, and mantissa * 100 < 2^60.
+        // Under 2^46, shift >= 7 (so the value has a fraction to round), and
+        // mantissa * 100 < 2^60 fits.
         let scaled = mantissa * 100;
-        if shift == 0 {
-            return Some(scaled);
-        }
         if shift >= 62 {
             // scaled / 2^shift < 2^60 / 2^62 = 1/4: rounds to 0.
             return Some(0);
         }
         let whole = scaled >> shift;
         let remainder = scaled & ((1u64 << shift) - 1);
-        let half = 1u64 << (shift - 1);
+        let half = 1u64 << shift.checked_sub(1)?;
         let round_up = remainder > half || (remainder == half && whole % 2 == 1);
         Some(whole + u64::from(round_up))
     }
@@ -140,7 +138,8 @@ mod tests {
             99.995,
             99.994_999_999_999_99,
             100.0,
-            (1u64 << 53) as f64 / 128.0,
+            (1u64 << 46) as f64,
+            (1u64 << 46) as f64 - 0.5,
             f64::INFINITY,
             f64::NAN,
             -0.0,
