@@ -3,7 +3,7 @@
 //! runtime, into 64 MiB buffers with spare capacity, with a task spawned between reads (as
 //! the engine hashes), some from healthy servers. Every stalled read must end with an idle
 //! timeout and every healthy one must complete; on both drivers. Before the fix this hung
-//! in optimized builds (see `run_with_timeout` in `src/net/conn.rs`); run it with
+//! in optimized builds (see `run_until` in `src/net/conn.rs`); run it with
 //! `cargo test --release --test net_stall` too.
 
 #[path = "net_support/mod.rs"]

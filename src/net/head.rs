@@ -175,7 +175,8 @@ impl HeaderFields {
     fn from_head(head: &[u8], parsed: &[httparse::Header<'_>]) -> HeaderFields {
         if let Ok(text) = std::str::from_utf8(head) {
             // Each slice's place in `head`; every boundary is at an ASCII byte (a name ends
-            // at its colon, a value at CR or LF), so at a char boundary of `text`.
+            // at its colon, a value at CR, LF, or the spaces and tabs before them), so at a
+            // char boundary of `text`.
             let range_in_head = |part: &[u8]| {
                 let start = (part.as_ptr() as usize).checked_sub(head.as_ptr() as usize)?;
                 let end = start
