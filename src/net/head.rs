@@ -513,6 +513,59 @@ mod tests {
         assert_eq!(copied, utf8.headers);
     }
 
+    proptest::proptest! {
+        /// Whatever the head holds (UTF-8 or not), the fields read back are httparse's, with
+        /// what is not UTF-8 made U+FFFD: the ranges into the head's text and the copied
+        /// fallback agree with the parser itself.
+        #[test]
+        fn header_fields_are_what_httparse_parsed(
+            fields in proptest::collection::vec(
+                ("[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}", proptest::collection::vec(
+                    proptest::prop_oneof![
+                        8 => 0x20u8..0x7f,
+                        1 => proptest::strategy::Just(b'\t'),
+                        2 => 0x80u8..=0xff,
+                    ],
+                    0..24,
+                )),
+                0..10,
+            ),
+        ) {
+            let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for (name, value) in &fields {
+                raw.extend_from_slice(name.as_bytes());
+                raw.extend_from_slice(b": ");
+                raw.extend_from_slice(value);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"\r\n");
+            let mut storage = [httparse::EMPTY_HEADER; 16];
+            let mut oracle = httparse::Response::new(&mut storage);
+            let expected: Option<Vec<(String, String)>> = match oracle.parse(&raw) {
+                Ok(httparse::Status::Complete(_)) => Some(
+                    oracle
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            match (parse_response_head(&raw), expected) {
+                (Ok(ParseOutcome::Complete(head)), Some(expected)) => {
+                    let got: Vec<(String, String)> = head
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect();
+                    proptest::prop_assert_eq!(got, expected);
+                }
+                (Err(_), None) => {}
+                (got, expected) => proptest::prop_assert!(false, "{:?} against httparse's {:?}", got, expected),
+            }
+        }
+    }
+
     #[test]
     fn request_head() {
         let mut out = Vec::new();
