@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::net::conn::Conn;
+use crate::net::conn::{Conn, COALESCE_BODY};
 use crate::net::error::{NetError, Phase};
 use crate::net::head::{
     head_step, write_request_head, HeadError, HeadStep, Method, ResponseHead, MAX_INTERIM_FACTOR,
@@ -120,8 +120,14 @@ impl Request {
             (None, Method::Put) => Some(0),
             (None, _) => None,
         };
-        // A block PUT's head (token, request id, replicas) runs past 256 bytes.
-        let mut head = Vec::with_capacity(512);
+        // A block PUT's head (token, request id, replicas) runs past 256 bytes. On plain HTTP a
+        // small body goes out in the same write, appended to the head (`Conn`): room for it
+        // now spares a reallocation per small PUT.
+        let coalesced = match &self.body {
+            Some(body) if !self.origin.tls && body.len() <= COALESCE_BODY => body.len(),
+            _ => 0,
+        };
+        let mut head = Vec::with_capacity(512 + coalesced);
         write_request_head(
             &mut head,
             &self.method,

@@ -50,7 +50,7 @@ const FRAMING_READ: usize = 16 << 10;
 /// What an idle TLS connection may receive (session tickets) before it is judged unusable.
 const IDLE_RECEIVE_LIMIT: usize = 64 << 10;
 /// Bodies up to this size are sent in the same write as the head (one copy, one syscall).
-const COALESCE_BODY: usize = 16 << 10;
+pub(crate) const COALESCE_BODY: usize = 16 << 10;
 
 /// Runs an I/O future on `stream`; if `timeout` passes first, makes the operation end and
 /// keeps polling until it does, so its buffer is handed back. Returns the output and

@@ -184,16 +184,19 @@ impl HeaderFields {
                     .filter(|&end| end <= head.len())?;
                 Some((offset(start)?, offset(end)?))
             };
-            let fields: Option<Vec<FieldRange>> = parsed
-                .iter()
-                .map(|field| {
-                    Some(FieldRange {
-                        name: range_in_head(field.name.as_bytes())?,
-                        value: range_in_head(field.value)?,
-                    })
-                })
-                .collect();
-            if let Some(fields) = fields {
+            // Sized up front: collecting into `Option<Vec<_>>` cannot see the length and
+            // grew the vector twice per response.
+            let mut fields = Vec::with_capacity(parsed.len());
+            for field in parsed {
+                let (Some(name), Some(value)) = (
+                    range_in_head(field.name.as_bytes()),
+                    range_in_head(field.value),
+                ) else {
+                    break;
+                };
+                fields.push(FieldRange { name, value });
+            }
+            if fields.len() == parsed.len() {
                 return HeaderFields {
                     text: text.to_string(),
                     fields,
