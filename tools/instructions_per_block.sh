@@ -5,7 +5,8 @@
 # requests batch still varies with timing).
 # Copies N and 3N blocks of BLOCKSPEC's size (keepsim as ab.sh starts it, on core 0) under
 # valgrind with the epoll backend (valgrind does not know io_uring), and prints the
-# difference per extra block, so start-up and the pool's first fill cancel out.
+# difference per extra block, so start-up and the pool's first fill cancel out; likewise the
+# calls to the allocator (`__rust_alloc`) per extra block.
 #
 #   tools/instructions_per_block.sh ./target/release/keepmover 4096x3000
 #
@@ -36,15 +37,25 @@ instructions() { # BLOCKSPEC -> instructions of one copy
     "$bin" -src "$dir/srcaa.conf" -dst "$dir/dstbb.conf" -replications 1 -progress log \
     -io epoll >"$work/km.log" 2>&1 || { tail -5 "$work/km.log" >&2; exit 1; }
   stop_sim
-  sed -n 's/^==[0-9]*== I *refs: *//p' "$work/km.log" | tr -d ,
+  local refs allocations
+  refs=$(sed -n 's/^==[0-9]*== I *refs: *//p' "$work/km.log" | tr -d ,)
+  # Calls into Rust's global allocator (fresh allocations, not reallocations), summed over
+  # every caller callgrind saw.
+  allocations=$(callgrind_annotate --tree=calling --threshold=100 "$work/cg.out" 2>/dev/null |
+    sed -n 's/.*>  *[^ ]*:__rust_alloc (\([0-9,]*\)x).*/\1/p' | tr -d , |
+    awk '{s += $1} END {print s + 0}')
+  echo "$refs $allocations"
 }
 
-small=$(instructions "${size}x${count}")
-large=$(instructions "${size}x$((3 * count))")
+read -r small small_allocations < <(instructions "${size}x${count}")
+read -r large large_allocations < <(instructions "${size}x$((3 * count))")
 if [ -z "$small" ] || [ -z "$large" ]; then
   echo "no instruction count in valgrind's output" >&2
   exit 1
 fi
 echo "instructions: $small for $count blocks, $large for $((3 * count))"
+echo "allocations: $small_allocations for $count blocks, $large_allocations for $((3 * count))"
 awk -v a="$small" -v b="$large" -v n="$count" \
   'BEGIN { printf "per extra block: %.0f\n", (b - a) / (2 * n) }'
+awk -v a="$small_allocations" -v b="$large_allocations" -v n="$count" \
+  'BEGIN { printf "allocations per extra block: %.1f\n", (b - a) / (2 * n) }'
