@@ -985,9 +985,7 @@ impl<F: KeepstoresFactory> Engine<F> {
         if self.control.is_paused() {
             emitter.emit(Event::Phase(Phase::Paused));
             emitter.flush();
-            while self.control.is_paused() && !self.control.is_stopping() {
-                compio::time::sleep(CONTROL_POLL).await;
-            }
+            sleep_while_paused(&self.control).await;
             if !self.control.is_stopping() {
                 emitter.emit(Event::Phase(Phase::Copying));
                 emitter.flush();
@@ -1403,6 +1401,13 @@ struct Lane<K: Keepstores> {
     replica_caps: Arc<Vec<Option<u32>>>,
 }
 
+/// Sleeps in `CONTROL_POLL` steps while the run is paused and no stop was asked.
+async fn sleep_while_paused(control: &Control) {
+    while control.is_paused() && !control.is_stopping() {
+        compio::time::sleep(CONTROL_POLL).await;
+    }
+}
+
 impl<K: Keepstores> Lane<K> {
     async fn go(self) {
         loop {
@@ -1427,9 +1432,7 @@ impl<K: Keepstores> Lane<K> {
             // A pause that came while this lane waited for a task holds the task too: the
             // requeue rounds hand tasks out without looking at the pause, and a block tried
             // while paused could fail its last round for nothing.
-            while self.control.is_paused() && !self.control.is_stopping() {
-                compio::time::sleep(CONTROL_POLL).await;
-            }
+            sleep_while_paused(&self.control).await;
             let _working = slot.working();
             if self.control.is_stopping() {
                 // Not started: abandoned (its slice stays open; a rerun copies it).

@@ -155,7 +155,7 @@ pub(crate) async fn read_final_head(
     let deadline = Instant::now() + first_byte_timeout;
     let mut any_byte = !conn.buffered().is_empty();
     let mut interim_bytes = 0usize;
-    let mut fills = 0u32;
+    let mut first_fill = true;
     let origin = conn.origin.clone();
     let too_large = || NetError::HeadTooLarge {
         origin: origin.clone(),
@@ -192,12 +192,11 @@ pub(crate) async fn read_final_head(
         }
         // Nothing awaited since the deadline was set before the first fill, so its wait is
         // the whole timeout: one clock read fewer per request (about 50 ns here).
-        let remaining = if fills == 0 {
+        let remaining = if std::mem::take(&mut first_fill) {
             first_byte_timeout
         } else {
             deadline.saturating_duration_since(Instant::now())
         };
-        fills += 1;
         if remaining.is_zero() {
             return Err((
                 NetError::Timeout {
