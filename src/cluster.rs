@@ -4,6 +4,7 @@
 //! sits below both.
 
 use crate::keep::services::{Roots, ServiceType};
+use crate::keep::wire::Bearer;
 use crate::net::Origin;
 
 /// A keepstore (or proxy) keepmover can talk to.
@@ -21,6 +22,8 @@ pub struct Cluster {
     /// `src` or `dst`, used in messages.
     pub label: &'static str,
     pub token: String,
+    /// `Bearer <token>`, made once and shared by every request to this cluster.
+    pub bearer: Bearer,
     /// Every listed service (keep-rsync's "local roots"), in API order.
     pub services: Vec<Service>,
     /// Skip TLS verification (the settings file's `ARVADOS_API_HOST_INSECURE`).
@@ -79,6 +82,7 @@ impl Cluster {
         }
         Ok(Cluster {
             label,
+            bearer: Bearer::new(&token),
             token,
             services,
             insecure_tls,

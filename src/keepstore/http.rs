@@ -80,12 +80,17 @@ fn request_id() -> String {
 
 /// A short response body (a locator, an error) as trimmed text; bytes that are not UTF-8
 /// become U+FFFD. Checked strictly first: the lossy scan cost more than the rest of a PUT's
-/// reply handling.
-fn trimmed_text(body: &[u8]) -> String {
-    match std::str::from_utf8(body) {
-        Ok(text) => text.trim().to_string(),
-        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
-    }
+/// reply handling. Valid UTF-8 keeps the body's own allocation, trimmed in place.
+fn trimmed_text(body: Vec<u8>) -> String {
+    let mut text = match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    let end = text.trim_end().len();
+    text.truncate(end);
+    let start = text.len() - text.trim_start().len();
+    text.drain(..start);
+    text
 }
 
 impl HttpKeepstores {
@@ -133,7 +138,7 @@ async fn status_cause(response: Response) -> Cause {
     }
     Cause::Status {
         status,
-        body: trimmed_text(&body),
+        body: trimmed_text(body),
     }
 }
 
@@ -166,7 +171,7 @@ impl Keepstores for HttpKeepstores {
         server: usize,
         locator: &str,
     ) -> Result<HttpBody, Cause> {
-        let wire = wire::block_get(locator, &cluster.token, request_id());
+        let wire = wire::block_get(locator, &cluster.bearer, request_id());
         let request = self.request(cluster, server, wire, None)?;
         let response = self.send_ok(request).await?;
         Ok(HttpBody { response })
@@ -178,7 +183,7 @@ impl Keepstores for HttpKeepstores {
         server: usize,
         locator: &str,
     ) -> Result<(), Cause> {
-        let wire = wire::block_head(locator, &cluster.token, request_id());
+        let wire = wire::block_head(locator, &cluster.bearer, request_id());
         let request = self.request(cluster, server, wire, None)?;
         let response = self.send_ok(request).await?;
         response.discard().await?;
@@ -195,7 +200,7 @@ impl Keepstores for HttpKeepstores {
     ) -> Result<PutReply, Cause> {
         let wire = wire::block_put(
             block.hash_hex(),
-            &cluster.token,
+            &cluster.bearer,
             request_id(),
             wants.replicas,
             &wants.classes,
@@ -210,7 +215,7 @@ impl Keepstores for HttpKeepstores {
         Ok(PutReply {
             replicas,
             classes,
-            locator: trimmed_text(&body),
+            locator: trimmed_text(body),
         })
     }
 
@@ -224,8 +229,8 @@ impl Keepstores for HttpKeepstores {
         entries: &mut Vec<IndexEntry>,
     ) -> Result<(), Cause> {
         let wire = match source {
-            IndexSource::Server => wire::index(prefix, &cluster.token),
-            IndexSource::Mount(uuid) => wire::mount_index(uuid, prefix, &cluster.token),
+            IndexSource::Server => wire::index(prefix, &cluster.bearer),
+            IndexSource::Mount(uuid) => wire::mount_index(uuid, prefix, &cluster.bearer),
         };
         let request = self.request(cluster, server, wire, None)?;
         let mut response = self.send_ok(request).await?;
@@ -259,7 +264,7 @@ impl Keepstores for HttpKeepstores {
     }
 
     async fn mounts(&self, cluster: &Cluster, server: usize) -> Result<Vec<MountInfo>, Cause> {
-        let request = self.request(cluster, server, wire::mounts(&cluster.token), None)?;
+        let request = self.request(cluster, server, wire::mounts(&cluster.bearer), None)?;
         let response = self.send_ok(request).await?;
         let body = response.read_to_end(MOUNTS_BODY_LIMIT).await?;
         wire::parse_mounts(&body).map_err(|e| Cause::BadAnswer(format!("/mounts: {e}")))
@@ -271,7 +276,7 @@ impl Keepstores for HttpKeepstores {
         server: usize,
         items: &[PullItem],
     ) -> Result<(), Cause> {
-        let request = self.request(cluster, server, wire::pull(items, &cluster.token), None)?;
+        let request = self.request(cluster, server, wire::pull(items, &cluster.bearer), None)?;
         let response = self.send_ok(request).await?;
         response.discard().await?;
         Ok(())
@@ -283,7 +288,7 @@ impl Keepstores for HttpKeepstores {
         server: usize,
         items: &[TrashItem],
     ) -> Result<(), Cause> {
-        let request = self.request(cluster, server, wire::trash(items, &cluster.token), None)?;
+        let request = self.request(cluster, server, wire::trash(items, &cluster.bearer), None)?;
         let response = self.send_ok(request).await?;
         response.discard().await?;
         Ok(())
@@ -298,11 +303,32 @@ impl Keepstores for HttpKeepstores {
         let request = self.request(
             cluster,
             server,
-            wire::touch(short_locator, &cluster.token),
+            wire::touch(short_locator, &cluster.bearer),
             None,
         )?;
         let response = self.send_ok(request).await?;
         response.discard().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trimmed_text;
+
+    #[test]
+    fn trimmed_text_trims_both_ends_and_replaces_bad_utf8() {
+        for (body, text) in [
+            (&b"  abc+3+A1@2 \r\n"[..], "abc+3+A1@2"),
+            (b"abc", "abc"),
+            (b"", ""),
+            (b" \n\t ", ""),
+            (b"\xe2\x80\x83x\xe2\x80\x83", "x"), // Unicode spaces, as str::trim
+            (b" a\xffb \n", "a\u{fffd}b"),
+        ] {
+            assert_eq!(trimmed_text(body.to_vec()), text, "{body:?}");
+            let old = String::from_utf8_lossy(body).trim().to_string();
+            assert_eq!(trimmed_text(body.to_vec()), old, "{body:?}");
+        }
     }
 }

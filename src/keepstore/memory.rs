@@ -13,7 +13,7 @@ use super::{BlockBody, Cause, IndexSource, Keepstores, KeepstoresFactory, PutRep
 use crate::cluster::{Cluster, Service};
 use crate::keep::index_format::IndexEntry;
 use crate::keep::locator::parse_keepstore;
-use crate::keep::wire::{MountInfo, PullItem, TrashItem};
+use crate::keep::wire::{Bearer, MountInfo, PullItem, TrashItem};
 use crate::keep::{BlockHash, BlockId, ShortLocator};
 use crate::net::{NetError, Origin, Phase};
 
@@ -116,9 +116,11 @@ pub struct MemoryKeepstores {
 /// A cluster of `n` in-memory servers: uuids `<id>-bi6l4-00000000000000<i>`, origins
 /// `http://<label><i>.invalid:1` (never dialled).
 pub fn cluster(label: &'static str, id: &str, n: usize) -> Cluster {
+    let token = format!("{id}-token");
     Cluster {
         label,
-        token: format!("{id}-token"),
+        bearer: Bearer::new(&token),
+        token,
         services: (0..n)
             .map(|i| Service {
                 uuid: format!("{id}-bi6l4-{i:015}"),

@@ -9,6 +9,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+// Generic HTTP text; it lives in keep-proto only because that crate builds the requests.
+pub use keep_proto::header_value::HeaderValue;
 
 use crate::net::conn::{Conn, COALESCE_BODY};
 use crate::net::error::{NetError, Phase};
@@ -83,9 +85,9 @@ pub struct Request {
     pub method: Method,
     pub origin: Origin,
     pub path_and_query: String,
-    /// Names are constants (a protocol's header names; no allocation per request), values
-    /// are made per request.
-    pub headers: Vec<(&'static str, String)>,
+    /// Names are constants (a protocol's header names; no allocation per request); values
+    /// are static or shared where they can be, made per request where they must.
+    pub headers: Vec<(&'static str, HeaderValue)>,
     pub body: Option<Bytes>,
 }
 
@@ -102,7 +104,7 @@ impl Request {
     }
 
     /// Adds a header.
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Request {
+    pub fn header(mut self, name: &'static str, value: impl Into<HeaderValue>) -> Request {
         self.headers.push((name, value.into()));
         self
     }

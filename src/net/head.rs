@@ -127,9 +127,9 @@ pub fn write_request_head(
         out.extend_from_slice(b"\r\n");
     }
     if let Some(len) = content_length {
-        use std::io::Write as _;
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "Content-Length: {len}\r\n");
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     Ok(())

@@ -20,6 +20,7 @@ use std::time::Duration;
 use super::setup::{build_cluster, ApiClient, SetupError};
 use crate::cluster::{Cluster, Service};
 use crate::keep::settings::Settings;
+use crate::keep::wire::Bearer;
 use crate::mover::events::{Event, EventSink, Phase};
 use crate::mover::{Job, Signing};
 use crate::net::{build_runtime, ClientConfig, IoBackend, Origin};
@@ -116,6 +117,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         Cluster {
             label: "dst",
             token: settings.api_token.clone(),
+            bearer: Bearer::new(&settings.api_token),
             services: vec![Service {
                 uuid: "zzzzz-bi6l4-000000000000000".to_string(),
                 origin,

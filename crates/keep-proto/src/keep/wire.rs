@@ -7,7 +7,11 @@
 //! Pure code: a [`WireRequest`] is a method, a path, headers and maybe a body; the HTTP layer
 //! turns it into bytes on a socket.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+use crate::header_value::{self, HeaderValue};
 
 /// Header names, spelled once.
 pub mod header {
@@ -60,7 +64,7 @@ pub struct WireRequest {
     pub method: WireMethod,
     /// Path and query, starting with `/`.
     pub path: String,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, HeaderValue)>,
     /// A JSON body (pull and trash lists); block bodies are passed separately, uncopied.
     pub body: Option<Vec<u8>>,
 }
@@ -68,6 +72,27 @@ pub struct WireRequest {
 /// `Bearer <token>`: how every Keep client sends its token.
 pub fn authorization(token: &str) -> String {
     ["Bearer ", token].concat()
+}
+
+/// A cluster's `Authorization` value, made once and shared by all its requests (a clone
+/// copies a pointer). `Debug` never shows the token.
+#[derive(Clone)]
+pub struct Bearer(Arc<str>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Bearer {
+        Bearer(Arc::from(authorization(token)))
+    }
+
+    fn header_value(&self) -> HeaderValue {
+        HeaderValue::Shared(self.0.clone())
+    }
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer <redacted>")
+    }
 }
 
 /// An Arvados request id: `req-` and 20 base-36 characters, from 20 random bytes.
@@ -81,10 +106,10 @@ pub fn request_id(random: [u8; 20]) -> String {
     id
 }
 
-fn request(method: WireMethod, path: String, token: &str) -> WireRequest {
+fn request(method: WireMethod, path: String, bearer: &Bearer) -> WireRequest {
     // Room for a block PUT's five headers, so the pushes below do not reallocate.
     let mut headers = Vec::with_capacity(5);
-    headers.push((header::AUTHORIZATION, authorization(token)));
+    headers.push((header::AUTHORIZATION, bearer.header_value()));
     WireRequest {
         method,
         path,
@@ -94,16 +119,16 @@ fn request(method: WireMethod, path: String, token: &str) -> WireRequest {
 }
 
 /// `GET /<locator>` (the locator signed when the source enforces signatures, §6.2).
-pub fn block_get(locator: &str, token: &str, request_id: String) -> WireRequest {
-    let mut req = request(WireMethod::Get, ["/", locator].concat(), token);
-    req.headers.push((header::REQUEST_ID, request_id));
+pub fn block_get(locator: &str, bearer: &Bearer, request_id: String) -> WireRequest {
+    let mut req = request(WireMethod::Get, ["/", locator].concat(), bearer);
+    req.headers.push((header::REQUEST_ID, request_id.into()));
     req
 }
 
 /// `HEAD /<locator>`: keepstore reads the whole block and checks its MD5 (§5.2).
-pub fn block_head(locator: &str, token: &str, request_id: String) -> WireRequest {
-    let mut req = request(WireMethod::Head, ["/", locator].concat(), token);
-    req.headers.push((header::REQUEST_ID, request_id));
+pub fn block_head(locator: &str, bearer: &Bearer, request_id: String) -> WireRequest {
+    let mut req = request(WireMethod::Head, ["/", locator].concat(), bearer);
+    req.headers.push((header::REQUEST_ID, request_id.into()));
     req
 }
 
@@ -112,69 +137,71 @@ pub fn block_head(locator: &str, token: &str, request_id: String) -> WireRequest
 /// `hash_hex()`, made once per block).
 pub fn block_put(
     hash_hex: &str,
-    token: &str,
+    bearer: &Bearer,
     request_id: String,
     desired_replicas: u32,
     classes: &[String],
 ) -> WireRequest {
-    let mut req = request(WireMethod::Put, ["/", hash_hex].concat(), token);
-    req.headers.push((header::REQUEST_ID, request_id));
+    let mut req = request(WireMethod::Put, ["/", hash_hex].concat(), bearer);
+    req.headers.push((header::REQUEST_ID, request_id.into()));
     req.headers
-        .push((header::CONTENT_TYPE, OCTET_STREAM.to_string()));
-    req.headers
-        .push((header::DESIRED_REPLICAS, desired_replicas.to_string()));
+        .push((header::CONTENT_TYPE, OCTET_STREAM.into()));
+    req.headers.push((
+        header::DESIRED_REPLICAS,
+        header_value::count(desired_replicas),
+    ));
     if !classes.is_empty() {
         req.headers
-            .push((header::STORAGE_CLASSES, classes.join(", ")));
+            .push((header::STORAGE_CLASSES, classes.join(", ").into()));
     }
     req
 }
 
 /// `GET /index/<prefix>`: every mount's blocks under the prefix (admin token).
-pub fn index(prefix: &str, token: &str) -> WireRequest {
-    request(WireMethod::Get, format!("/index/{prefix}"), token)
+pub fn index(prefix: &str, bearer: &Bearer) -> WireRequest {
+    request(WireMethod::Get, format!("/index/{prefix}"), bearer)
 }
 
 /// `GET /mounts/<uuid>/blocks?prefix=<prefix>`: one mount's blocks (keep-balance's form).
-pub fn mount_index(mount_uuid: &str, prefix: &str, token: &str) -> WireRequest {
+pub fn mount_index(mount_uuid: &str, prefix: &str, bearer: &Bearer) -> WireRequest {
     request(
         WireMethod::Get,
         format!("/mounts/{mount_uuid}/blocks?prefix={prefix}"),
-        token,
+        bearer,
     )
 }
 
 /// `GET /mounts`.
-pub fn mounts(token: &str) -> WireRequest {
-    request(WireMethod::Get, "/mounts".to_string(), token)
+pub fn mounts(bearer: &Bearer) -> WireRequest {
+    request(WireMethod::Get, "/mounts".to_string(), bearer)
 }
 
-fn json_list<T: Serialize>(path: &str, items: &[T], token: &str) -> WireRequest {
-    let mut req = request(WireMethod::Put, path.to_string(), token);
-    req.headers.push((header::CONTENT_TYPE, JSON.to_string()));
+fn json_list<T: Serialize>(path: &str, items: &[T], bearer: &Bearer) -> WireRequest {
+    let mut req = request(WireMethod::Put, path.to_string(), bearer);
+    req.headers.push((header::CONTENT_TYPE, JSON.into()));
     // Serialising plain structs of strings and numbers cannot fail.
     req.body = Some(serde_json::to_vec(items).unwrap_or_else(|_| b"[]".to_vec()));
     req
 }
 
 /// `PUT /pull`: the list replaces the keepstore's queue (an empty list clears it).
-pub fn pull(items: &[PullItem], token: &str) -> WireRequest {
-    json_list("/pull", items, token)
+pub fn pull(items: &[PullItem], bearer: &Bearer) -> WireRequest {
+    json_list("/pull", items, bearer)
 }
 
 /// `PUT /trash`: the list replaces the keepstore's queue.
-pub fn trash(items: &[TrashItem], token: &str) -> WireRequest {
-    json_list("/trash", items, token)
+pub fn trash(items: &[TrashItem], bearer: &Bearer) -> WireRequest {
+    json_list("/trash", items, bearer)
 }
 
 /// `PUT /untrash/<locator>`.
-pub fn untrash(short_locator: &str, token: &str) -> WireRequest {
-    request(WireMethod::Put, format!("/untrash/{short_locator}"), token)
+pub fn untrash(short_locator: &str, bearer: &Bearer) -> WireRequest {
+    request(WireMethod::Put, format!("/untrash/{short_locator}"), bearer)
 }
 
 /// `TOUCH /<locator>`: sets the block's mtime to now on the first writable mount holding it.
-pub fn touch(short_locator: &str, token: &str) -> WireRequest {
-    request(WireMethod::Touch, format!("/{short_locator}"), token)
+pub fn touch(short_locator: &str, bearer: &Bearer) -> WireRequest {
+    request(WireMethod::Touch, format!("/{short_locator}"), bearer)
 }
 
 /// What a status means for the block and the server that gave it (§6.1 step 6, §6.2).
@@ -369,7 +396,7 @@ mod tests {
     fn requests_carry_the_go_headers() {
         let put = block_put(
             &BlockHash([0xab; 16]).to_string(),
-            "tok",
+            &Bearer::new("tok"),
             "req-1".into(),
             2,
             &["a".into(), "b".into()],
@@ -379,6 +406,7 @@ mod tests {
         assert!(put
             .headers
             .contains(&(header::AUTHORIZATION, "Bearer tok".into())));
+        assert_eq!(format!("{:?}", Bearer::new("tok")), "Bearer <redacted>");
         assert!(put
             .headers
             .contains(&(header::DESIRED_REPLICAS, "2".into())));
@@ -391,14 +419,14 @@ mod tests {
                 servers: vec!["http://h:1".into()],
                 mount_uuid: String::new(),
             }],
-            "t",
+            &Bearer::new("t"),
         );
         assert_eq!(
             list.body.as_deref(),
             Some(&br#"[{"locator":"x+1","servers":["http://h:1"],"mount_uuid":""}]"#[..])
         );
         assert_eq!(
-            mount_index("zzzzz-nyw5e-000000000000000", "ab", "t").path,
+            mount_index("zzzzz-nyw5e-000000000000000", "ab", &Bearer::new("t")).path,
             "/mounts/zzzzz-nyw5e-000000000000000/blocks?prefix=ab"
         );
         let id = request_id([35; 20]);

@@ -1,0 +1,157 @@
+//! A request header's value that costs no allocation when it need not. Most of a block
+//! request's header values are the same for the whole run (a cluster's `Bearer …`, the
+//! content type, the replica count), and a 4 KiB block's GET and PUT made them afresh as
+//! `String`s, four allocations per block. Here they are static or shared; only what really
+//! differs per request (a request id) is owned.
+//!
+//! It lives in this crate, not with keepmover's HTTP client, only because this crate builds
+//! the requests and cannot depend on keepmover; nothing in it is Keep's.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Equal when the text is, whatever the kind.
+#[derive(Clone)]
+pub enum HeaderValue {
+    /// Fixed text (a content type, a small count).
+    Static(&'static str),
+    /// Made once and shared by many requests (a cluster's `Bearer …`).
+    Shared(Arc<str>),
+    /// Made for this request alone (a request id).
+    Owned(String),
+}
+
+impl HeaderValue {
+    pub fn as_str(&self) -> &str {
+        match self {
+            HeaderValue::Static(text) => text,
+            HeaderValue::Shared(text) => text,
+            HeaderValue::Owned(text) => text,
+        }
+    }
+}
+
+impl Deref for HeaderValue {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for HeaderValue {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for HeaderValue {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for HeaderValue {
+    fn eq(&self, other: &HeaderValue) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for HeaderValue {}
+
+impl PartialEq<str> for HeaderValue {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for HeaderValue {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Shown as its text, as a `String` would be. Header values can carry a token: whoever
+/// prints a request's headers must redact them, as with `String`s before.
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&'static str> for HeaderValue {
+    fn from(text: &'static str) -> HeaderValue {
+        HeaderValue::Static(text)
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(text: String) -> HeaderValue {
+        HeaderValue::Owned(text)
+    }
+}
+
+impl From<Arc<str>> for HeaderValue {
+    fn from(text: Arc<str>) -> HeaderValue {
+        HeaderValue::Shared(text)
+    }
+}
+
+/// A count as header text: 0 to 15 (every replica count a Keep PUT asks for in practice) from
+/// a table, larger ones made.
+pub fn count(n: u32) -> HeaderValue {
+    const SMALL: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+    ];
+    match SMALL.get(n as usize) {
+        Some(text) => HeaderValue::Static(text),
+        None => HeaderValue::Owned(n.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_reads_as_its_text() {
+        let shared: Arc<str> = Arc::from("Bearer t");
+        for (value, text) in [
+            (
+                HeaderValue::from("application/octet-stream"),
+                "application/octet-stream",
+            ),
+            (HeaderValue::from(shared.clone()), "Bearer t"),
+            (HeaderValue::from(String::from("req-1")), "req-1"),
+        ] {
+            assert_eq!(value.as_str(), text);
+            assert_eq!(&*value, text);
+            assert_eq!(value, text);
+            assert_eq!(format!("{value}"), text);
+            assert_eq!(format!("{value:?}"), format!("{text:?}"));
+            for kind in [
+                HeaderValue::Owned(text.to_string()),
+                HeaderValue::Shared(Arc::from(text)),
+            ] {
+                assert_eq!(value, kind);
+            }
+        }
+        assert_ne!(HeaderValue::from("a"), HeaderValue::from(String::from("b")));
+    }
+
+    #[test]
+    fn counts_read_as_decimal_text() {
+        for n in [0, 1, 2, 9, 10, 15, 16, 17, 100, u32::MAX] {
+            assert_eq!(count(n).as_str(), n.to_string());
+        }
+        assert!(matches!(count(15), HeaderValue::Static(_)));
+        assert!(matches!(count(16), HeaderValue::Owned(_)));
+    }
+}
