@@ -65,7 +65,7 @@ impl Harness for KeepsimHarness {
                 ttl_secs: self.dst_sim.config.blob_signing_ttl,
             }),
             replicas,
-            classes: Vec::new(),
+            classes: std::sync::Arc::from([]),
         }
     }
 

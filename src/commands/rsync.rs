@@ -331,7 +331,7 @@ pub fn prepare_sharing(
                 signing,
                 dst_signing,
                 replicas,
-                classes,
+                classes: classes.into(),
             },
             identity,
             select: args.select.load()?,

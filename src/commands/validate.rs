@@ -142,7 +142,7 @@ pub fn run(args: ValidateArgs, control: Arc<Control>) -> Result<Outcome, Validat
     }
     let wanted = Wanted {
         replicas: job.replicas,
-        classes: job.classes.clone(),
+        classes: job.classes.to_vec(),
     };
     let prefix = select.prefix.clone();
     let shard = select.shard.map(|s| s.to_string());

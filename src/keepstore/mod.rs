@@ -12,6 +12,8 @@
 pub mod http;
 pub mod memory;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::cluster::Cluster;
@@ -179,7 +181,8 @@ pub struct PutReply {
 #[derive(Clone, Debug, Default)]
 pub struct PutWants {
     pub replicas: u32,
-    pub classes: Vec<String>,
+    /// Storage classes still wanted; shared (usually the job's own list).
+    pub classes: Arc<[String]>,
 }
 
 /// Where an index listing comes from: a whole server (`/index/`) or one mount.

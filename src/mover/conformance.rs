@@ -240,7 +240,7 @@ mod tests {
                 signing: None,
                 dst_signing: None,
                 replicas,
-                classes: Vec::new(),
+                classes: std::sync::Arc::from([]),
             }
         }
         fn put_source(&self, server: usize, data: &[u8]) -> BlockId {

@@ -9,6 +9,7 @@
 //! fake (below) and run for real over HTTP.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -49,8 +50,9 @@ pub struct Job {
     pub dst_signing: Option<Signing>,
     /// Replicas wanted on the destination.
     pub replicas: u32,
-    /// Storage classes wanted on the destination (each with `replicas` copies).
-    pub classes: Vec<String>,
+    /// Storage classes wanted on the destination (each with `replicas` copies). Shared: every
+    /// PUT's wants start as this list, without copying it.
+    pub classes: Arc<[String]>,
 }
 
 /// Why one block could not be moved; carries its locator and every failed attempt.
@@ -547,7 +549,7 @@ impl<K: Keepstores> Ctx<'_, K> {
             wanted,
             stored: need.stored,
             missing_classes: if need.tracking {
-                need.classes_todo()
+                need.classes_todo().to_vec()
             } else {
                 Vec::new()
             },
@@ -562,17 +564,20 @@ impl<K: Keepstores> Ctx<'_, K> {
 struct ClassNeeds {
     wanted: u32,
     stored: u32,
-    /// Per class still wanted: replicas still to confirm.
-    todo: Vec<(String, u32)>,
+    /// The job's classes (shared, not copied per block).
+    classes: Arc<[String]>,
+    /// Per class of `classes`: replicas still to confirm (0: done).
+    todo: Vec<u32>,
     tracking: bool,
 }
 
 impl ClassNeeds {
-    fn new(wanted: u32, classes: &[String]) -> ClassNeeds {
+    fn new(wanted: u32, classes: &Arc<[String]>) -> ClassNeeds {
         ClassNeeds {
             wanted,
             stored: 0,
-            todo: classes.iter().map(|c| (c.clone(), wanted)).collect(),
+            classes: classes.clone(),
+            todo: vec![wanted; classes.len()],
             tracking: !classes.is_empty(),
         }
     }
@@ -580,14 +585,29 @@ impl ClassNeeds {
     /// Uploads that may be in flight without over-replicating (keepclient's maxConcurrency).
     fn concurrency(&self) -> u32 {
         if self.tracking {
-            self.todo.iter().map(|(_, n)| *n).min().unwrap_or(0)
+            self.todo
+                .iter()
+                .copied()
+                .filter(|&n| n > 0)
+                .min()
+                .unwrap_or(0)
         } else {
             self.wanted.saturating_sub(self.stored)
         }
     }
 
-    fn classes_todo(&self) -> Vec<String> {
-        self.todo.iter().map(|(c, _)| c.clone()).collect()
+    /// The classes still wanted: the job's own list while every class is (no copy), else
+    /// the ones left.
+    fn classes_todo(&self) -> Arc<[String]> {
+        if self.todo.iter().all(|&n| n > 0) {
+            return self.classes.clone();
+        }
+        self.classes
+            .iter()
+            .zip(&self.todo)
+            .filter(|(_, &n)| n > 0)
+            .map(|(class, _)| class.clone())
+            .collect()
     }
 
     fn confirmed(&mut self, replicas: u32, classes: Option<&[(String, u32)]>) {
@@ -598,18 +618,17 @@ impl ClassNeeds {
             None => self.tracking = false,
             Some(classes) => {
                 for (name, n) in classes {
-                    if let Some(entry) = self.todo.iter_mut().find(|(c, _)| c == name) {
-                        entry.1 = entry.1.saturating_sub(*n);
+                    if let Some(i) = self.classes.iter().position(|c| c == name) {
+                        self.todo[i] = self.todo[i].saturating_sub(*n);
                     }
                 }
-                self.todo.retain(|(_, n)| *n > 0);
             }
         }
     }
 
     fn satisfied(&self) -> bool {
         if self.tracking {
-            self.todo.is_empty()
+            self.todo.iter().all(|&n| n == 0)
         } else {
             self.stored >= self.wanted
         }

@@ -543,7 +543,7 @@ fn worker_main<F: KeepstoresFactory>(state: WorkerState<F>) -> Result<(), Valida
             signing: job.dst_signing.clone(),
             dst_signing: job.dst_signing.clone(),
             replicas: job.wanted.replicas,
-            classes: job.wanted.classes.clone(),
+            classes: job.wanted.classes.as_slice().into(),
         });
         let emitter = Rc::new(RefCell::new(emitter));
         let flusher = {

@@ -155,7 +155,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         signing,
         dst_signing: None,
         replicas: args.replicas.max(1),
-        classes: Vec::new(),
+        classes: Arc::from([]),
     });
     // A failed registration only loses the Ctrl-C summary (the default action still ends
     // the run).

@@ -52,7 +52,7 @@ fn world(n: usize) -> World {
             signing: None,
             dst_signing: None,
             replicas: 2,
-            classes: Vec::new(),
+            classes: Arc::from([]),
         },
         blocks,
     }
@@ -444,7 +444,7 @@ fn vacate_keeps_each_blocks_replica_count_without_the_vacated_server() {
             signing: None,
             dst_signing: None,
             replicas: 0,
-            classes: Vec::new(),
+            classes: Arc::from([]),
         },
         blocks: blocks.clone(),
     };

@@ -272,7 +272,7 @@ impl<F: KeepstoresFactory> Puller<F> {
     fn wants(&self) -> Wants {
         Wants {
             replicas: self.pull.run.job.replicas,
-            classes: self.pull.run.job.classes.clone(),
+            classes: self.pull.run.job.classes.to_vec(),
         }
     }
 

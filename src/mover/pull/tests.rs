@@ -47,7 +47,7 @@ fn world(n: usize) -> World {
             signing: None,
             dst_signing: None,
             replicas: 2,
-            classes: vec!["default".to_string()],
+            classes: Arc::from(["default".to_string()]),
         },
         blocks,
     }

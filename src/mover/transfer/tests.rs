@@ -34,7 +34,11 @@ impl Fixture {
             signing: None,
             dst_signing: None,
             replicas,
-            classes: classes.iter().map(|c| c.to_string()).collect(),
+            classes: classes
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .into(),
         };
         Fixture {
             ks: MemoryKeepstores::new(),
@@ -407,9 +411,31 @@ fn overload_answers_shrink_that_servers_gate() {
 /// wrapped count that asks for more copies in release).
 #[test]
 fn replica_claims_saturate() {
-    let mut need = ClassNeeds::new(2, &[]);
+    let mut need = ClassNeeds::new(2, &std::sync::Arc::from([]));
     need.confirmed(u32::MAX, None);
     need.confirmed(1, None);
     assert_eq!(need.stored, u32::MAX);
     assert!(need.satisfied());
+}
+
+/// Storage classes: the wants start as the job's own list (shared, not copied), shrink to the
+/// classes still short, and are met when every class has its replicas; a class the server
+/// confirms that the job did not ask for changes nothing.
+#[test]
+fn class_needs_track_each_class() {
+    let classes: std::sync::Arc<[String]> = ["hot".to_string(), "cold".to_string()].into();
+    let mut need = ClassNeeds::new(2, &classes);
+    assert!(std::sync::Arc::ptr_eq(&need.classes_todo(), &classes));
+    assert_eq!(need.concurrency(), 2);
+    need.confirmed(1, Some(&[("hot".into(), 2), ("other".into(), 5)]));
+    assert_eq!(&*need.classes_todo(), ["cold".to_string()]);
+    assert_eq!(need.concurrency(), 2);
+    assert!(!need.satisfied());
+    need.confirmed(1, Some(&[("cold".into(), 1)]));
+    assert_eq!(need.concurrency(), 1);
+    assert!(!need.satisfied());
+    need.confirmed(1, Some(&[("cold".into(), 3)]));
+    assert!(need.satisfied());
+    assert_eq!(need.concurrency(), 0);
+    assert!(need.classes_todo().is_empty());
 }

@@ -63,6 +63,21 @@ impl SigningKey {
         expiry_unix: u64,
         ttl_secs: u64,
     ) -> String {
+        let mut out = String::with_capacity(40);
+        self.push_signature_hex(&mut out, hash32, token, expiry_unix, ttl_secs);
+        out
+    }
+
+    /// [`signature_hex`](Self::signature_hex), appended to `out` (a signed locator is written
+    /// in one allocation).
+    fn push_signature_hex(
+        &self,
+        out: &mut String,
+        hash32: &str,
+        token: &str,
+        expiry_unix: u64,
+        ttl_secs: u64,
+    ) {
         // The message is `hash@token@expiry(%08x)@ttl(%x)`, fed in pieces (no allocation: a
         // copy signs one locator per block).
         let mut digits = [0u8; 16];
@@ -75,12 +90,10 @@ impl SigningKey {
         mac.update(b"@");
         mac.update(lower_hex(ttl_secs, 1, &mut digits));
         let digest = mac.finalize().into_bytes();
-        let mut out = String::with_capacity(2 * digest.len());
         for byte in digest {
             out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
             out.push(char::from(HEX_DIGITS[usize::from(byte & 15)]));
         }
-        out
     }
 
     /// Appends `+A<sig>@<expiry>` to `locator`; unchanged if the key or token is empty.
@@ -94,13 +107,13 @@ impl SigningKey {
         if self.key.is_empty() || token.is_empty() || locator.len() < 32 {
             return locator.to_string();
         }
-        let sig = self.signature_hex(&locator[..32], token, expiry_unix, ttl_secs);
         let mut digits = [0u8; 16];
         let expiry = lower_hex(expiry_unix, 8, &mut digits);
-        let mut signed = String::with_capacity(locator.len() + 3 + sig.len() + expiry.len());
+        // `+A`, 40 hex digits of HMAC-SHA1, `@`, the expiry.
+        let mut signed = String::with_capacity(locator.len() + 3 + 40 + expiry.len());
         signed.push_str(locator);
         signed.push_str("+A");
-        signed.push_str(&sig);
+        self.push_signature_hex(&mut signed, &locator[..32], token, expiry_unix, ttl_secs);
         signed.push('@');
         // Hex digits are ASCII.
         signed.extend(expiry.iter().map(|&b| char::from(b)));
