@@ -7,7 +7,7 @@
 use keepmover::cluster::{Cluster, Service};
 use keepmover::index::layout::{Layout, ServerMounts};
 use keepmover::index::SourceBlock;
-use keepmover::keep::wire::parse_mounts;
+use keepmover::keep::wire::{parse_mounts, Bearer};
 use keepmover::keep::{BlockHash, BlockId};
 use keepmover::mover::pull::plan::{count, place, shortfall, Destination, Holdings, Wants};
 use keepmover::net::Origin;
@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let cluster = Cluster {
         label: "dst",
         token: String::new(),
+        bearer: Bearer::new(""),
         services: vec![
             service("zzzzz-bi6l4-000000000000000", false),
             service("zzzzz-bi6l4-111111111111111", true),
