@@ -11,7 +11,9 @@ use crate::cluster::Cluster;
 use crate::keep::index_format::{IndexBodyParser, IndexEntry};
 use crate::keep::wire::{self, header, MountInfo, PullItem, TrashItem, WireMethod, WireRequest};
 use crate::keep::ShortLocator;
-use crate::net::{ClientConfig, HttpClient, Method, NetError, Request, Response, TlsPolicy};
+use crate::net::{
+    ClientConfig, HeaderValue, HttpClient, Method, NetError, Request, Response, TlsPolicy,
+};
 
 /// Largest `/mounts` answer read (a keepstore with a thousand mounts is well under).
 const MOUNTS_BODY_LIMIT: usize = 4 << 20;
@@ -66,7 +68,7 @@ fn method(m: WireMethod) -> Method {
     }
 }
 
-fn request_id() -> String {
+fn request_id() -> HeaderValue {
     use rand::{Rng as _, SeedableRng as _};
     // Request ids only tell requests apart in logs; they are not secrets. A small generator
     // per thread, seeded from the system's, costs a tenth of drawing on ChaCha each time

@@ -36,7 +36,7 @@ mod tls_session;
 mod watchdog;
 
 pub use backend::{build_runtime, io_uring_available, IoBackend};
-pub use client::{ClientConfig, HttpClient, Request};
+pub use client::{ClientConfig, HeaderValue, HttpClient, Request};
 pub use error::{NetError, Phase};
 pub use framing::{BodyDecoder, FramingError, FramingLimits, Want};
 pub use head::{

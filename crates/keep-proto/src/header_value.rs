@@ -1,8 +1,8 @@
 //! A request header's value that costs no allocation when it need not. Most of a block
 //! request's header values are the same for the whole run (a cluster's `Bearer …`, the
 //! content type, the replica count), and a 4 KiB block's GET and PUT made them afresh as
-//! `String`s, four allocations per block. Here they are static or shared; only what really
-//! differs per request (a request id) is owned.
+//! `String`s, six allocations per block. Here they are static or shared, and what really
+//! differs per request (a request id) is kept inline when it is short.
 //!
 //! It lives in this crate, not with keepmover's HTTP client, only because this crate builds
 //! the requests and cannot depend on keepmover; nothing in it is Keep's.
@@ -19,8 +19,39 @@ pub enum HeaderValue {
     Static(&'static str),
     /// Made once and shared by many requests (a cluster's `Bearer …`).
     Shared(Arc<str>),
-    /// Made for this request alone (a request id).
+    /// Made for this request alone and short enough to keep inline (a request id).
+    Short(ShortText),
+    /// Made for this request alone.
     Owned(String),
+}
+
+/// Text of at most [`ShortText::CAPACITY`] bytes, kept inline.
+#[derive(Clone, Copy)]
+pub struct ShortText {
+    len: u8,
+    bytes: [u8; ShortText::CAPACITY],
+}
+
+impl ShortText {
+    /// Fills out the enum to the size a `String` gives it anyway.
+    pub const CAPACITY: usize = 30;
+
+    /// `None` when `text` is longer than [`CAPACITY`](Self::CAPACITY).
+    pub fn new(text: &str) -> Option<ShortText> {
+        let mut bytes = [0; ShortText::CAPACITY];
+        bytes
+            .get_mut(..text.len())?
+            .copy_from_slice(text.as_bytes());
+        Some(ShortText {
+            len: text.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always whole UTF-8: copied from a `&str`, in full.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
 }
 
 impl HeaderValue {
@@ -28,7 +59,16 @@ impl HeaderValue {
         match self {
             HeaderValue::Static(text) => text,
             HeaderValue::Shared(text) => text,
+            HeaderValue::Short(text) => text.as_str(),
             HeaderValue::Owned(text) => text,
+        }
+    }
+
+    /// Per-request text: inline when short, else owned.
+    pub fn short(text: &str) -> HeaderValue {
+        match ShortText::new(text) {
+            Some(short) => HeaderValue::Short(short),
+            None => HeaderValue::Owned(text.to_string()),
         }
     }
 }
@@ -130,6 +170,7 @@ mod tests {
             ),
             (HeaderValue::from(shared.clone()), "Bearer t"),
             (HeaderValue::from(String::from("req-1")), "req-1"),
+            (HeaderValue::short("req-2"), "req-2"),
         ] {
             assert_eq!(value.as_str(), text);
             assert_eq!(&*value, text);
@@ -139,11 +180,26 @@ mod tests {
             for kind in [
                 HeaderValue::Owned(text.to_string()),
                 HeaderValue::Shared(Arc::from(text)),
+                HeaderValue::short(text),
             ] {
                 assert_eq!(value, kind);
             }
         }
         assert_ne!(HeaderValue::from("a"), HeaderValue::from(String::from("b")));
+    }
+
+    #[test]
+    fn short_text_is_inline_up_to_its_capacity() {
+        for len in [0, 1, 24, ShortText::CAPACITY] {
+            let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
+            assert!(matches!(HeaderValue::short(&text), HeaderValue::Short(_)));
+            assert_eq!(HeaderValue::short(&text).as_str(), text);
+        }
+        let long = "y".repeat(ShortText::CAPACITY + 1);
+        assert!(matches!(HeaderValue::short(&long), HeaderValue::Owned(_)));
+        assert_eq!(HeaderValue::short(&long).as_str(), long);
+        // No larger than it was with three kinds: a String's 24 bytes and a tag.
+        assert_eq!(std::mem::size_of::<HeaderValue>(), 32);
     }
 
     #[test]
