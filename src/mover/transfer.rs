@@ -617,9 +617,13 @@ impl ClassNeeds {
             // A server that does not report classes: rely on the replica count from now on.
             None => self.tracking = false,
             Some(classes) => {
+                // A class named twice (`-storage-classes a,a`) is one class: both entries
+                // count what the server confirmed for it (a total per class name).
                 for (name, n) in classes {
-                    if let Some(i) = self.classes.iter().position(|c| c == name) {
-                        self.todo[i] = self.todo[i].saturating_sub(*n);
+                    for (class, todo) in self.classes.iter().zip(&mut self.todo) {
+                        if class == name {
+                            *todo = todo.saturating_sub(*n);
+                        }
                     }
                 }
             }

@@ -439,3 +439,15 @@ fn class_needs_track_each_class() {
     assert_eq!(need.concurrency(), 0);
     assert!(need.classes_todo().is_empty());
 }
+
+/// A class named twice is one class: one confirmation meets both entries. Regression: the
+/// first version of the per-index counters decremented only the first entry, and such a
+/// block was PUT until no server was left (found in review, never released).
+#[test]
+fn a_class_named_twice_is_one_class() {
+    let classes: std::sync::Arc<[String]> = ["b".to_string(), "b".to_string()].into();
+    let mut need = ClassNeeds::new(1, &classes);
+    need.confirmed(1, Some(&[("b".into(), 1)]));
+    assert!(need.satisfied());
+    assert_eq!(need.concurrency(), 0);
+}
