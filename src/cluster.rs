@@ -21,6 +21,7 @@ pub struct Service {
 pub struct Cluster {
     /// `src` or `dst`, used in messages.
     pub label: &'static str,
+    /// The API token; `bearer` is made from it, so the two are set together.
     pub token: String,
     /// `Bearer <token>`, made once and shared by every request to this cluster.
     pub bearer: Bearer,
