@@ -102,6 +102,35 @@ fn every_module_only_uses_modules_below_it() {
     );
 }
 
+/// `net` must not know Keep, so it may not reach into keep-proto by the crate's own name
+/// either, with one exception: `keep_proto::header_value`, HTTP header text with nothing of
+/// Keep in it, which lives there only because keep-proto builds the requests and cannot
+/// depend on this crate.
+#[test]
+fn net_uses_nothing_of_keep_proto_but_header_values() {
+    let net = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/net");
+    let mut all = Vec::new();
+    files(&net, &mut all);
+    let mut violations = Vec::new();
+    for path in &all {
+        let text = std::fs::read_to_string(path).expect("readable file");
+        for line in text.lines() {
+            let code = line.split("//").next().unwrap_or("");
+            let mut rest = code;
+            while let Some(at) = rest.find("keep_proto::") {
+                rest = &rest[at + "keep_proto::".len()..];
+                if !rest.starts_with("header_value") {
+                    violations.push(format!("{}: {}", path.display(), line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "net using keep-proto beyond header_value: {violations:#?}"
+    );
+}
+
 #[test]
 fn the_protocol_crate_has_no_io_dependencies() {
     let manifest = std::fs::read_to_string(
