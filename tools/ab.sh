@@ -25,12 +25,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-sim_on=() copier_on=()
-if [ "$(nproc)" -ge 2 ]; then sim_on=(taskset -c 0) copier_on=(taskset -c 1); fi
 serving_flag=()
 [ "$SERVING" = bench ] && serving_flag+=(--bench-serving)
-# start_sim, stop_sim
+# start_sim, stop_sim, pin_cores
 source tools/lib.sh
+pin_cores
 
 cargo build --release -p keepsim >&2
 # Total bytes and blocks of a BLOCKSPEC such as 64MiBx48 or 4096x60000 (one size only).

@@ -21,12 +21,11 @@ km=${1:-} rounds=${2:-3}
 command -v cc >/dev/null || { echo "needs a C compiler (cc)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'stop_sim; rm -rf "$work"' EXIT
-sim_on=() copier_on=()
-if [ "$(nproc)" -ge 2 ]; then sim_on=(taskset -c 0) copier_on=(taskset -c 1); fi
 serving_flag=(--bench-serving)
 LATENCY_MS=0
-# start_sim, stop_sim
+# start_sim, stop_sim, pin_cores
 source tools/lib.sh
+pin_cores
 cc -O2 -Wall -Wextra -o "$work/copy_floor" tools/copy_floor/copy_floor.c
 [ -z "$km" ] || cargo build --release -p keepsim >&2
 

@@ -22,12 +22,11 @@ bin=$(realpath "$1") size=${2%x*} count=${2##*x}
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'stop_sim; rm -rf "$work"' EXIT
-sim_on=() copier_on=()
-if [ "$(nproc)" -ge 2 ]; then sim_on=(taskset -c 0) copier_on=(taskset -c 1); fi
 serving_flag=(--bench-serving)
 LATENCY_MS=0
-# start_sim, stop_sim
+# start_sim, stop_sim, pin_cores
 source tools/lib.sh
+pin_cores
 cargo build --release -p keepsim >&2
 
 instructions() { # BLOCKSPEC -> instructions of one copy

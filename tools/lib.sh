@@ -12,6 +12,9 @@
 #                           synthetic source of BLOCKSPEC, one replica, a digest-only
 #                           destination, serving_flag, LATENCY_MS); echoes its directory
 #   sim_ticks               utime + stime of the running keepsim, in clock ticks
+#   pin_cores               sets sim_on=(taskset -c 0) and copier_on=(taskset -c 1) on a
+#                           machine of 2 cores or more (keepsim and the copier apart), else
+#                           both to ()
 #   stop_sim                stops the running keepsim; does nothing if none runs (safe in an
 #                           EXIT trap)
 # One keepsim at a time: its pid goes in $work/sim.pid, a file rather than a variable because
@@ -91,4 +94,10 @@ stop_sim() {
   wait "$pid" 2>/dev/null || true
   while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
   rm -f "$work/sim.pid"
+}
+
+# shellcheck disable=SC2034 # sim_on is read by launch_sim, copier_on by the caller
+pin_cores() {
+  sim_on=() copier_on=()
+  if [ "$(nproc)" -ge 2 ]; then sim_on=(taskset -c 0) copier_on=(taskset -c 1); fi
 }
