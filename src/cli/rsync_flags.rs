@@ -288,13 +288,16 @@ pub fn selection(parsed: &ParsedFlags) -> Result<SelectionArgs, String> {
     })
 }
 
-/// A comma list, items trimmed, empties dropped.
+/// A comma list, items trimmed, empties and repeats dropped (`-storage-classes a,a` is one
+/// class; a service listed twice is one service), in the order first given.
 pub fn comma_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    let mut items: Vec<String> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !items.iter().any(|seen| seen == item) {
+            items.push(item.to_string());
+        }
+    }
+    items
 }
 
 /// Turns validated flag texts into typed arguments; errors are usage errors.
@@ -338,6 +341,22 @@ pub fn rsync_args(parsed: &ParsedFlags) -> Result<RsyncArgs, String> {
 mod tests {
     use super::*;
     use crate::gocompat::flag::parse;
+
+    #[test]
+    fn comma_lists_drop_empties_and_repeats() {
+        assert_eq!(comma_list(" a, b ,,a,c , b"), ["a", "b", "c"]);
+        assert!(comma_list(" , ").is_empty());
+        let parsed = parse(
+            RSYNC_FLAGS,
+            &["-storage-classes".to_string(), "hot,hot, cold".to_string()],
+        )
+        .expect("parses");
+        let args = rsync_args(&parsed).expect("valid");
+        assert_eq!(
+            args.storage_classes.as_deref(),
+            Some(&["hot".to_string(), "cold".to_string()][..])
+        );
+    }
 
     /// The flag table, `EngineConfig::default()` and `ClientConfig::default()` agree: what
     /// `-help` shows is what the code uses.
