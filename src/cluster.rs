@@ -21,9 +21,8 @@ pub struct Service {
 pub struct Cluster {
     /// `src` or `dst`, used in messages.
     pub label: &'static str,
-    /// The API token; `bearer` is made from it, so the two are set together.
-    pub token: String,
-    /// `Bearer <token>`, made once and shared by every request to this cluster.
+    /// The API token, as the `Bearer <token>` value every request to this cluster shares
+    /// (`bearer.token()` is the token itself).
     pub bearer: Bearer,
     /// Every listed service (keep-rsync's "local roots"), in API order.
     pub services: Vec<Service>,
@@ -35,7 +34,7 @@ impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("label", &self.label)
-            .field("token", &"<redacted>")
+            .field("bearer", &self.bearer)
             .field("services", &self.services)
             .field("insecure_tls", &self.insecure_tls)
             .finish()
@@ -84,7 +83,6 @@ impl Cluster {
         Ok(Cluster {
             label,
             bearer: Bearer::new(&token),
-            token,
             services,
             insecure_tls,
         })

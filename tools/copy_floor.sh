@@ -19,13 +19,9 @@ cd "$(dirname "$0")/.."
 km=${1:-} rounds=${2:-3}
 [ -z "$km" ] || km=$(realpath "$km")
 command -v cc >/dev/null || { echo "needs a C compiler (cc)" >&2; exit 2; }
-work=$(mktemp -d)
-trap 'stop_sim; rm -rf "$work"' EXIT
-serving_flag=(--bench-serving)
-LATENCY_MS=0
-# start_sim, stop_sim, pin_cores
+# start_sim, stop_sim, bench_setup
 source tools/lib.sh
-pin_cores
+bench_setup
 cc -O2 -Wall -Wextra -o "$work/copy_floor" tools/copy_floor/copy_floor.c
 [ -z "$km" ] || cargo build --release -p keepsim >&2
 

@@ -20,13 +20,9 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 # The binary as the caller named it, before moving to the repository's root.
 bin=$(realpath "$1") size=${2%x*} count=${2##*x}
 cd "$(dirname "$0")/.."
-work=$(mktemp -d)
-trap 'stop_sim; rm -rf "$work"' EXIT
-serving_flag=(--bench-serving)
-LATENCY_MS=0
-# start_sim, stop_sim, pin_cores
+# start_sim, stop_sim, bench_setup
 source tools/lib.sh
-pin_cores
+bench_setup
 cargo build --release -p keepsim >&2
 
 instructions() { # BLOCKSPEC -> instructions of one copy

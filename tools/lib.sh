@@ -15,6 +15,9 @@
 #   pin_cores               sets sim_on=(taskset -c 0) and copier_on=(taskset -c 1) on a
 #                           machine of 2 cores or more (keepsim and the copier apart), else
 #                           both to ()
+#   bench_setup             the start of a one-copier benchmark: a scratch directory in
+#                           $work, removed (and keepsim stopped) on exit; bench serving, no
+#                           added latency; pin_cores
 #   stop_sim                stops the running keepsim; does nothing if none runs (safe in an
 #                           EXIT trap)
 # One keepsim at a time: its pid goes in $work/sim.pid, a file rather than a variable because
@@ -100,4 +103,13 @@ stop_sim() {
 pin_cores() {
   sim_on=() copier_on=()
   if [ "$(nproc)" -ge 2 ]; then sim_on=(taskset -c 0) copier_on=(taskset -c 1); fi
+}
+
+# shellcheck disable=SC2034 # serving_flag and LATENCY_MS are read by start_sim
+bench_setup() {
+  work=$(mktemp -d)
+  trap 'stop_sim; rm -rf "$work"' EXIT
+  serving_flag=(--bench-serving)
+  LATENCY_MS=0
+  pin_cores
 }

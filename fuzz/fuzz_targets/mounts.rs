@@ -31,7 +31,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let cluster = Cluster {
         label: "dst",
-        token: String::new(),
         bearer: Bearer::new(""),
         services: vec![
             service("zzzzz-bi6l4-000000000000000", false),

@@ -116,11 +116,9 @@ pub struct MemoryKeepstores {
 /// A cluster of `n` in-memory servers: uuids `<id>-bi6l4-00000000000000<i>`, origins
 /// `http://<label><i>.invalid:1` (never dialled).
 pub fn cluster(label: &'static str, id: &str, n: usize) -> Cluster {
-    let token = format!("{id}-token");
     Cluster {
         label,
-        bearer: Bearer::new(&token),
-        token,
+        bearer: Bearer::new(&format!("{id}-token")),
         services: (0..n)
             .map(|i| Service {
                 uuid: format!("{id}-bi6l4-{i:015}"),

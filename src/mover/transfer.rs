@@ -158,9 +158,12 @@ pub fn source_locator(src: &Cluster, signing: Option<&Signing>, short: &ShortLoc
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            signing
-                .key
-                .sign_locator(short.as_str(), &src.token, now + 86_400, signing.ttl_secs)
+            signing.key.sign_locator(
+                short.as_str(),
+                src.bearer.token(),
+                now + 86_400,
+                signing.ttl_secs,
+            )
         }
         None => short.as_str().to_string(),
     }

@@ -116,7 +116,6 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         let origin = Origin::parse(&args.service_url).map_err(BenchError::Usage)?;
         Cluster {
             label: "dst",
-            token: settings.api_token.clone(),
             bearer: Bearer::new(&settings.api_token),
             services: vec![Service {
                 uuid: "zzzzz-bi6l4-000000000000000".to_string(),

@@ -71,17 +71,24 @@ pub struct WireRequest {
 
 /// `Bearer <token>`: how every Keep client sends its token.
 pub fn authorization(token: &str) -> String {
-    ["Bearer ", token].concat()
+    [Bearer::PREFIX, token].concat()
 }
 
-/// A cluster's `Authorization` value, made once and shared by all its requests (a clone
-/// copies a pointer). `Debug` never shows the token.
+/// A cluster's token, held as its `Authorization` value (`Bearer <token>`), made once and
+/// shared by all its requests (a clone copies a pointer). `Debug` never shows the token.
 #[derive(Clone)]
 pub struct Bearer(Arc<str>);
 
 impl Bearer {
+    const PREFIX: &'static str = "Bearer ";
+
     pub fn new(token: &str) -> Bearer {
         Bearer(Arc::from(authorization(token)))
+    }
+
+    /// The token itself (for signing locators).
+    pub fn token(&self) -> &str {
+        self.0.get(Bearer::PREFIX.len()..).unwrap_or_default()
     }
 
     fn header_value(&self) -> HeaderValue {
@@ -409,6 +416,8 @@ mod tests {
             .headers
             .contains(&(header::AUTHORIZATION, "Bearer tok".into())));
         assert_eq!(format!("{:?}", Bearer::new("tok")), "Bearer <redacted>");
+        assert_eq!(Bearer::new("tok").token(), "tok");
+        assert_eq!(Bearer::new("").token(), "");
         assert!(put
             .headers
             .contains(&(header::DESIRED_REPLICAS, "2".into())));
