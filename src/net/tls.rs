@@ -23,12 +23,12 @@ pub enum TlsPolicy {
     Insecure,
 }
 
-/// The cryptography: ring, or aws-lc-rs with the `tls-aws-lc-rs` feature.
-fn provider() -> Arc<CryptoProvider> {
-    #[cfg(feature = "tls-aws-lc-rs")]
-    return Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    #[cfg(not(feature = "tls-aws-lc-rs"))]
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The cryptography: aws-lc-rs, or ring with the `tls-ring` feature.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "tls-ring")]
+    return Arc::new(rustls::crypto::ring::default_provider());
+    #[cfg(not(feature = "tls-ring"))]
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 fn finish(

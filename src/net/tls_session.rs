@@ -293,14 +293,12 @@ pub(crate) mod tests {
         let cert = key.cert.der().clone();
         let private =
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[version])
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], private)
-        .expect("config")
+        rustls::ServerConfig::builder_with_provider(crate::net::tls::provider())
+            .with_protocol_versions(&[version])
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], private)
+            .expect("config")
     }
 
     fn server(version: &'static rustls::SupportedProtocolVersion) -> rustls::ServerConnection {

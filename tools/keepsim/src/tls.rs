@@ -12,7 +12,7 @@ pub fn acceptor() -> Result<tokio_rustls::TlsAcceptor, String> {
     let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
         .map_err(|e| format!("certificate key: {e}"))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| e.to_string())?
