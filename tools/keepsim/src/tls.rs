@@ -73,32 +73,31 @@ mod tests {
         .with_root_certificates(roots)
         .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-        let mut client =
-            rustls::ClientConnection::new(Arc::new(client_config), name).expect("client");
-        let mut server =
+        let mut client = rustls::Connection::from(
+            rustls::ClientConnection::new(Arc::new(client_config), name).expect("client"),
+        );
+        let mut server = rustls::Connection::from(
             rustls::ServerConnection::new(Arc::new(server_config(cert, key).expect("config")))
-                .expect("server");
+                .expect("server"),
+        );
         while client.is_handshaking() || server.is_handshaking() {
-            let mut wire = Vec::new();
-            while client.wants_write() {
-                client.write_tls(&mut wire).expect("client write");
-            }
-            let mut from_client = &wire[..];
-            while !from_client.is_empty() {
-                server.read_tls(&mut from_client).expect("server read");
-            }
-            server.process_new_packets().expect("server handshake");
-            let mut wire = Vec::new();
-            while server.wants_write() {
-                server.write_tls(&mut wire).expect("server write");
-            }
-            let mut from_server = &wire[..];
-            while !from_server.is_empty() {
-                client.read_tls(&mut from_server).expect("client read");
-            }
-            client.process_new_packets().expect("client handshake");
+            deliver(&mut client, &mut server);
+            deliver(&mut server, &mut client);
         }
         server.negotiated_cipher_suite().expect("a suite").suite()
+    }
+
+    /// Everything `from` has to send, read and processed by `to`.
+    fn deliver(from: &mut rustls::Connection, to: &mut rustls::Connection) {
+        let mut wire = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut wire).expect("write_tls");
+        }
+        let mut unread = &wire[..];
+        while !unread.is_empty() {
+            to.read_tls(&mut unread).expect("read_tls");
+        }
+        to.process_new_packets().expect("handshake");
     }
 
     #[test]
