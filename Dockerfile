@@ -5,7 +5,7 @@
 # minimal glibc base with CA certificates (TLS to the clusters is verified), as a non-root
 # user. Settings files and tokens are never baked in: they are mounted at run time.
 
-FROM rust:1.89-slim-bookworm AS builder
+FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 COPY . .
 RUN cargo build --release --no-default-features --locked \

@@ -142,6 +142,10 @@ fn readme_build_command_matches_the_dockerfile_and_the_plans_image() {
         readme.contains(BUILD) && read("Dockerfile").contains(BUILD),
         "README and Dockerfile both build with `{BUILD}`"
     );
+    // The README names the builder's image, which is the workspace's toolchain (it said
+    // rust:1.89 after the locked compio crates had come to need 1.95).
+    let image = format!("`rust:{}` image", rust_version());
+    assert!(readme.contains(&image), "README lacks {image}");
     // What the README builds is what `plan -k8s` runs by default.
     let out = Command::new(env!("CARGO_BIN_EXE_keepmover"))
         .args(["plan", "-k8s", "-src", "a", "-dst", "b", "-shards", "1"])
