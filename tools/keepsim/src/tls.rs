@@ -37,8 +37,9 @@ fn server_config(
 /// Go's server order (`crypto/tls`, `defaultCipherSuitesTLS13` and
 /// `cipherSuitesPreferenceOrder`, used whatever the client prefers since Go 1.17): AES-128-GCM,
 /// then AES-256-GCM, then ChaCha20-Poly1305, in TLS 1.3 and 1.2 alike. Go puts ChaCha20 first
-/// only for a client that lists it first, or without AES hardware; rustls clients list
-/// AES-GCM first, so a Go keepstore gives them AES-128-GCM, and so does keepsim.
+/// only when the client lists ChaCha20 before any AES-GCM suite, or when the server itself
+/// has no AES-GCM hardware; rustls clients list AES-GCM first, so a Go keepstore on an AES
+/// machine gives them AES-128-GCM, and so does keepsim.
 fn go_preference(suite: rustls::CipherSuite) -> u8 {
     let name = suite.as_str().unwrap_or_default();
     if name.contains("AES_128_GCM") {
