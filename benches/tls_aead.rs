@@ -5,19 +5,23 @@
 //! AVX-512 AES-GCM where the CPU has it) and to keep checking it; results go into
 //! BENCHMARKS.md ("TLS providers").
 //!
+//! A second group follows a record's whole path through keepmover's own TLS 1.3 record
+//! layer (`net::tls_records`) against rustls 0.23's unbuffered API, copies included.
+//!
 //! Run: `cargo bench --bench tls_aead`. Short measurement (2 s, 10 samples): the bench
 //! machine is shared.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use keepmover::net::tls_records::{content, KeySchedule, Opened, Records, Sealer};
 use rustls::crypto::cipher::{
     AeadKey, InboundOpaqueMessage, Iv, MessageDecrypter, MessageEncrypter, OutboundChunks,
     OutboundPlainMessage,
 };
 use rustls::crypto::CryptoProvider;
-use rustls::{CipherSuite, ContentType, ProtocolVersion};
+use rustls::{CipherSuite, ConnectionTrafficSecrets, ContentType, ProtocolVersion};
 
 /// The largest TLS record's plaintext, as keepmover's bodies are sealed and opened.
 const RECORD: usize = 16 << 10;
@@ -91,12 +95,145 @@ fn records(c: &mut Criterion) {
     group.finish();
 }
 
+/// The secret both ends of the record-path benchmarks use.
+fn secret() -> ConnectionTrafficSecrets {
+    ConnectionTrafficSecrets::Aes256Gcm {
+        key: AeadKey::from([0x5a; 32]),
+        iv: Iv::new([0xa5; 12]),
+    }
+}
+
+/// A key schedule for a connection that never updates its keys.
+struct FixedKeys;
+
+impl KeySchedule for FixedKeys {
+    fn next_sending(&mut self) -> Result<ConnectionTrafficSecrets, rustls::Error> {
+        Err(rustls::Error::General(
+            "no key update in this benchmark".into(),
+        ))
+    }
+    fn next_receiving(&mut self) -> Result<ConnectionTrafficSecrets, rustls::Error> {
+        Err(rustls::Error::General(
+            "no key update in this benchmark".into(),
+        ))
+    }
+    fn session_ticket(&mut self, _: &[u8]) -> Result<(), rustls::Error> {
+        Ok(())
+    }
+}
+
+/// A 16 KiB record's whole path on aws-lc-rs, from the caller's plaintext to the send buffer
+/// and from the receive buffer to the caller's destination: as rustls 0.23's unbuffered API
+/// takes it (plaintext copied into a scratch and sealed there, the sealed record copied into
+/// the send buffer; opened in place, then copied into a `Vec`, then into the destination)
+/// against keepmover's record layer (sealed from the plaintext straight into the send buffer;
+/// opened in place, then copied into the destination).
+fn record_path(c: &mut Criterion) {
+    let plaintext: Vec<u8> = (0..RECORD).map(|i| (i * 31 % 251) as u8).collect();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let mut group = c.benchmark_group("tls13_aes256gcm_16KiB_record_path");
+    group.throughput(Throughput::Bytes(RECORD as u64));
+    let mut out = vec![0u8; RECORD + 64];
+
+    let (mut seal, mut open) = protection(&provider);
+    let mut seq = 0u64;
+    group.bench_function(BenchmarkId::new("seal", "rustls"), |b| {
+        b.iter(|| {
+            let sealed = seal
+                .encrypt(application_data(black_box(&plaintext)), seq)
+                .expect("seal")
+                .encode();
+            seq += 1;
+            out[..sealed.len()].copy_from_slice(&sealed);
+            black_box(&out);
+        })
+    });
+    let mut sealer = Sealer::new(&secret()).expect("sealer");
+    group.bench_function(BenchmarkId::new("seal", "keepmover"), |b| {
+        b.iter(|| {
+            let mut len = 0;
+            sealer
+                .seal(
+                    black_box(&plaintext),
+                    &[content::APPLICATION_DATA],
+                    &mut out,
+                    &mut len,
+                )
+                .expect("seal");
+            black_box(&out[..len]);
+        })
+    });
+
+    // Records sealed by keepmover's peer-side sealer, one per iteration in sequence (outside
+    // the timing), opened by rustls and by keepmover: each side counts its own sequence.
+    let mut destination = vec![0u8; RECORD];
+    let mut peer = Sealer::new(&secret()).expect("sealer");
+    let mut next_record = || {
+        let (mut record, mut len) = (Vec::new(), 0);
+        peer.seal(
+            &plaintext,
+            &[content::APPLICATION_DATA],
+            &mut record,
+            &mut len,
+        )
+        .expect("seal");
+        record
+    };
+    let mut seq = 0u64;
+    group.bench_function(BenchmarkId::new("open", "rustls"), |b| {
+        b.iter_batched_ref(
+            &mut next_record,
+            |record| {
+                let message = InboundOpaqueMessage::new(
+                    ContentType::ApplicationData,
+                    ProtocolVersion::TLSv1_2,
+                    &mut record[5..],
+                );
+                let opened = open.decrypt(message, seq).expect("open").payload.to_vec();
+                seq += 1;
+                destination.copy_from_slice(&opened);
+                black_box(&destination);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let mut peer = Sealer::new(&secret()).expect("sealer");
+    let mut next_record = || {
+        let (mut record, mut len) = (Vec::new(), 0);
+        peer.seal(
+            &plaintext,
+            &[content::APPLICATION_DATA],
+            &mut record,
+            &mut len,
+        )
+        .expect("seal");
+        record
+    };
+    let mut records =
+        Records::new((0, secret()), (0, secret()), Box::new(FixedKeys)).expect("records");
+    let (mut answers, mut answered) = (Vec::new(), 0);
+    group.bench_function(BenchmarkId::new("open", "keepmover"), |b| {
+        b.iter_batched_ref(
+            &mut next_record,
+            |record| match records.open(record, &mut answers, &mut answered) {
+                Ok(Opened::Data { payload, .. }) => {
+                    destination.copy_from_slice(&record[payload]);
+                    black_box(&destination);
+                }
+                other => panic!("{other:?}"),
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500))
         .sample_size(10);
-    targets = records
+    targets = records, record_path
 }
 criterion_main!(benches);

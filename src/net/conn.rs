@@ -8,16 +8,18 @@
 //! Bytes that arrived together with a head are copied once from the connection's small read
 //! buffer.
 //!
-//! TLS is rustls's *unbuffered* client, driven by hand (`tls_session.rs` holds the session
-//! and its two buffers and says what to do next; this file does the I/O under the same
-//! timeouts as plain TCP). Sending: the request head and the body `Bytes` are sealed straight
-//! from the caller's memory into the connection's send buffer, 256 KiB of plaintext per
-//! batch, and each batch goes to the kernel in one write. Receiving: ciphertext is read into
-//! the connection's receive buffer (256 KiB; a record cut by a read stays there and is
-//! completed by the next one), rustls decrypts it there, and each record's plaintext is
-//! copied into the caller's buffer (for heads and framing, into the read buffer; what does not
-//! fit the caller's buffer goes there too). rustls 0.23 still copies inside: each record's
-//! plaintext into a scratch before sealing, each decrypted record into a `Vec` it hands out.
+//! TLS: rustls's *unbuffered* client does the handshake, then keepmover's own record layer
+//! seals and opens TLS 1.3 AES-GCM records (`tls_records.rs`; TLS 1.2 and other suites stay
+//! with rustls). `tls_session.rs` holds the session and its two buffers and says what to do
+//! next; this file does the I/O under the same timeouts as plain TCP. Sending: the request
+//! head and the body `Bytes` are sealed straight from the caller's memory into the
+//! connection's send buffer, 256 KiB of plaintext per batch, and each batch goes to the
+//! kernel in one write. Receiving: ciphertext is read into the connection's receive buffer
+//! (256 KiB; a record cut by a read stays there and is completed by the next one), is
+//! decrypted there in place, and each record's plaintext is copied into the caller's buffer
+//! (for heads and framing, into the read buffer; what does not fit the caller's buffer goes
+//! there too). Under rustls (TLS 1.2) there are more copies inside: each record's plaintext
+//! into a scratch before sealing, each decrypted record into a `Vec` it hands out.
 //! close_notify, or the TCP end, is the end of the stream (the body framing decides whether
 //! that was early). Records that reach an idle pooled connection (session tickets, a key
 //! update) are absorbed by [`Conn::still_usable`]; plaintext or a close there retires it.

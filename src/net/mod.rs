@@ -15,7 +15,8 @@
 //!   until EOF) that `Response` drives; `limits.rs`: raising RLIMIT_NOFILE.
 //! * `conn.rs`: one connection, plain or TLS, with progress-based timeouts that cancel I/O
 //!   instead of dropping it; `tls_session.rs`: the TLS session without I/O (rustls's
-//!   unbuffered API over the connection's own receive and send buffers).
+//!   unbuffered API over the connection's own receive and send buffers, for the handshake);
+//!   `tls_records.rs`: TLS 1.3 AES-GCM records sealed and opened by keepmover after it.
 //! * `head.rs`: request head writing and response head parsing (httparse), pure code.
 //! * [`TlsPolicy`] (`tls.rs`): verified against the system roots, or insecure.
 //! * [`NetError`]: typed errors naming the origin, with `is_retryable`.
@@ -32,6 +33,9 @@ mod pipeline;
 mod pool;
 mod response;
 mod tls;
+/// Public for the fuzz target only.
+#[doc(hidden)]
+pub mod tls_records;
 mod tls_session;
 mod watchdog;
 

@@ -36,6 +36,9 @@ fn finish(
 ) -> Arc<rustls::ClientConfig> {
     let mut config = builder.with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // After the handshake keepmover protects TLS 1.3 records itself (`tls_records.rs`), with
+    // the traffic secrets rustls hands over; they stay in memory, as they would in rustls.
+    config.enable_secret_extraction = crate::net::tls_session::OWN_RECORDS;
     Arc::new(config)
 }
 

@@ -6,10 +6,12 @@
 //! received ciphertext into its own deframer buffer (`read_tls`) and hands sealed records
 //! over through another copy (`write_tls`). Here ciphertext is read straight into `cin`,
 //! where rustls decrypts it in place, and records are sealed straight into `out`, which goes
-//! to the socket as is. What is left (rustls 0.23): sealing copies each record's plaintext
+//! to the socket as is. What is left in rustls 0.23: sealing copies each record's plaintext
 //! into a record-sized scratch before encrypting it, and a decrypted record is copied into
 //! a `Vec` that [`ReadTraffic::next_record`] hands out, from which the caller copies once
-//! more into its destination.
+//! more into its destination. So once the handshake is done, a TLS 1.3 AES-GCM session is
+//! handed over to keepmover's own record layer (`tls_records.rs`), which has neither copy;
+//! the same events come out of it, and the buffers keep their rules.
 //!
 //! Buffer rules (the unbuffered API's contract):
 //! * `cin[start..]` is what rustls has not yet told us to discard: a partial record, or
@@ -21,6 +23,9 @@
 
 use rustls::client::UnbufferedClientConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
+use rustls::{CipherSuite, ProtocolVersion};
+
+use crate::net::tls_records::{Opened, Records};
 
 /// Ciphertext read size, and the receive buffer's size.
 pub(crate) const CIPHER_READ: usize = 256 << 10;
@@ -51,8 +56,21 @@ pub(crate) enum Event {
     Sealed,
 }
 
+/// Who protects the records: rustls through the handshake (and for the sessions keepmover
+/// does not take over), then keepmover's own record layer ([`Records`]).
+enum Engine {
+    Rustls(Box<UnbufferedClientConnection>),
+    Records(Box<Records>),
+    /// Only while rustls hands over (a failed hand-over leaves the session dead).
+    HandingOver,
+}
+
+/// Whether keepmover seals and opens TLS 1.3 AES-GCM records itself (aws-lc-rs); with the
+/// `tls-ring` feature rustls does it all on ring.
+pub(crate) const OWN_RECORDS: bool = cfg!(not(feature = "tls-ring"));
+
 pub(crate) struct TlsSession {
-    session: UnbufferedClientConnection,
+    engine: Engine,
     /// Ciphertext received: `cin[start..]` not discarded yet.
     cin: Vec<u8>,
     start: usize,
@@ -65,7 +83,7 @@ pub(crate) struct TlsSession {
 impl TlsSession {
     pub(crate) fn new(session: UnbufferedClientConnection) -> TlsSession {
         TlsSession {
-            session,
+            engine: Engine::Rustls(Box::new(session)),
             cin: Vec::with_capacity(CIPHER_READ),
             start: 0,
             out: Vec::new(),
@@ -147,7 +165,61 @@ impl TlsSession {
     /// Processes what is buffered until something needs the caller: handshake records are
     /// encoded into the send buffer, one application-data record (if any) goes to `sink`.
     pub(crate) fn advance(&mut self, sink: &mut dyn FnMut(&[u8])) -> Result<Event, rustls::Error> {
-        self.step(sink, None)
+        if let Engine::Records(records) = &mut self.engine {
+            return open_records(
+                records,
+                &mut self.cin,
+                &mut self.start,
+                &mut self.out,
+                &mut self.out_len,
+                &mut self.peer_closed,
+                sink,
+            );
+        }
+        let event = self.step(sink, None)?;
+        if event == Event::Idle {
+            // The handshake is done and nothing waits: keepmover's records from here on.
+            self.take_over_records()?;
+        }
+        Ok(event)
+    }
+
+    /// Whether keepmover's record layer protects this session now.
+    #[cfg(test)]
+    pub(crate) fn own_records(&self) -> bool {
+        matches!(self.engine, Engine::Records(_))
+    }
+
+    /// Hands a TLS 1.3 AES-GCM session over from rustls to [`Records`] (no-op otherwise).
+    fn take_over_records(&mut self) -> Result<(), rustls::Error> {
+        let Engine::Rustls(session) = &self.engine else {
+            return Ok(());
+        };
+        let suite = session.negotiated_cipher_suite().map(|s| s.suite());
+        let aes_gcm = matches!(
+            suite,
+            Some(CipherSuite::TLS13_AES_128_GCM_SHA256 | CipherSuite::TLS13_AES_256_GCM_SHA384)
+        );
+        if !OWN_RECORDS || session.protocol_version() != Some(ProtocolVersion::TLSv1_3) || !aes_gcm
+        {
+            return Ok(());
+        }
+        let Engine::Rustls(session) = std::mem::replace(&mut self.engine, Engine::HandingOver)
+        else {
+            return Ok(());
+        };
+        let (secrets, keys) = session.dangerous_into_kernel_connection()?;
+        let records = Records::new(secrets.tx, secrets.rx, Box::new(keys))?;
+        self.engine = Engine::Records(Box::new(records));
+        Ok(())
+    }
+
+    /// Test hook: lowers the records sealed per key, once the records are keepmover's.
+    #[cfg(test)]
+    fn set_records_per_key(&mut self, records: u64) {
+        if let Engine::Records(own) = &mut self.engine {
+            own.set_records_per_key(records);
+        }
     }
 
     /// Seals all of `plaintext` into the send buffer, after anything already there. Records
@@ -166,6 +238,10 @@ impl TlsSession {
         let want = self.out_len + plaintext.len() + records * RECORD_OVERHEAD;
         if self.out.len() < want {
             self.out.resize(want, 0);
+        }
+        if let Engine::Records(records) = &mut self.engine {
+            records.seal(plaintext, &mut self.out, &mut self.out_len)?;
+            return Ok(Event::Send);
         }
         loop {
             match self.step(sink, Some(plaintext))? {
@@ -191,13 +267,16 @@ impl TlsSession {
     ) -> Result<Event, rustls::Error> {
         loop {
             let TlsSession {
-                session,
+                engine,
                 cin,
                 start,
                 out,
                 out_len,
                 peer_closed,
             } = self;
+            let Engine::Rustls(session) = engine else {
+                return Err(rustls::Error::General("TLS session lost".into()));
+            };
             let status = session.process_tls_records(&mut cin[*start..]);
             let mut discard = status.discard;
             let mut again = false;
@@ -277,11 +356,48 @@ impl TlsSession {
     }
 }
 
+/// Opens what is buffered with keepmover's record layer, as [`TlsSession::advance`] does
+/// with rustls: one application-data record to `sink` ([`Event::Data`]), records for the
+/// session absorbed. An answer the session owes (a key update) is sealed into the send
+/// buffer and goes out with the next request, as rustls sends it: before any application
+/// data, which is what RFC 8446 §4.6.3 asks, and an idle pooled connection that absorbed a
+/// key update stays usable.
+fn open_records(
+    records: &mut Records,
+    cin: &mut [u8],
+    start: &mut usize,
+    out: &mut Vec<u8>,
+    out_len: &mut usize,
+    peer_closed: &mut bool,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<Event, rustls::Error> {
+    loop {
+        if *peer_closed {
+            return Ok(Event::PeerClosed);
+        }
+        let buffered = &mut cin[*start..];
+        match records.open(buffered, out, out_len)? {
+            Opened::Incomplete => return Ok(Event::Idle),
+            Opened::Data { payload, consumed } => {
+                sink(&buffered[payload]);
+                *start += consumed;
+                return Ok(Event::Data);
+            }
+            Opened::Absorbed { consumed } => *start += consumed,
+            Opened::Closed { consumed } => {
+                *start += consumed;
+                *peer_closed = true;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::net::tls_records::{content, Sealer};
 
     /// A server config with a fresh self-signed certificate for `name`, speaking only
     /// `version` (the TLS tests of `conn.rs` use it too).
@@ -475,5 +591,226 @@ pub(crate) mod tests {
             }
         };
         assert!(matches!(result, rustls::Error::DecryptError), "{result}");
+    }
+
+    #[test]
+    fn tls13_sessions_are_taken_over_and_tls12_ones_stay_with_rustls() {
+        assert_eq!(
+            connected(&rustls::version::TLS13).0.own_records(),
+            OWN_RECORDS
+        );
+        assert!(!connected(&rustls::version::TLS12).0.own_records());
+    }
+
+    /// Reads what the wire holds (and `extra`) into the client; returns the plaintext and the
+    /// last event (or the error).
+    fn receive(tls: &mut TlsSession, wire: &mut Wire) -> (Vec<u8>, Result<Event, rustls::Error>) {
+        let mut got = Vec::new();
+        loop {
+            match tls.advance(&mut |plain| got.extend_from_slice(plain)) {
+                Ok(Event::Data) => {}
+                Ok(Event::Idle | Event::NeedInput) if wire.read_into(tls) => {}
+                other => return (got, other),
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_update_the_server_asks_for_is_answered_and_both_directions_go_on() {
+        let (mut tls, mut server, mut wire) = connected(&rustls::version::TLS13);
+        server.refresh_traffic_keys().expect("key update");
+        std::io::Write::write_all(&mut server.writer(), b"after the update").expect("write");
+        wire.bytes.extend(server_output(&mut server));
+        let (got, event) = receive(&mut tls, &mut wire);
+        assert_eq!(got, b"after the update");
+        assert_eq!(event.expect("data"), Event::Idle);
+        // The client's answer (its own key update) waits for its next request and goes first;
+        // the server reads what the client seals after it under its new key.
+        assert!(tls.outgoing() > 0);
+        assert_eq!(
+            tls.seal(b"request", &mut |_| {}).expect("seal"),
+            Event::Send
+        );
+        assert_eq!(to_server(&mut tls, &mut server), b"request");
+    }
+
+    #[test]
+    fn the_sending_key_moves_on_after_its_records() {
+        let (mut tls, mut server, mut wire) = connected(&rustls::version::TLS13);
+        if !tls.own_records() {
+            return;
+        }
+        tls.set_records_per_key(3);
+        // 20 records: six key updates on the way, each read by the server.
+        let request: Vec<u8> = (0..20u32 << 14).map(|i| (i % 253) as u8).collect();
+        let mut received = Vec::new();
+        for piece in request.chunks(SEAL_BATCH) {
+            assert_eq!(tls.seal(piece, &mut |_| {}).expect("seal"), Event::Send);
+            received.extend(to_server(&mut tls, &mut server));
+        }
+        assert!(received == request);
+        std::io::Write::write_all(&mut server.writer(), b"reply").expect("write");
+        wire.bytes.extend(server_output(&mut server));
+        assert_eq!(receive(&mut tls, &mut wire).0, b"reply");
+    }
+
+    /// A client whose server's sending key the test holds, to send it records no rustls
+    /// server would: (client, sealer of the server's records).
+    fn crafted() -> Option<(TlsSession, Sealer, Wire)> {
+        let mut config = test_server_config("localhost", &rustls::version::TLS13);
+        config.enable_secret_extraction = true;
+        config.send_tls13_tickets = 0;
+        let mut server = rustls::ServerConnection::new(Arc::new(config)).expect("server");
+        let mut tls = client();
+        let mut wire = Wire {
+            bytes: Vec::new(),
+            pos: 0,
+            turn: 0,
+        };
+        handshake(&mut tls, &mut server, &mut wire);
+        if !tls.own_records() {
+            return None;
+        }
+        let secrets = server.dangerous_extract_secrets().expect("secrets");
+        assert_eq!(secrets.tx.0, 0);
+        Some((tls, Sealer::new(&secrets.tx.1).expect("sealer"), wire))
+    }
+
+    /// Records to craft: (inner content type and padding, payload).
+    type Crafted<'a> = &'a [(&'a [u8], &'a [u8])];
+
+    /// Seals `(inner type and padding, payload)` records and feeds them to the client.
+    fn send_crafted(records: &[(&[u8], &[u8])]) -> Option<(Vec<u8>, Result<Event, rustls::Error>)> {
+        let (mut tls, mut sealer, mut wire) = crafted()?;
+        let (mut out, mut len) = (Vec::new(), 0);
+        for (trailer, payload) in records {
+            sealer
+                .seal(payload, trailer, &mut out, &mut len)
+                .expect("seal");
+        }
+        wire.bytes.extend_from_slice(&out[..len]);
+        Some(receive(&mut tls, &mut wire))
+    }
+
+    const DATA: &[u8] = &[content::APPLICATION_DATA];
+    const HANDSHAKE: &[u8] = &[content::HANDSHAKE];
+    const ALERT: &[u8] = &[content::ALERT];
+    const EMPTY: &[u8] = &[];
+
+    /// A NewSessionTicket message (lifetime 60 s, a 4-byte ticket, no extensions).
+    const TICKET: &[u8] = &[
+        4, 0, 0, 18, 0, 0, 0, 60, 0, 0, 0, 1, 1, 7, 0, 4, 1, 2, 3, 4, 0, 0,
+    ];
+
+    /// An error's variants, without their strings and lists.
+    fn kind(error: &rustls::Error) -> String {
+        let debug = format!("{error:?}");
+        debug[..debug.find(['"', '{']).unwrap_or(debug.len())].to_string()
+    }
+
+    fn crafted_error(records: Crafted) -> Option<rustls::Error> {
+        let (got, event) = send_crafted(records)?;
+        assert!(got.is_empty() || got == b"before", "{got:?}");
+        Some(event.expect_err("an error"))
+    }
+
+    #[test]
+    fn padding_empty_records_and_a_ticket_cut_across_records_are_taken() {
+        let Some((got, event)) = send_crafted(&[
+            (&[content::APPLICATION_DATA, 0, 0, 0, 0], b"padded "),
+            (DATA, b""),
+            (HANDSHAKE, &TICKET[..6]),
+            (HANDSHAKE, &TICKET[6..]),
+            (&[content::HANDSHAKE, 0], TICKET),
+            (DATA, b"data"),
+            (&[content::ALERT, 0, 0, 0], &[1, 0]),
+            (DATA, b"after close_notify"),
+        ]) else {
+            return;
+        };
+        assert_eq!(got, b"padded data");
+        assert_eq!(event.expect("closed"), Event::PeerClosed);
+    }
+
+    #[test]
+    fn records_that_break_tls13_rules_are_errors() {
+        use rustls::{Error, InvalidMessage, PeerMisbehaved};
+        let cases: [(Crafted, Error); 8] = [
+            (
+                &[(&[0, 0], b"")],
+                PeerMisbehaved::IllegalTlsInnerPlaintext.into(),
+            ),
+            (&[(&[99], b"x")], InvalidMessage::InvalidContentType.into()),
+            (
+                &[
+                    (HANDSHAKE, &TICKET[..6]),
+                    (DATA, b"before"),
+                    (HANDSHAKE, &TICKET[6..]),
+                ],
+                InvalidMessage::UnexpectedMessage("").into(),
+            ),
+            (
+                &[(HANDSHAKE, &[24, 0, 0, 1, 2])],
+                InvalidMessage::InvalidKeyUpdate.into(),
+            ),
+            (
+                &[(HANDSHAKE, &[24, 0, 0, 1, 0, 4, 0])],
+                PeerMisbehaved::KeyEpochWithPendingFragment.into(),
+            ),
+            (
+                &[(HANDSHAKE, &[13, 0, 0, 0])],
+                Error::InappropriateHandshakeMessage {
+                    expect_types: Vec::new(),
+                    got_type: rustls::HandshakeType::CertificateRequest,
+                },
+            ),
+            (
+                &[(DATA, b"before"), (ALERT, &[2, 40])],
+                Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+            ),
+            (
+                &[(DATA, EMPTY); 40],
+                PeerMisbehaved::TooManyEmptyFragments.into(),
+            ),
+        ];
+        for (records, want) in cases {
+            let Some(got) = crafted_error(records) else {
+                return;
+            };
+            assert_eq!(kind(&got), kind(&want), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn plaintext_oversized_and_foreign_version_records_are_errors() {
+        use rustls::{Error, InvalidMessage, PeerMisbehaved};
+        let oversized = {
+            let [hi, lo] = ((16 << 10) + 257u16).to_be_bytes();
+            vec![content::APPLICATION_DATA, 3, 3, hi, lo]
+        };
+        let cases: [(Vec<u8>, Error); 5] = [
+            (
+                vec![20, 3, 3, 0, 1, 1],
+                PeerMisbehaved::IllegalMiddleboxChangeCipherSpec.into(),
+            ),
+            (
+                vec![21, 3, 3, 0, 2, 2, 40],
+                InvalidMessage::UnexpectedMessage("").into(),
+            ),
+            (oversized, InvalidMessage::MessageTooLarge.into()),
+            (
+                vec![23, 3, 1, 0, 20],
+                InvalidMessage::UnknownProtocolVersion.into(),
+            ),
+            (vec![23, 3, 3, 0, 16], Error::DecryptError),
+        ];
+        for (bytes, want) in cases {
+            let Some((mut tls, _, mut wire)) = crafted() else {
+                return;
+            };
+            wire.bytes.extend(bytes);
+            let got = receive(&mut tls, &mut wire).1.expect_err("an error");
+            assert_eq!(kind(&got), kind(&want), "{got:?}");
+        }
     }
 }

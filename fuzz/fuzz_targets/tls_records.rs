@@ -1,0 +1,169 @@
+//! Fuzz target `tls_records`: keepmover's TLS 1.3 record layer (`net::tls_records`) opening
+//! what a fuzzer-driven peer sends: application data, alerts, handshake fragments (tickets,
+//! key updates, garbage), padded records, raw unsealed bytes and flipped bits, delivered in
+//! pieces cut at fuzzer-chosen sizes. The key schedule is a deterministic stand-in (rustls's
+//! needs a handshake), mirrored by the peer so that its key updates decrypt.
+//!
+//! Checks: no panic; every data range lies inside the buffer given and every record consumed
+//! is inside it too; and when the peer sent only well-formed data and key updates, exactly
+//! its data comes out, in order, and every key update it asked for is answered.
+#![no_main]
+
+use keepmover::net::tls_records::{content, KeySchedule, Opened, Records, Sealer};
+use libfuzzer_sys::fuzz_target;
+use rustls::crypto::cipher::{AeadKey, Iv};
+use rustls::ConnectionTrafficSecrets;
+
+fn secret(epoch: u8) -> ConnectionTrafficSecrets {
+    ConnectionTrafficSecrets::Aes256Gcm {
+        key: AeadKey::from([epoch; 32]),
+        iv: Iv::new([epoch ^ 0x5a; 12]),
+    }
+}
+
+/// Receiving epochs count up from 1, sending epochs from 101.
+struct Schedule {
+    receiving: u8,
+    sending: u8,
+}
+
+impl KeySchedule for Schedule {
+    fn next_sending(&mut self) -> Result<ConnectionTrafficSecrets, rustls::Error> {
+        self.sending = self.sending.wrapping_add(1);
+        Ok(secret(self.sending))
+    }
+    fn next_receiving(&mut self) -> Result<ConnectionTrafficSecrets, rustls::Error> {
+        self.receiving = self.receiving.wrapping_add(1);
+        Ok(secret(self.receiving))
+    }
+    fn session_ticket(&mut self, body: &[u8]) -> Result<(), rustls::Error> {
+        if body.is_empty() {
+            return Err(rustls::Error::General("empty ticket".into()));
+        }
+        Ok(())
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [cuts_byte, rest @ ..] = data else {
+        return;
+    };
+    let mut peer = Sealer::new(&secret(1)).expect("sealer");
+    let mut peer_epoch = 1u8;
+    let (mut wire, mut wire_len) = (Vec::new(), 0usize);
+    let mut sent = Vec::new();
+    let mut well_formed = true;
+    let mut requested_updates = 0usize;
+    let mut input = rest;
+    let take = |n: usize, input: &mut &[u8]| -> Vec<u8> {
+        let n = n.min(input.len());
+        let (head, tail) = input.split_at(n);
+        *input = tail;
+        head.to_vec()
+    };
+    while let Some((&op, tail)) = input.split_first() {
+        input = tail;
+        let arg = take(1, &mut input).first().copied().unwrap_or(0);
+        match op % 7 {
+            0 => {
+                let payload = take(usize::from(arg) * 64, &mut input);
+                peer.seal(&payload, &[content::APPLICATION_DATA], &mut wire, &mut wire_len)
+                    .expect("seal");
+                sent.extend_from_slice(&payload);
+            }
+            1 => {
+                let alert = take(2, &mut input);
+                peer.seal(&alert, &[content::ALERT], &mut wire, &mut wire_len).expect("seal");
+                well_formed = false;
+            }
+            2 => {
+                let fragment = take(usize::from(arg), &mut input);
+                peer.seal(&fragment, &[content::HANDSHAKE], &mut wire, &mut wire_len)
+                    .expect("seal");
+                well_formed = false;
+            }
+            3 => {
+                let request = arg & 1;
+                peer.seal(&[24, 0, 0, 1, request], &[content::HANDSHAKE], &mut wire, &mut wire_len)
+                    .expect("seal");
+                peer_epoch = peer_epoch.wrapping_add(1);
+                peer = Sealer::new(&secret(peer_epoch)).expect("sealer");
+                requested_updates += usize::from(request);
+            }
+            4 => {
+                let payload = take(usize::from(arg), &mut input);
+                let mut trailer = vec![arg % 30];
+                trailer.resize(1 + usize::from(arg % 17), 0);
+                peer.seal(&payload, &trailer, &mut wire, &mut wire_len).expect("seal");
+                well_formed = false;
+            }
+            5 => {
+                let raw = take(usize::from(arg), &mut input);
+                wire.truncate(wire_len);
+                wire.extend_from_slice(&raw);
+                wire_len = wire.len();
+                well_formed = false;
+            }
+            _ => {
+                if wire_len > 0 {
+                    let at = usize::from(arg) * 131 % wire_len;
+                    wire[at] ^= 1 << (arg % 8);
+                    well_formed = false;
+                }
+            }
+        }
+    }
+    wire.truncate(wire_len);
+
+    let mut records = Records::new(
+        (0, secret(101)),
+        (0, secret(1)),
+        Box::new(Schedule { receiving: 1, sending: 101 }),
+    )
+    .expect("records");
+    let (mut out, mut out_len) = (Vec::new(), 0usize);
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut got = Vec::new();
+    let mut fed = 0;
+    let piece = 1 + usize::from(*cuts_byte) * 97;
+    let mut verdict = Ok(());
+    'feed: while fed < wire.len() {
+        let n = piece.min(wire.len() - fed);
+        buffer.extend_from_slice(&wire[fed..fed + n]);
+        fed += n;
+        loop {
+            let len = buffer.len();
+            match records.open(&mut buffer, &mut out, &mut out_len) {
+                Ok(Opened::Incomplete) => break,
+                Ok(Opened::Data { payload, consumed }) => {
+                    assert!(payload.end <= consumed && consumed <= len);
+                    got.extend_from_slice(&buffer[payload]);
+                    buffer.drain(..consumed);
+                }
+                Ok(Opened::Absorbed { consumed }) => {
+                    assert!(consumed > 0 && consumed <= len);
+                    buffer.drain(..consumed);
+                }
+                Ok(Opened::Closed { consumed }) => {
+                    assert!(consumed > 0 && consumed <= len);
+                    break 'feed;
+                }
+                Err(e) => {
+                    verdict = Err(e);
+                    break 'feed;
+                }
+            }
+        }
+    }
+    if well_formed {
+        // Too many key-update requests in a row is the one refusal of a well-formed peer.
+        if let Err(rustls::Error::PeerMisbehaved(_)) = verdict {
+            return;
+        }
+        assert!(verdict.is_ok(), "{verdict:?}");
+        assert!(buffer.is_empty());
+        assert!(got == sent, "{} of {} bytes", got.len(), sent.len());
+        // Each answer is one sealed KeyUpdate record: 5 + 5 + 1 + 16 bytes.
+        assert_eq!(out_len, requested_updates * 27);
+    }
+});
