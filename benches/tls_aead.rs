@@ -211,11 +211,10 @@ fn record_path(c: &mut Criterion) {
     };
     let mut records =
         Records::new((0, secret()), (0, secret()), Box::new(FixedKeys)).expect("records");
-    let (mut answers, mut answered) = (Vec::new(), 0);
     group.bench_function(BenchmarkId::new("open", "keepmover"), |b| {
         b.iter_batched_ref(
             &mut next_record,
-            |record| match records.open(record, &mut answers, &mut answered) {
+            |record| match records.open(record) {
                 Ok(Opened::Data { payload, .. }) => {
                     destination.copy_from_slice(&record[payload]);
                     black_box(&destination);

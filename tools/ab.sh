@@ -3,7 +3,8 @@
 # speed drifts from minute to minute (a whole bench_e2e.sh round per build does not). Each
 # run gets a fresh keepsim started as bench_e2e.sh starts it (3 keepstores per cluster, one
 # replica of each source block, a digest-only destination; --bench-serving unless
-# SERVING=default; LATENCY_MS as there), with keepmover on core 1 and keepsim on core 0, and
+# SERVING=default; LATENCY_MS as there; TLS=1 for HTTPS keepstores, keepsim --tls), with
+# keepmover on core 1 and keepsim on core 0, and
 # prints keepmover's user and system CPU seconds, wall time, peak RSS and minor faults (and
 # keepsim's CPU seconds during the copy: a change may move work to the other side; and the
 # blocks/s of keepmover's summary line), then
@@ -12,6 +13,7 @@
 #   tools/ab.sh /tmp/keepmover-old ./target/release/keepmover 1MiBx3072 5
 #   LATENCY_MS=5 SERVING=default tools/ab.sh A B 4096x60000 3
 #   EXTRA="-concurrency 1" tools/ab.sh A B 64MiBx8 3
+#   TLS=1 tools/ab.sh A B 1MiBx3072 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 3 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
@@ -27,6 +29,7 @@ cleanup() {
 trap cleanup EXIT
 serving_flag=()
 [ "$SERVING" = bench ] && serving_flag+=(--bench-serving)
+[ "${TLS:-0}" = 1 ] && serving_flag+=(--tls)
 # start_sim, stop_sim, pin_cores
 source tools/lib.sh
 pin_cores

@@ -21,13 +21,15 @@
 //!   TLS 1.3 record key, which itself refuses a sequence that does not count up (no
 //!   nonce is ever used twice);
 //! * post-handshake messages: NewSessionTicket goes to rustls (resumption); KeyUpdate moves
-//!   the receiving key on, and when the server asks, keepmover answers with its own
-//!   KeyUpdate before anything else it sends. A handshake message may span records but
-//!   not a key change, and no other record may come between its pieces;
-//! * alerts: close_notify ends the stream; any other alert is an error;
-//! * limits: after [`RECORDS_PER_KEY`] records keepmover moves its own sending key on (AES-GCM's
-//!   confidentiality limit, RFC 8446 §5.5); runs of empty records or of key-update
-//!   requests are cut off, as rustls does.
+//!   the receiving key on, and when the server asks, keepmover answers with one KeyUpdate of
+//!   its own in front of the next data it sends (as rustls does: an idle connection owes
+//!   nothing on the wire). A handshake message may span records but not a key change, and
+//!   no other record may come between its pieces;
+//! * alerts: close_notify ends the stream; a warning user_canceled is ignored (a few of
+//!   them); any other alert, or an unknown level, is an error (§6, as rustls does);
+//! * limits: after [`RECORDS_PER_KEY`] records keepmover moves its own sending key on
+//!   (AES-GCM's confidentiality limit, §5.5); runs of empty records or of key updates are
+//!   cut off, as rustls cuts off key updates.
 //!
 //! Only AES-GCM suites over TLS 1.3 are taken over (what Go keepstores and every modern
 //! server negotiate with keepmover's offer); TLS 1.2 and ChaCha20 stay with rustls.
@@ -70,8 +72,13 @@ const KEY_UPDATE: u8 = 24;
 /// KeyUpdateRequest values.
 const UPDATE_NOT_REQUESTED: u8 = 0;
 const UPDATE_REQUESTED: u8 = 1;
-/// close_notify's alert description.
+/// Alert levels and the two alert descriptions that are not errors.
+const WARNING: u8 = 1;
+const FATAL: u8 = 2;
 const CLOSE_NOTIFY: u8 = 0;
+const USER_CANCELED: u8 = 90;
+/// Warning alerts (user_canceled) accepted per connection, as rustls allows.
+const MAX_WARNINGS: u32 = 4;
 
 /// Records sealed under one key before keepmover moves its sending key on: half of rustls's
 /// AES-GCM confidentiality limit (2^24 records; RFC 8446 §5.5 allows 2^24.5). At 16 KiB a
@@ -81,8 +88,9 @@ pub const RECORDS_PER_KEY: u64 = 1 << 23;
 /// Largest post-handshake handshake message accepted (tickets are a few hundred bytes).
 const MAX_HANDSHAKE_MESSAGE: usize = 64 << 10;
 
-/// Most empty application-data records in a row, and most key-update requests without
-/// application data between them, before the peer is taken to be looping.
+/// Most empty application-data records in a row, and most key updates without application
+/// data between them, before the peer is taken to be looping (rustls's and BoringSSL's
+/// figure for key updates).
 const MAX_IDLE_RECORDS: u32 = 32;
 
 /// The key schedule rustls keeps after the handshake: what the record layer asks of it.
@@ -150,8 +158,9 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    /// A sealing key at sequence 0 (TLS 1.3 starts every key there; aws-lc-rs's TLS 1.3 key
-    /// requires it).
+    /// A sealing key at sequence 0, where TLS 1.3 starts every key (aws-lc-rs's TLS 1.3 key
+    /// takes the first nonce it sees as sequence 0, and refuses any that does not count up
+    /// from it).
     pub fn new(secrets: &ConnectionTrafficSecrets) -> Result<Sealer, Error> {
         let (algorithm, key, iv) = aead(secrets).ok_or_else(unsupported)?;
         Ok(Sealer {
@@ -266,13 +275,14 @@ impl Opener {
             .key
             .open_in_place(nonce(&self.iv, seq), Aad::from(header), body)
             .map_err(|_| Error::DecryptError)?;
+        // TLSInnerPlaintext: the content, its type, padding, at most 2^14 + 1 bytes (§5.4).
+        if plaintext.len() > MAX_PLAINTEXT + 1 {
+            return Err(Error::PeerSentOversizedRecord);
+        }
         // The content type is the last non-zero byte; zeros after it are padding.
         let Some(type_at) = plaintext.iter().rposition(|&b| b != 0) else {
             return Err(PeerMisbehaved::IllegalTlsInnerPlaintext.into());
         };
-        if type_at > MAX_PLAINTEXT {
-            return Err(InvalidMessage::MessageTooLarge.into());
-        }
         Ok(Some((
             plaintext[type_at],
             HEADER..HEADER + type_at,
@@ -307,8 +317,11 @@ pub struct Records {
     handshake: Vec<u8>,
     /// Records to seal under one key.
     records_per_key: u64,
+    /// The peer asked for a key update: keepmover's goes in front of its next record.
+    key_update_owed: bool,
     empty_in_a_row: u32,
-    key_update_requests: u32,
+    key_updates_in_a_row: u32,
+    warnings: u32,
 }
 
 impl Records {
@@ -330,8 +343,10 @@ impl Records {
             keys,
             handshake: Vec::new(),
             records_per_key: RECORDS_PER_KEY,
+            key_update_owed: false,
             empty_in_a_row: 0,
-            key_update_requests: 0,
+            key_updates_in_a_row: 0,
+            warnings: 0,
         })
     }
 
@@ -341,13 +356,17 @@ impl Records {
     }
 
     /// Seals `plaintext` as application data into `out` after its first `*out_len` bytes, in
-    /// records of at most 2^14 bytes.
+    /// records of at most 2^14 bytes, after the key update owed to the peer if any.
     pub fn seal(
         &mut self,
         plaintext: &[u8],
         out: &mut Vec<u8>,
         out_len: &mut usize,
     ) -> Result<(), Error> {
+        if self.key_update_owed {
+            self.update_sending_key(out, out_len)?;
+            self.key_update_owed = false;
+        }
         for piece in plaintext.chunks(MAX_PLAINTEXT) {
             if self.sending.seq >= self.records_per_key {
                 self.update_sending_key(out, out_len)?;
@@ -368,14 +387,8 @@ impl Records {
         Ok(())
     }
 
-    /// Opens the record at the front of `cin`. Answers the session owes the peer (a key
-    /// update) are sealed into `out`.
-    pub fn open(
-        &mut self,
-        cin: &mut [u8],
-        out: &mut Vec<u8>,
-        out_len: &mut usize,
-    ) -> Result<Opened, Error> {
+    /// Opens the record at the front of `cin`.
+    pub fn open(&mut self, cin: &mut [u8]) -> Result<Opened, Error> {
         let Some((inner_type, content, consumed)) = self.receiving.open(cin)? else {
             return Ok(Opened::Incomplete);
         };
@@ -395,14 +408,22 @@ impl Records {
             }
             content::APPLICATION_DATA => {
                 self.empty_in_a_row = 0;
-                self.key_update_requests = 0;
+                self.key_updates_in_a_row = 0;
                 Ok(Opened::Data {
                     payload: content,
                     consumed,
                 })
             }
             content::ALERT => match cin[content] {
-                [_, CLOSE_NOTIFY] => Ok(Opened::Closed { consumed }),
+                [WARNING | FATAL, CLOSE_NOTIFY] => Ok(Opened::Closed { consumed }),
+                [WARNING, USER_CANCELED] => {
+                    self.warnings += 1;
+                    if self.warnings > MAX_WARNINGS {
+                        return Err(PeerMisbehaved::TooManyWarningAlertsReceived.into());
+                    }
+                    Ok(Opened::Absorbed { consumed })
+                }
+                // Any other alert, and any alert of an unknown level, ends the connection.
                 [_, description] => Err(Error::AlertReceived(AlertDescription::from(description))),
                 _ => Err(InvalidMessage::MessageTooShort.into()),
             },
@@ -411,7 +432,7 @@ impl Records {
             }
             content::HANDSHAKE => {
                 self.handshake.extend_from_slice(&cin[content]);
-                self.handshake_messages(out, out_len)?;
+                self.handshake_messages()?;
                 Ok(Opened::Absorbed { consumed })
             }
             _ => Err(InvalidMessage::InvalidContentType.into()),
@@ -419,7 +440,7 @@ impl Records {
     }
 
     /// Handles the complete handshake messages buffered; a partial one stays.
-    fn handshake_messages(&mut self, out: &mut Vec<u8>, out_len: &mut usize) -> Result<(), Error> {
+    fn handshake_messages(&mut self) -> Result<(), Error> {
         while let [kind, a, b, c, ..] = self.handshake[..] {
             let length = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
             if length > MAX_HANDSHAKE_MESSAGE {
@@ -440,14 +461,13 @@ impl Records {
                     if self.handshake.len() != 4 + length {
                         return Err(PeerMisbehaved::KeyEpochWithPendingFragment.into());
                     }
-                    self.receiving = Opener::new(&self.keys.next_receiving()?, 0)?;
-                    if request == UPDATE_REQUESTED {
-                        self.key_update_requests += 1;
-                        if self.key_update_requests > MAX_IDLE_RECORDS {
-                            return Err(PeerMisbehaved::TooManyKeyUpdateRequests.into());
-                        }
-                        self.update_sending_key(out, out_len)?;
+                    self.key_updates_in_a_row += 1;
+                    if self.key_updates_in_a_row > MAX_IDLE_RECORDS {
+                        return Err(PeerMisbehaved::TooManyKeyUpdateRequests.into());
                     }
+                    self.receiving = Opener::new(&self.keys.next_receiving()?, 0)?;
+                    // One answer however many requests come before keepmover sends again.
+                    self.key_update_owed |= request == UPDATE_REQUESTED;
                 }
                 other => {
                     return Err(Error::InappropriateHandshakeMessage {
@@ -462,5 +482,149 @@ impl Records {
             self.handshake.drain(..4 + length);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The record layer alone, with a stand-in key schedule (the peer's key updates need the
+    //! next keys, which a real server's extracted secrets do not give). `tls_session.rs`
+    //! tests it against rustls.
+
+    use rustls::crypto::cipher::{AeadKey, Iv};
+
+    use super::*;
+
+    fn secret(epoch: u8) -> ConnectionTrafficSecrets {
+        ConnectionTrafficSecrets::Aes256Gcm {
+            key: AeadKey::from([epoch; 32]),
+            iv: Iv::new([epoch; NONCE_LEN]),
+        }
+    }
+
+    /// Receiving epochs 1, 2, ...; sending 101, 102, ...
+    struct Epochs(u8, u8);
+
+    impl KeySchedule for Epochs {
+        fn next_sending(&mut self) -> Result<ConnectionTrafficSecrets, Error> {
+            self.1 += 1;
+            Ok(secret(self.1))
+        }
+        fn next_receiving(&mut self) -> Result<ConnectionTrafficSecrets, Error> {
+            self.0 += 1;
+            Ok(secret(self.0))
+        }
+        fn session_ticket(&mut self, _: &[u8]) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    fn records() -> Records {
+        Records::new((0, secret(101)), (0, secret(1)), Box::new(Epochs(1, 101))).expect("records")
+    }
+
+    /// Opens every record of `wire` in turn: the data, and the first error.
+    fn open_all(records: &mut Records, mut wire: Vec<u8>) -> (Vec<u8>, Result<(), Error>) {
+        let (mut got, mut at) = (Vec::new(), 0);
+        while at < wire.len() {
+            match records.open(&mut wire[at..]) {
+                Ok(Opened::Data { payload, consumed }) => {
+                    got.extend_from_slice(&wire[at + payload.start..at + payload.end]);
+                    at += consumed;
+                }
+                Ok(Opened::Absorbed { consumed } | Opened::Closed { consumed }) => at += consumed,
+                Ok(Opened::Incomplete) => return (got, Err(Error::General("incomplete".into()))),
+                Err(e) => return (got, Err(e)),
+            }
+        }
+        (got, Ok(()))
+    }
+
+    /// The peer's records: (inner type, payload); a whole key update moves its key on.
+    fn peer_records(messages: &[(u8, &[u8])]) -> Vec<u8> {
+        let (mut epoch, mut out, mut len) = (1, Vec::new(), 0);
+        let mut sealer = Sealer::new(&secret(epoch)).expect("sealer");
+        for (inner, payload) in messages {
+            sealer
+                .seal(payload, &[*inner], &mut out, &mut len)
+                .expect("seal");
+            // A whole KeyUpdate in one record (pieces of one are not followed by data here).
+            if *inner == content::HANDSHAKE && payload.len() == 5 && payload[0] == KEY_UPDATE {
+                epoch += 1;
+                sealer = Sealer::new(&secret(epoch)).expect("sealer");
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn key_updates_move_the_receiving_key_on_and_a_flood_of_them_is_cut_off() {
+        let update: &[u8] = &[KEY_UPDATE, 0, 0, 1, UPDATE_NOT_REQUESTED];
+        let mut messages = vec![(content::HANDSHAKE, update); 3];
+        messages.push((content::APPLICATION_DATA, b"data"));
+        let (got, verdict) = open_all(&mut records(), peer_records(&messages));
+        assert_eq!(got, b"data");
+        verdict.expect("three key updates");
+
+        let flood = vec![(content::HANDSHAKE, update); 33];
+        let (_, verdict) = open_all(&mut records(), peer_records(&flood));
+        assert!(matches!(
+            verdict,
+            Err(Error::PeerMisbehaved(
+                PeerMisbehaved::TooManyKeyUpdateRequests
+            ))
+        ));
+    }
+
+    #[test]
+    fn requested_key_updates_are_answered_once_in_front_of_the_next_data() {
+        let request: &[u8] = &[KEY_UPDATE, 0, 0, 1, UPDATE_REQUESTED];
+        let mut records = records();
+        let (_, verdict) = open_all(
+            &mut records,
+            peer_records(&[(content::HANDSHAKE, request); 2]),
+        );
+        verdict.expect("two requests");
+        let (mut out, mut len) = (Vec::new(), 0);
+        records.seal(b"request", &mut out, &mut len).expect("seal");
+        // One KeyUpdate record (5 + 5 + 1 + 16), then the data (5 + 7 + 1 + 16).
+        assert_eq!(len, 27 + 29);
+        records.seal(b"more", &mut out, &mut len).expect("seal");
+        assert_eq!(len, 27 + 29 + 26);
+        // The peer's side reads it all: the update, then the data under the next key.
+        let mut peer =
+            Records::new((0, secret(1)), (0, secret(101)), Box::new(Epochs(101, 1))).expect("peer");
+        out.truncate(len);
+        let (got, verdict) = open_all(&mut peer, out);
+        verdict.expect("peer reads");
+        assert_eq!(got, b"requestmore");
+    }
+
+    #[test]
+    fn a_key_update_may_be_cut_across_records_but_a_huge_message_is_refused() {
+        let (got, verdict) = open_all(
+            &mut records(),
+            peer_records(&[
+                (content::HANDSHAKE, &[KEY_UPDATE, 0]),
+                (content::HANDSHAKE, &[0, 1, UPDATE_NOT_REQUESTED]),
+            ]),
+        );
+        assert!(got.is_empty());
+        verdict.expect("a key update in two pieces");
+        let huge: &[u8] = &[NEW_SESSION_TICKET, 1, 0, 1];
+        let (_, verdict) = open_all(&mut records(), peer_records(&[(content::HANDSHAKE, huge)]));
+        assert!(matches!(
+            verdict,
+            Err(Error::InvalidMessage(
+                InvalidMessage::HandshakePayloadTooLarge
+            ))
+        ));
+    }
+
+    #[test]
+    fn a_hand_over_after_application_data_was_sealed_is_refused() {
+        let taken = Records::new((1, secret(101)), (0, secret(1)), Box::new(Epochs(1, 101)));
+        assert!(taken.is_err());
     }
 }

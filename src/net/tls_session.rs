@@ -170,8 +170,6 @@ impl TlsSession {
                 records,
                 &mut self.cin,
                 &mut self.start,
-                &mut self.out,
-                &mut self.out_len,
                 &mut self.peer_closed,
                 sink,
             );
@@ -195,13 +193,7 @@ impl TlsSession {
         let Engine::Rustls(session) = &self.engine else {
             return Ok(());
         };
-        let suite = session.negotiated_cipher_suite().map(|s| s.suite());
-        let aes_gcm = matches!(
-            suite,
-            Some(CipherSuite::TLS13_AES_128_GCM_SHA256 | CipherSuite::TLS13_AES_256_GCM_SHA384)
-        );
-        if !OWN_RECORDS || session.protocol_version() != Some(ProtocolVersion::TLSv1_3) || !aes_gcm
-        {
+        if !to_be_taken_over(session) {
             return Ok(());
         }
         let Engine::Rustls(session) = std::mem::replace(&mut self.engine, Engine::HandingOver)
@@ -222,10 +214,11 @@ impl TlsSession {
         }
     }
 
-    /// Seals all of `plaintext` into the send buffer, after anything already there. Records
-    /// that arrived are processed first; their plaintext (unexpected while we send, but
-    /// possible: an early response) goes to `sink`. Returns [`Event::Send`] once sealed,
-    /// [`Event::PeerClosed`] if the peer closed instead.
+    /// Seals all of `plaintext` into the send buffer, after anything already there. Under
+    /// rustls, records that arrived are processed first: their plaintext (unexpected while
+    /// we send, but possible: an early response) goes to `sink`, and [`Event::PeerClosed`]
+    /// is returned if the peer closed. keepmover's record layer leaves what arrived to the
+    /// next read. Returns [`Event::Send`] once sealed.
     pub(crate) fn seal(
         &mut self,
         plaintext: &[u8],
@@ -277,7 +270,17 @@ impl TlsSession {
             let Engine::Rustls(session) = engine else {
                 return Err(rustls::Error::General("TLS session lost".into()));
             };
-            let status = session.process_tls_records(&mut cin[*start..]);
+            // Once the handshake is done, a session to be taken over gives rustls nothing more
+            // to read: a record after the server's Finished (a Go server sends its tickets in
+            // that flight) is the record layer's, which takes it at sequence 0. Had rustls
+            // read it, an answer it queued (to a key update) or a message it holds in part
+            // would be lost in the hand-over.
+            let input: &mut [u8] = if !session.is_handshaking() && to_be_taken_over(session) {
+                &mut []
+            } else {
+                &mut cin[*start..]
+            };
+            let status = session.process_tls_records(input);
             let mut discard = status.discard;
             let mut again = false;
             let result = match status.state {
@@ -356,18 +359,27 @@ impl TlsSession {
     }
 }
 
+/// Whether a session is one keepmover's record layer takes over once its handshake is done:
+/// TLS 1.3 with AES-GCM, on aws-lc-rs.
+fn to_be_taken_over(session: &UnbufferedClientConnection) -> bool {
+    let suite = session.negotiated_cipher_suite().map(|s| s.suite());
+    OWN_RECORDS
+        && session.protocol_version() == Some(ProtocolVersion::TLSv1_3)
+        && matches!(
+            suite,
+            Some(CipherSuite::TLS13_AES_128_GCM_SHA256 | CipherSuite::TLS13_AES_256_GCM_SHA384)
+        )
+}
+
 /// Opens what is buffered with keepmover's record layer, as [`TlsSession::advance`] does
 /// with rustls: one application-data record to `sink` ([`Event::Data`]), records for the
-/// session absorbed. An answer the session owes (a key update) is sealed into the send
-/// buffer and goes out with the next request, as rustls sends it: before any application
-/// data, which is what RFC 8446 §4.6.3 asks, and an idle pooled connection that absorbed a
-/// key update stays usable.
+/// session absorbed. An answer the session owes (a key update) goes in front of the next
+/// request, as rustls sends it: before any application data, as RFC 8446 §4.6.3 asks, and
+/// an idle pooled connection that absorbed a key update stays usable.
 fn open_records(
     records: &mut Records,
     cin: &mut [u8],
     start: &mut usize,
-    out: &mut Vec<u8>,
-    out_len: &mut usize,
     peer_closed: &mut bool,
     sink: &mut dyn FnMut(&[u8]),
 ) -> Result<Event, rustls::Error> {
@@ -376,7 +388,7 @@ fn open_records(
             return Ok(Event::PeerClosed);
         }
         let buffered = &mut cin[*start..];
-        match records.open(buffered, out, out_len)? {
+        match records.open(buffered)? {
             Opened::Incomplete => return Ok(Event::Idle),
             Opened::Data { payload, consumed } => {
                 sink(&buffered[payload]);
@@ -624,13 +636,15 @@ pub(crate) mod tests {
         let (got, event) = receive(&mut tls, &mut wire);
         assert_eq!(got, b"after the update");
         assert_eq!(event.expect("data"), Event::Idle);
-        // The client's answer (its own key update) waits for its next request and goes first;
-        // the server reads what the client seals after it under its new key.
-        assert!(tls.outgoing() > 0);
+        // The client's answer (its own key update) waits for its next request and goes in
+        // front of it: a KeyUpdate record (5 + 5 + 1 + 16 bytes), then the request's (5 + 7
+        // + 1 + 16). The server reads the request under the client's new key.
+        assert_eq!(tls.outgoing(), 0);
         assert_eq!(
             tls.seal(b"request", &mut |_| {}).expect("seal"),
             Event::Send
         );
+        assert_eq!(tls.outgoing(), 27 + 29);
         assert_eq!(to_server(&mut tls, &mut server), b"request");
     }
 
@@ -811,6 +825,195 @@ pub(crate) mod tests {
             wire.bytes.extend(bytes);
             let got = receive(&mut tls, &mut wire).1.expect_err("an error");
             assert_eq!(kind(&got), kind(&want), "{got:?}");
+        }
+    }
+
+    /// The traffic secrets rustls's key log gives out (the test server's), by label.
+    #[derive(Debug, Default)]
+    struct KeyLog(std::sync::Mutex<Vec<(String, Vec<u8>)>>);
+
+    impl rustls::KeyLog for KeyLog {
+        fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+            if let Ok(mut logged) = self.0.lock() {
+                logged.push((label.to_string(), secret.to_vec()));
+            }
+        }
+    }
+
+    /// TLS 1.3's HKDF-Expand-Label (RFC 8446 §7.1) with SHA-384 and an empty context.
+    fn expand_label(secret: &[u8], label: &str, len: usize) -> Vec<u8> {
+        struct Len(usize);
+        impl aws_lc_rs::hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                self.0
+            }
+        }
+        let prk = aws_lc_rs::hkdf::Prk::new_less_safe(aws_lc_rs::hkdf::HKDF_SHA384, secret);
+        let label = format!("tls13 {label}");
+        let length = (len as u16).to_be_bytes();
+        let info: [&[u8]; 4] = [&length, &[label.len() as u8], label.as_bytes(), &[0]];
+        let mut out = vec![0; len];
+        prk.expand(&info, Len(len))
+            .and_then(|okm| okm.fill(&mut out))
+            .expect("expand");
+        out
+    }
+
+    /// A client whose server's first flight (through its Finished) is followed by `extra`:
+    /// records sealed under the server's first application traffic key, as a Go server
+    /// sends its tickets. Returns the client after its handshake (taken over), and the server.
+    fn first_flight_and(
+        extra: impl FnOnce(&mut Sealer) -> Vec<u8>,
+    ) -> Option<(TlsSession, rustls::ServerConnection)> {
+        let mut config = test_server_config("localhost", &rustls::version::TLS13);
+        let log = Arc::new(KeyLog::default());
+        config.key_log = log.clone();
+        config.send_tls13_tickets = 0;
+        let mut server = rustls::ServerConnection::new(Arc::new(config)).expect("server");
+        let mut tls = client();
+        let mut extra = Some(extra);
+        loop {
+            match tls.advance(&mut |_| {}) {
+                Ok(Event::Send) => assert!(to_server(&mut tls, &mut server).is_empty()),
+                Ok(Event::NeedInput) => {
+                    let mut flight = server_output(&mut server);
+                    if let Some(extra) = extra.take() {
+                        assert_eq!(
+                            server.negotiated_cipher_suite().map(|s| s.suite()),
+                            Some(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384)
+                        );
+                        let logged = log.0.lock().expect("key log");
+                        let (_, secret) = logged
+                            .iter()
+                            .find(|(label, _)| label == "SERVER_TRAFFIC_SECRET_0")
+                            .expect("the server's traffic secret");
+                        let key: [u8; 32] =
+                            expand_label(secret, "key", 32).try_into().expect("key");
+                        let iv: [u8; 12] = expand_label(secret, "iv", 12).try_into().expect("iv");
+                        let secrets = rustls::ConnectionTrafficSecrets::Aes256Gcm {
+                            key: rustls::crypto::cipher::AeadKey::from(key),
+                            iv: rustls::crypto::cipher::Iv::new(iv),
+                        };
+                        flight.extend(extra(&mut Sealer::new(&secrets).expect("sealer")));
+                    }
+                    assert!(!flight.is_empty(), "handshake stuck");
+                    tls.push_ciphertext(&flight);
+                }
+                Ok(Event::Idle) => break,
+                // rustls (with `tls-ring`) reads the extra records itself, data included.
+                Ok(Event::Data) if !OWN_RECORDS => {}
+                other => panic!("{other:?} in the handshake"),
+            }
+        }
+        to_server(&mut tls, &mut server);
+        tls.own_records().then_some((tls, server))
+    }
+
+    fn sealed(sealer: &mut Sealer, records: Crafted) -> Vec<u8> {
+        let (mut out, mut len) = (Vec::new(), 0);
+        for (trailer, payload) in records {
+            sealer
+                .seal(payload, trailer, &mut out, &mut len)
+                .expect("seal");
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// Drains what the client has buffered: (plaintext, last event).
+    fn drain(tls: &mut TlsSession) -> (Vec<u8>, Result<Event, rustls::Error>) {
+        let mut got = Vec::new();
+        loop {
+            match tls.advance(&mut |plain| got.extend_from_slice(plain)) {
+                Ok(Event::Data) => {}
+                other => return (got, other),
+            }
+        }
+    }
+
+    #[test]
+    fn records_right_after_the_servers_finished_are_opened_after_the_hand_over() {
+        let Some((mut tls, _server)) = first_flight_and(|sealer| {
+            sealed(
+                sealer,
+                &[(HANDSHAKE, TICKET), (HANDSHAKE, TICKET), (DATA, b"early")],
+            )
+        }) else {
+            return;
+        };
+        let (got, event) = drain(&mut tls);
+        assert_eq!(got, b"early");
+        assert_eq!(event.expect("idle"), Event::Idle);
+        assert_eq!(tls.undiscarded(), 0);
+    }
+
+    #[test]
+    fn a_key_update_asked_for_in_the_servers_first_flight_is_answered() {
+        let Some((mut tls, mut server)) =
+            first_flight_and(|sealer| sealed(sealer, &[(HANDSHAKE, &[24, 0, 0, 1, 1])]))
+        else {
+            return;
+        };
+        assert_eq!(drain(&mut tls).1.expect("idle"), Event::Idle);
+        assert_eq!(
+            tls.seal(b"request", &mut |_| {}).expect("seal"),
+            Event::Send
+        );
+        assert_eq!(tls.outgoing(), 27 + 29);
+        assert_eq!(to_server(&mut tls, &mut server), b"request");
+    }
+
+    #[test]
+    fn a_ticket_cut_across_the_hand_over_is_put_together() {
+        let mut second = Vec::new();
+        let Some((mut tls, _server)) = first_flight_and(|sealer| {
+            let first = sealed(sealer, &[(HANDSHAKE, &TICKET[..6])]);
+            second = sealed(sealer, &[(HANDSHAKE, &TICKET[6..]), (DATA, b"hello")]);
+            first
+        }) else {
+            return;
+        };
+        assert_eq!(drain(&mut tls).1.expect("idle"), Event::Idle);
+        tls.push_ciphertext(&second);
+        let (got, event) = drain(&mut tls);
+        assert_eq!(got, b"hello");
+        assert_eq!(event.expect("idle"), Event::Idle);
+    }
+
+    #[test]
+    fn warnings_and_oversized_plaintext() {
+        use rustls::{Error, PeerMisbehaved};
+        let oversized = vec![7u8; 16 << 10];
+        let mut padding = vec![content::APPLICATION_DATA];
+        padding.resize(200, 0);
+        const USER_CANCELED: &[u8] = &[1, 90];
+        let cases: [(Crafted, Result<Event, Error>); 4] = [
+            (
+                &[(DATA, b"a"), (ALERT, &[1, 90]), (ALERT, &[1, 0])],
+                Ok(Event::PeerClosed),
+            ),
+            (
+                &[(ALERT, USER_CANCELED); 5],
+                Err(PeerMisbehaved::TooManyWarningAlertsReceived.into()),
+            ),
+            (
+                &[(ALERT, &[77, 0])],
+                Err(Error::AlertReceived(rustls::AlertDescription::CloseNotify)),
+            ),
+            (
+                &[(&padding, &oversized)],
+                Err(Error::PeerSentOversizedRecord),
+            ),
+        ];
+        for (records, want) in cases {
+            let Some((_, event)) = send_crafted(records) else {
+                return;
+            };
+            match (&event, &want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want),
+                (Err(got), Err(want)) => assert_eq!(kind(got), kind(want), "{got:?}"),
+                _ => panic!("{event:?} for {want:?}"),
+            }
         }
     }
 }
