@@ -1016,4 +1016,41 @@ pub(crate) mod tests {
             }
         }
     }
+
+    #[test]
+    fn tickets_opened_by_the_record_layer_resume_the_next_session() {
+        // One server config (its ticketer) for both connections; the client's session store
+        // is process-wide.
+        let mut config = test_server_config("resume.example", &rustls::version::TLS13);
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer");
+        let config = Arc::new(config);
+        let name = rustls::pki_types::ServerName::try_from("resume.example").expect("name");
+        let client_config =
+            crate::net::tls::client_config(crate::net::TlsPolicy::Insecure).expect("tls");
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let mut server = rustls::ServerConnection::new(config.clone()).expect("server");
+            let session = UnbufferedClientConnection::new(client_config.clone(), name.clone())
+                .expect("client");
+            let mut tls = TlsSession::new(session);
+            let mut wire = Wire {
+                bytes: Vec::new(),
+                pos: 0,
+                turn: 0,
+            };
+            handshake(&mut tls, &mut server, &mut wire);
+            kinds.push(server.handshake_kind());
+            // The server's tickets, then a response, reach the client.
+            std::io::Write::write_all(&mut server.writer(), b"ok").expect("write");
+            wire.bytes.extend(server_output(&mut server));
+            assert_eq!(receive(&mut tls, &mut wire).0, b"ok");
+        }
+        assert_eq!(
+            kinds,
+            [
+                Some(rustls::HandshakeKind::Full),
+                Some(rustls::HandshakeKind::Resumed)
+            ]
+        );
+    }
 }
