@@ -12,10 +12,11 @@
 //! What rustls still does ([`KernelConnection`], its API for kernel TLS): the handshake,
 //! certificate checks, the key schedule (new traffic secrets at a key update) and session
 //! tickets. What this module does itself, from RFC 8446 §4.6 and §5:
-//! * record framing: outer type application_data and version 0x0303 only (a
-//!   change_cipher_spec, a plaintext alert or handshake record after the handshake is an
-//!   error), ciphertext at most 2^14 + 256 bytes, inner plaintext at most 2^14, its content
-//!   type being the last non-zero byte (zero padding stripped);
+//! * record framing: outer type application_data only (a change_cipher_spec, a plaintext
+//!   alert or handshake record after the handshake is an error), a legacy version of 3.x
+//!   (its minor is ignored, as rustls and Go do; the AEAD authenticates it anyway),
+//!   ciphertext at most 2^14 + 256 bytes, inner plaintext at most 2^14 + 1 (content at most
+//!   2^14), the content type being its last non-zero byte (zero padding stripped);
 //! * nonces: the traffic IV XOR the record's 64-bit sequence number, one sequence per key
 //!   and direction, starting at 0 at every key change. Sealing goes through aws-lc-rs's
 //!   TLS 1.3 record key, which itself refuses a sequence that does not count up (no
@@ -51,11 +52,11 @@ use rustls::{
 const HEADER: usize = 5;
 /// AES-GCM tag.
 const TAG: usize = 16;
-/// Largest inner plaintext of a record (RFC 8446 §5.1).
+/// Largest content of a record (RFC 8446 §5.1); its inner plaintext adds the type byte.
 pub const MAX_PLAINTEXT: usize = 1 << 14;
 /// Largest ciphertext of a record (RFC 8446 §5.2).
 const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
-/// The one legacy record version of TLS 1.3 records.
+/// The legacy record version keepmover writes; it reads any 3.x.
 const LEGACY_VERSION: [u8; 2] = [3, 3];
 
 /// Content types (RFC 8446 §5.1).
@@ -256,7 +257,7 @@ impl Opener {
             }
             _ => return Err(InvalidMessage::InvalidContentType.into()),
         }
-        if header[1..3] != LEGACY_VERSION {
+        if header[1] != LEGACY_VERSION[0] {
             return Err(InvalidMessage::UnknownProtocolVersion.into());
         }
         let length = usize::from(u16::from_be_bytes([header[3], header[4]]));

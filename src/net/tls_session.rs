@@ -813,7 +813,7 @@ pub(crate) mod tests {
             ),
             (oversized, InvalidMessage::MessageTooLarge.into()),
             (
-                vec![23, 3, 1, 0, 20],
+                vec![23, 2, 0, 0, 20],
                 InvalidMessage::UnknownProtocolVersion.into(),
             ),
             (vec![23, 3, 3, 0, 16], Error::DecryptError),

@@ -1,7 +1,9 @@
 // A keep-alive HTTPS server on Go's crypto/tls and net/http, what a keepstore speaks, for
 // tests/net_tls_go.rs. It prints its port, then serves: PUT /p answers "got N" with the body's
-// length, GET /big 5 MiB, GET /conns the connections accepted so far. Go's TLS 1.3 server
-// sends its session tickets in its first flight and picks the cipher suite by its own order.
+// length, GET /big 5 MiB, GET /conns the connections accepted so far and this connection's TLS
+// version and cipher suite (hex). Go's TLS 1.3 server sends its session tickets in its first
+// flight and picks the cipher suite by its own order. It exits when its stdin closes (its
+// test went away). Go 1.13 and later.
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"io/ioutil"
 	"math/big"
 	"net"
 	"net/http"
@@ -49,11 +52,11 @@ func main() {
 		w.Write(body)
 	})
 	mux.HandleFunc("/p", func(w http.ResponseWriter, r *http.Request) {
-		n, _ := io.Copy(io.Discard, r.Body)
+		n, _ := io.Copy(ioutil.Discard, r.Body)
 		fmt.Fprintf(w, "got %d", n)
 	})
 	mux.HandleFunc("/conns", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%d", atomic.LoadInt64(&conns))
+		fmt.Fprintf(w, "%d %04x %04x", atomic.LoadInt64(&conns), r.TLS.Version, r.TLS.CipherSuite)
 	})
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -70,5 +73,9 @@ func main() {
 	}
 	fmt.Println(listener.Addr().(*net.TCPAddr).Port)
 	os.Stdout.Sync()
+	go func() {
+		io.Copy(ioutil.Discard, os.Stdin)
+		os.Exit(0)
+	}()
 	panic(server.ServeTLS(listener, "", ""))
 }
