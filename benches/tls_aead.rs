@@ -122,6 +122,22 @@ impl KeySchedule for FixedKeys {
     }
 }
 
+/// The peer's records of `plaintext`, one per call, in sequence from 0.
+fn peer_records(plaintext: &[u8]) -> impl FnMut() -> Vec<u8> + '_ {
+    let mut peer = Sealer::new(&secret()).expect("sealer");
+    move || {
+        let (mut record, mut len) = (Vec::new(), 0);
+        peer.seal(
+            plaintext,
+            &[content::APPLICATION_DATA],
+            &mut record,
+            &mut len,
+        )
+        .expect("seal");
+        record
+    }
+}
+
 /// A 16 KiB record's whole path on aws-lc-rs, from the caller's plaintext to the send buffer
 /// and from the receive buffer to the caller's destination: as rustls 0.23's unbuffered API
 /// takes it (plaintext copied into a scratch and sealed there, the sealed record copied into
@@ -167,18 +183,7 @@ fn record_path(c: &mut Criterion) {
     // Records sealed by keepmover's peer-side sealer, one per iteration in sequence (outside
     // the timing), opened by rustls and by keepmover: each side counts its own sequence.
     let mut destination = vec![0u8; RECORD];
-    let mut peer = Sealer::new(&secret()).expect("sealer");
-    let mut next_record = || {
-        let (mut record, mut len) = (Vec::new(), 0);
-        peer.seal(
-            &plaintext,
-            &[content::APPLICATION_DATA],
-            &mut record,
-            &mut len,
-        )
-        .expect("seal");
-        record
-    };
+    let mut next_record = peer_records(&plaintext);
     let mut seq = 0u64;
     group.bench_function(BenchmarkId::new("open", "rustls"), |b| {
         b.iter_batched_ref(
@@ -197,18 +202,7 @@ fn record_path(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    let mut peer = Sealer::new(&secret()).expect("sealer");
-    let mut next_record = || {
-        let (mut record, mut len) = (Vec::new(), 0);
-        peer.seal(
-            &plaintext,
-            &[content::APPLICATION_DATA],
-            &mut record,
-            &mut len,
-        )
-        .expect("seal");
-        record
-    };
+    let mut next_record = peer_records(&plaintext);
     let mut records =
         Records::new((0, secret()), (0, secret()), Box::new(FixedKeys)).expect("records");
     group.bench_function(BenchmarkId::new("open", "keepmover"), |b| {

@@ -443,6 +443,7 @@ pub(crate) mod tests {
     }
 
     /// Cuts `bytes` into reads of awkward sizes (1 byte, a header, a record and a bit, ...).
+    #[derive(Default)]
     struct Wire {
         bytes: Vec<u8>,
         pos: usize,
@@ -497,11 +498,7 @@ pub(crate) mod tests {
     ) -> (TlsSession, rustls::ServerConnection, Wire) {
         let mut server = server(version);
         let mut tls = client();
-        let mut wire = Wire {
-            bytes: Vec::new(),
-            pos: 0,
-            turn: 0,
-        };
+        let mut wire = Wire::default();
         handshake(&mut tls, &mut server, &mut wire);
         (tls, server, wire)
     }
@@ -636,16 +633,21 @@ pub(crate) mod tests {
         let (got, event) = receive(&mut tls, &mut wire);
         assert_eq!(got, b"after the update");
         assert_eq!(event.expect("data"), Event::Idle);
-        // The client's answer (its own key update) waits for its next request and goes in
-        // front of it: a KeyUpdate record (5 + 5 + 1 + 16 bytes), then the request's (5 + 7
-        // + 1 + 16). The server reads the request under the client's new key.
+        // The client's answer (its own key update) waits for its next request.
+        answer_then_request(&mut tls, &mut server);
+    }
+
+    /// Seals a request after a key update the client owes: a KeyUpdate record (5 + 5 + 1 +
+    /// 16 bytes) goes first, then the request's (5 + 7 + 1 + 16), which the server reads
+    /// under the client's new key.
+    fn answer_then_request(tls: &mut TlsSession, server: &mut rustls::ServerConnection) {
         assert_eq!(tls.outgoing(), 0);
         assert_eq!(
             tls.seal(b"request", &mut |_| {}).expect("seal"),
             Event::Send
         );
         assert_eq!(tls.outgoing(), 27 + 29);
-        assert_eq!(to_server(&mut tls, &mut server), b"request");
+        assert_eq!(to_server(tls, server), b"request");
     }
 
     #[test]
@@ -676,11 +678,7 @@ pub(crate) mod tests {
         config.send_tls13_tickets = 0;
         let mut server = rustls::ServerConnection::new(Arc::new(config)).expect("server");
         let mut tls = client();
-        let mut wire = Wire {
-            bytes: Vec::new(),
-            pos: 0,
-            turn: 0,
-        };
+        let mut wire = Wire::default();
         handshake(&mut tls, &mut server, &mut wire);
         if !tls.own_records() {
             return None;
@@ -955,12 +953,7 @@ pub(crate) mod tests {
             return;
         };
         assert_eq!(drain(&mut tls).1.expect("idle"), Event::Idle);
-        assert_eq!(
-            tls.seal(b"request", &mut |_| {}).expect("seal"),
-            Event::Send
-        );
-        assert_eq!(tls.outgoing(), 27 + 29);
-        assert_eq!(to_server(&mut tls, &mut server), b"request");
+        answer_then_request(&mut tls, &mut server);
     }
 
     #[test]
@@ -1033,11 +1026,7 @@ pub(crate) mod tests {
             let session = UnbufferedClientConnection::new(client_config.clone(), name.clone())
                 .expect("client");
             let mut tls = TlsSession::new(session);
-            let mut wire = Wire {
-                bytes: Vec::new(),
-                pos: 0,
-                turn: 0,
-            };
+            let mut wire = Wire::default();
             handshake(&mut tls, &mut server, &mut wire);
             kinds.push(server.handshake_kind());
             // The server's tickets, then a response, reach the client.
