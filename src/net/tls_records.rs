@@ -1,8 +1,8 @@
 //! TLS 1.3 application records after the handshake, sealed and opened here with aws-lc-rs's
 //! AES-GCM while rustls keeps the keys. No I/O.
 //!
-//! Why: rustls 0.23 passes every byte of a copy over HTTPS three times more than the
-//! cipher needs. Sealing copies each record's plaintext into a scratch, encrypts it there
+//! Why: rustls 0.23 makes three passes over the bytes of a copy over HTTPS that the cipher
+//! does not need. Sealing copies each record's plaintext into a scratch, encrypts it there
 //! and copies the sealed record into our send buffer. Opening decrypts in place and then
 //! copies the record into a `Vec` it hands out. Here a record is sealed straight from the
 //! caller's bytes into the send buffer (`seal_out_of_place_scatter`, with the inner
@@ -32,8 +32,8 @@
 //!   (AES-GCM's confidentiality limit, §5.5); runs of empty records or of key updates are
 //!   cut off, as rustls cuts off key updates.
 //!
-//! Only AES-GCM suites over TLS 1.3 are taken over (what Go keepstores and every modern
-//! server negotiate with keepmover's offer); TLS 1.2 and ChaCha20 stay with rustls.
+//! Only AES-GCM suites over TLS 1.3 are taken over (what a Go keepstore picks on a CPU with
+//! AES hardware); TLS 1.2 and ChaCha20 stay with rustls.
 
 use std::ops::Range;
 
