@@ -46,6 +46,17 @@ impl KeySchedule for Schedule {
     }
 }
 
+/// A record layer sending under epoch `sending` and receiving under `receiving`, each moving
+/// on by one at a key update.
+fn records_at(sending: u8, receiving: u8) -> Records {
+    Records::new(
+        (0, secret(sending)),
+        (0, secret(receiving)),
+        Box::new(Schedule { receiving, sending }),
+    )
+    .expect("records")
+}
+
 fuzz_target!(|data: &[u8]| {
     let [cuts_byte, per_key_byte, rest @ ..] = data else {
         return;
@@ -128,12 +139,7 @@ fuzz_target!(|data: &[u8]| {
     }
     wire.truncate(wire_len);
 
-    let mut records = Records::new(
-        (0, secret(101)),
-        (0, secret(1)),
-        Box::new(Schedule { receiving: 1, sending: 101 }),
-    )
-    .expect("records");
+    let mut records = records_at(101, 1);
     let mut buffer: Vec<u8> = Vec::new();
     let mut got = Vec::new();
     let mut fed = 0;
@@ -196,12 +202,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(out_len, if requested_updates > 0 { 27 } else { 0 });
     records.seal(&got, &mut out, &mut out_len).expect("seal");
     out.truncate(out_len);
-    let mut peer_side = Records::new(
-        (0, secret(201)),
-        (0, secret(101)),
-        Box::new(Schedule { receiving: 101, sending: 201 }),
-    )
-    .expect("records");
+    let mut peer_side = records_at(201, 101);
     let mut back = Vec::new();
     let mut at = 0;
     while at < out.len() {

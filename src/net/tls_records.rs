@@ -53,7 +53,7 @@ const HEADER: usize = 5;
 /// AES-GCM tag.
 const TAG: usize = 16;
 /// Largest content of a record (RFC 8446 §5.1); its inner plaintext adds the type byte.
-pub const MAX_PLAINTEXT: usize = 1 << 14;
+const MAX_PLAINTEXT: usize = 1 << 14;
 /// Largest ciphertext of a record (RFC 8446 §5.2).
 const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
 /// The legacy record version keepmover writes; it reads any 3.x.
