@@ -4,8 +4,13 @@
 //! pieces cut at fuzzer-chosen sizes. The key schedule is a deterministic stand-in (rustls's
 //! needs a handshake), mirrored by the peer so that its key updates decrypt.
 //!
+//! Records are opened in place (`open`) or, as the input chooses, into a destination of a
+//! chosen capacity and limit (`open_into`, which opens a record that fits straight into the
+//! destination's spare capacity).
+//!
 //! Checks: no panic; every data range lies inside the buffer given and every record consumed
-//! is inside it too; and when the peer sent only well-formed data and key updates, exactly
+//! is inside it too; `open_into` never grows the destination past its capacity or the limit,
+//! and leaves it alone on anything but data; and when the peer sent only well-formed data and key updates, exactly
 //! its data comes out, in order, one key update answers all it asked for, and what keepmover
 //! then seals (its data back, moving its own key on every few records, as the input says)
 //! is opened by a second record layer standing for the peer, intact.
@@ -145,18 +150,43 @@ fuzz_target!(|data: &[u8]| {
     let mut fed = 0;
     let piece = 1 + usize::from(*cuts_byte) * 97;
     let mut verdict = Ok(());
+    // Opened in place, or (`open_into`) into a destination of a chosen capacity, at most a
+    // chosen limit per call, emptied as a connection's reader would.
+    let into = per_key_byte & 8 != 0;
+    let capacity = 1 + usize::from(per_key_byte >> 4) * 2200;
+    let limit = 1 + usize::from(cuts_byte % 16) * 1500;
+    let mut dest = Vec::with_capacity(capacity);
+    let mut overflow = Vec::new();
     'feed: while fed < wire.len() {
         let n = piece.min(wire.len() - fed);
         buffer.extend_from_slice(&wire[fed..fed + n]);
         fed += n;
         loop {
             let len = buffer.len();
-            match records.open(&mut buffer) {
+            let before = dest.len();
+            let opened = if into {
+                records.open_into(&mut buffer, &mut dest, limit, &mut overflow)
+            } else {
+                records.open(&mut buffer)
+            };
+            if !matches!(opened, Ok(Opened::Appended { .. })) {
+                assert!(dest.len() == before && overflow.is_empty());
+            }
+            assert!(dest.len() <= before + limit && dest.capacity() == capacity);
+            match opened {
                 Ok(Opened::Incomplete) => break,
                 Ok(Opened::Data { payload, consumed }) => {
-                    assert!(payload.end <= consumed && consumed <= len);
+                    assert!(!into && payload.end <= consumed && consumed <= len);
                     got.extend_from_slice(&buffer[payload]);
                     buffer.drain(..consumed);
+                }
+                Ok(Opened::Appended { consumed }) => {
+                    assert!(into && consumed > 0 && consumed <= len);
+                    buffer.drain(..consumed);
+                    if !overflow.is_empty() || capacity - dest.len() < 4000 {
+                        got.append(&mut dest);
+                        got.append(&mut overflow);
+                    }
                 }
                 Ok(Opened::Absorbed { consumed }) => {
                     assert!(consumed > 0 && consumed <= len);
@@ -173,6 +203,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    got.append(&mut dest);
     if !well_formed {
         return;
     }

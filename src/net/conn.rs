@@ -537,7 +537,8 @@ impl Conn {
 
     /// Decrypts up to `max` plaintext bytes into `dest`, reading ciphertext as needed: every
     /// complete record already received (or only the first, with `one_record`), at least one
-    /// byte unless the stream ended. A record that does not fit goes on into `rbuf`.
+    /// byte unless the stream ended. Records are opened straight into `dest` where they fit
+    /// in its spare capacity; plaintext past `max` goes on into `rbuf`.
     async fn tls_read(
         &mut self,
         mut dest: Vec<u8>,
@@ -555,12 +556,9 @@ impl Conn {
             if tls.peer_closed() {
                 return (Ok(got), dest);
             }
-            let event = tls.advance(&mut |plain| {
-                let k = plain.len().min(max - got);
-                dest.extend_from_slice(&plain[..k]);
-                rbuf.extend_from_slice(&plain[k..]);
-                got += k;
-            });
+            let before = dest.len();
+            let event = tls.advance_into(&mut dest, max - got, rbuf);
+            got += dest.len() - before;
             match event {
                 Ok(Event::Data) => {
                     if got == max || (one_record && got > 0) {

@@ -16,7 +16,9 @@
 //! * `conn.rs`: one connection, plain or TLS, with progress-based timeouts that cancel I/O
 //!   instead of dropping it; `tls_session.rs`: the TLS session without I/O (rustls's
 //!   unbuffered API over the connection's own receive and send buffers, for the handshake);
-//!   `tls_records.rs`: TLS 1.3 AES-GCM records sealed and opened by keepmover after it.
+//!   `tls_records.rs`: TLS 1.3 AES-GCM records sealed and opened by keepmover after it;
+//!   `gcm_open.rs`: AES-GCM opened straight into a block buffer's spare capacity (aws-lc's
+//!   C AEAD; the TLS code's only `unsafe`).
 //! * `head.rs`: request head writing and response head parsing (httparse), pure code.
 //! * [`TlsPolicy`] (`tls.rs`): verified against the system roots, or insecure.
 //! * [`NetError`]: typed errors naming the origin, with `is_retryable`.
@@ -26,6 +28,7 @@ mod client;
 mod conn;
 mod error;
 pub mod framing;
+mod gcm_open;
 mod head;
 mod limits;
 mod origin;

@@ -6,8 +6,9 @@
 //! and copies the sealed record into our send buffer. Opening decrypts in place and then
 //! copies the record into a `Vec` it hands out. Here a record is sealed straight from the
 //! caller's bytes into the send buffer (`seal_out_of_place_scatter`, with the inner
-//! content-type byte as its extra input), and opened in place in the receive buffer, from
-//! where the caller copies it once (as before) into its destination.
+//! content-type byte as its extra input), and opened straight from the receive buffer into
+//! the caller's destination where it fits in its spare capacity ([`Records::open_into`],
+//! through `gcm_open.rs`), else in place in the receive buffer and copied once.
 //!
 //! What rustls still does ([`KernelConnection`], its API for kernel TLS): the handshake,
 //! certificate checks, the key schedule (new traffic secrets at a key update) and session
@@ -42,6 +43,8 @@ use aws_lc_rs::aead::{
     AES_256_GCM, NONCE_LEN,
 };
 use rustls::client::ClientConnectionData;
+
+use super::gcm_open::GcmOpenKey;
 use rustls::kernel::KernelConnection;
 use rustls::{
     AlertDescription, ConnectionTrafficSecrets, Error, HandshakeType, InvalidMessage,
@@ -138,12 +141,16 @@ fn unsupported() -> Error {
 }
 
 /// The per-record nonce: the IV with the sequence number XORed into its last 8 bytes.
-fn nonce(iv: &[u8; NONCE_LEN], seq: u64) -> Nonce {
+fn nonce_bytes(iv: &[u8; NONCE_LEN], seq: u64) -> [u8; NONCE_LEN] {
     let mut nonce = *iv;
     for (byte, s) in nonce[NONCE_LEN - 8..].iter_mut().zip(seq.to_be_bytes()) {
         *byte ^= s;
     }
-    Nonce::assume_unique_for_key(nonce)
+    nonce
+}
+
+fn nonce(iv: &[u8; NONCE_LEN], seq: u64) -> Nonce {
+    Nonce::assume_unique_for_key(nonce_bytes(iv, seq))
 }
 
 fn iv_of(iv: &[u8]) -> Result<[u8; NONCE_LEN], Error> {
@@ -223,8 +230,57 @@ impl Sealer {
 /// One direction's opening key and sequence number.
 struct Opener {
     key: LessSafeKey,
+    /// The same key, for opening into a destination's spare capacity.
+    into: GcmOpenKey,
     iv: [u8; NONCE_LEN],
     seq: u64,
+}
+
+/// A complete, well-framed record at the front of `cin`: its header and ciphertext length
+/// (tag included), or `None` until it is all there.
+fn frame(cin: &[u8]) -> Result<Option<([u8; HEADER], usize)>, Error> {
+    let Some(header) = cin.get(..HEADER) else {
+        return Ok(None);
+    };
+    let header: [u8; HEADER] = [header[0], header[1], header[2], header[3], header[4]];
+    match header[0] {
+        content::APPLICATION_DATA => {}
+        content::CHANGE_CIPHER_SPEC => {
+            return Err(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec.into())
+        }
+        content::ALERT | content::HANDSHAKE => {
+            return Err(
+                InvalidMessage::UnexpectedMessage("plaintext record after the handshake").into(),
+            )
+        }
+        _ => return Err(InvalidMessage::InvalidContentType.into()),
+    }
+    if header[1] != LEGACY_VERSION[0] {
+        return Err(InvalidMessage::UnknownProtocolVersion.into());
+    }
+    let length = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if length > MAX_CIPHERTEXT {
+        return Err(InvalidMessage::MessageTooLarge.into());
+    }
+    if length <= TAG {
+        return Err(Error::DecryptError);
+    }
+    if cin.len() < HEADER + length {
+        return Ok(None);
+    }
+    Ok(Some((header, length)))
+}
+
+/// A TLSInnerPlaintext (the content, its type, zero padding; at most 2^14 + 1 bytes, §5.4):
+/// its content type and the content's length. The type is the last non-zero byte.
+fn inner_plaintext(plaintext: &[u8]) -> Result<(u8, usize), Error> {
+    if plaintext.len() > MAX_PLAINTEXT + 1 {
+        return Err(Error::PeerSentOversizedRecord);
+    }
+    match plaintext.iter().rposition(|&b| b != 0) {
+        Some(type_at) => Ok((plaintext[type_at], type_at)),
+        None => Err(PeerMisbehaved::IllegalTlsInnerPlaintext.into()),
+    }
 }
 
 impl Opener {
@@ -232,64 +288,72 @@ impl Opener {
         let (algorithm, key, iv) = aead(secrets).ok_or_else(unsupported)?;
         Ok(Opener {
             key: LessSafeKey::new(UnboundKey::new(algorithm, key).map_err(|_| unsupported())?),
+            into: GcmOpenKey::new(key).map_err(|_| unsupported())?,
             iv: iv_of(iv)?,
             seq,
         })
     }
 
-    /// Opens the record at the front of `cin` in place: `None` until it is complete, else
-    /// its inner content type, its content's range in `cin` and the record's length.
-    fn open(&mut self, cin: &mut [u8]) -> Result<Option<(u8, Range<usize>, usize)>, Error> {
-        let Some(header) = cin.get(..HEADER) else {
-            return Ok(None);
-        };
-        let header: [u8; HEADER] = [header[0], header[1], header[2], header[3], header[4]];
-        match header[0] {
-            content::APPLICATION_DATA => {}
-            content::CHANGE_CIPHER_SPEC => {
-                return Err(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec.into())
-            }
-            content::ALERT | content::HANDSHAKE => {
-                return Err(InvalidMessage::UnexpectedMessage(
-                    "plaintext record after the handshake",
-                )
-                .into())
-            }
-            _ => return Err(InvalidMessage::InvalidContentType.into()),
-        }
-        if header[1] != LEGACY_VERSION[0] {
-            return Err(InvalidMessage::UnknownProtocolVersion.into());
-        }
-        let length = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if length > MAX_CIPHERTEXT {
-            return Err(InvalidMessage::MessageTooLarge.into());
-        }
-        if length <= TAG {
-            return Err(Error::DecryptError);
-        }
-        let Some(body) = cin.get_mut(HEADER..HEADER + length) else {
-            return Ok(None);
-        };
+    /// The next record's nonce; the sequence moves on.
+    fn next_nonce(&mut self) -> Result<[u8; NONCE_LEN], Error> {
         let seq = self.seq;
         self.seq = seq.checked_add(1).ok_or(Error::DecryptError)?;
+        Ok(nonce_bytes(&self.iv, seq))
+    }
+
+    /// Opens the record framed at the front of `cin` in place: its inner content type and its
+    /// content's range in `cin`.
+    fn open(
+        &mut self,
+        cin: &mut [u8],
+        header: [u8; HEADER],
+        length: usize,
+    ) -> Result<(u8, Range<usize>), Error> {
+        let nonce = Nonce::assume_unique_for_key(self.next_nonce()?);
         let plaintext = self
             .key
-            .open_in_place(nonce(&self.iv, seq), Aad::from(header), body)
+            .open_in_place(nonce, Aad::from(header), &mut cin[HEADER..HEADER + length])
             .map_err(|_| Error::DecryptError)?;
-        // TLSInnerPlaintext: the content, its type, padding, at most 2^14 + 1 bytes (§5.4).
-        if plaintext.len() > MAX_PLAINTEXT + 1 {
-            return Err(Error::PeerSentOversizedRecord);
-        }
-        // The content type is the last non-zero byte; zeros after it are padding.
-        let Some(type_at) = plaintext.iter().rposition(|&b| b != 0) else {
-            return Err(PeerMisbehaved::IllegalTlsInnerPlaintext.into());
-        };
-        Ok(Some((
-            plaintext[type_at],
-            HEADER..HEADER + type_at,
-            HEADER + length,
-        )))
+        let (inner_type, content_len) = inner_plaintext(plaintext)?;
+        Ok((inner_type, HEADER..HEADER + content_len))
     }
+
+    /// Opens the record framed at the front of `cin` into the spare capacity of `dest`,
+    /// which must hold its inner plaintext: appends its content (`dest` grows by the
+    /// content's length) and returns its inner content type. `dest` is as it was on an error.
+    fn open_into(
+        &mut self,
+        cin: &[u8],
+        header: [u8; HEADER],
+        length: usize,
+        dest: &mut Vec<u8>,
+    ) -> Result<u8, Error> {
+        let nonce = self.next_nonce()?;
+        let (ciphertext, tag) = cin[HEADER..HEADER + length].split_at(length - TAG);
+        let tag: &[u8; TAG] = tag.try_into().map_err(|_| Error::DecryptError)?;
+        let start = dest.len();
+        self.into
+            .open_into(&nonce, &header, ciphertext, tag, dest)
+            .map_err(|_| Error::DecryptError)?;
+        match inner_plaintext(&dest[start..]) {
+            Ok((inner_type, content_len)) => {
+                dest.truncate(start + content_len);
+                Ok(inner_type)
+            }
+            Err(e) => {
+                dest.truncate(start);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Appends `plaintext` to `dest`, at most `limit` bytes and never past its capacity (it is
+/// not reallocated); the rest goes to `overflow`.
+pub fn append_within(plaintext: &[u8], dest: &mut Vec<u8>, limit: usize, overflow: &mut Vec<u8>) {
+    let keep = plaintext.len().min(limit).min(dest.capacity() - dest.len());
+    dest.extend_from_slice(&plaintext[..keep]);
+    overflow.extend_from_slice(&plaintext[keep..]);
 }
 
 /// What one record at the front of the receive buffer was.
@@ -303,10 +367,20 @@ pub enum Opened {
         payload: Range<usize>,
         consumed: usize,
     },
+    /// Application data appended to the caller's destination ([`Records::open_into`]), what
+    /// did not fit in its overflow; `consumed` bytes of the buffer are done with.
+    Appended { consumed: usize },
     /// A record for the session itself (a ticket, a key update, an empty record).
     Absorbed { consumed: usize },
     /// close_notify: nothing more will come.
     Closed { consumed: usize },
+}
+
+/// What an opened record is to the session.
+enum Taken {
+    Data,
+    Absorbed,
+    Closed,
 }
 
 /// Both directions of a TLS 1.3 connection after its handshake.
@@ -388,11 +462,67 @@ impl Records {
         Ok(())
     }
 
-    /// Opens the record at the front of `cin`.
+    /// Opens the record at the front of `cin` (in place).
     pub fn open(&mut self, cin: &mut [u8]) -> Result<Opened, Error> {
-        let Some((inner_type, content, consumed)) = self.receiving.open(cin)? else {
+        let Some((header, length)) = frame(cin)? else {
             return Ok(Opened::Incomplete);
         };
+        let consumed = HEADER + length;
+        let (inner_type, content) = self.receiving.open(cin, header, length)?;
+        Ok(match self.take(inner_type, &cin[content.clone()])? {
+            Taken::Data => Opened::Data {
+                payload: content,
+                consumed,
+            },
+            Taken::Absorbed => Opened::Absorbed { consumed },
+            Taken::Closed => Opened::Closed { consumed },
+        })
+    }
+
+    /// Opens the record at the front of `cin`, and appends its application data to `dest`
+    /// (at most `limit` bytes, never past its capacity; the rest to `overflow`). Where the
+    /// record's inner plaintext fits in the spare capacity of `dest`, it is opened straight
+    /// into it: each byte written once, with no copy out of `cin`.
+    pub fn open_into(
+        &mut self,
+        cin: &mut [u8],
+        dest: &mut Vec<u8>,
+        limit: usize,
+        overflow: &mut Vec<u8>,
+    ) -> Result<Opened, Error> {
+        let Some((header, length)) = frame(cin)? else {
+            return Ok(Opened::Incomplete);
+        };
+        let consumed = HEADER + length;
+        if dest.capacity() - dest.len() < length - TAG {
+            return Ok(match self.open(cin)? {
+                Opened::Data { payload, consumed } => {
+                    append_within(&cin[payload], dest, limit, overflow);
+                    Opened::Appended { consumed }
+                }
+                other => other,
+            });
+        }
+        let start = dest.len();
+        let inner_type = self.receiving.open_into(cin, header, length, dest)?;
+        let taken = self.take(inner_type, &dest[start..]);
+        if !matches!(taken, Ok(Taken::Data)) {
+            dest.truncate(start);
+        }
+        Ok(match taken? {
+            Taken::Data => {
+                let keep = start + limit.min(dest.len() - start);
+                overflow.extend_from_slice(&dest[keep..]);
+                dest.truncate(keep);
+                Opened::Appended { consumed }
+            }
+            Taken::Absorbed => Opened::Absorbed { consumed },
+            Taken::Closed => Opened::Closed { consumed },
+        })
+    }
+
+    /// What an opened record of `inner_type` with `content` means for the session.
+    fn take(&mut self, inner_type: u8, content: &[u8]) -> Result<Taken, Error> {
         if inner_type != content::HANDSHAKE && !self.handshake.is_empty() {
             return Err(InvalidMessage::UnexpectedMessage(
                 "record between the pieces of a handshake message",
@@ -405,36 +535,33 @@ impl Records {
                 if self.empty_in_a_row > MAX_IDLE_RECORDS {
                     return Err(PeerMisbehaved::TooManyEmptyFragments.into());
                 }
-                Ok(Opened::Absorbed { consumed })
+                Ok(Taken::Absorbed)
             }
             content::APPLICATION_DATA => {
                 self.empty_in_a_row = 0;
                 self.key_updates_in_a_row = 0;
-                Ok(Opened::Data {
-                    payload: content,
-                    consumed,
-                })
+                Ok(Taken::Data)
             }
-            content::ALERT => match cin[content] {
-                [WARNING | FATAL, CLOSE_NOTIFY] => Ok(Opened::Closed { consumed }),
+            content::ALERT => match content {
+                [WARNING | FATAL, CLOSE_NOTIFY] => Ok(Taken::Closed),
                 [WARNING, USER_CANCELED] => {
                     self.warnings += 1;
                     if self.warnings > MAX_WARNINGS {
                         return Err(PeerMisbehaved::TooManyWarningAlertsReceived.into());
                     }
-                    Ok(Opened::Absorbed { consumed })
+                    Ok(Taken::Absorbed)
                 }
                 // Any other alert, and any alert of an unknown level, ends the connection.
-                [_, description] => Err(Error::AlertReceived(AlertDescription::from(description))),
+                [_, description] => Err(Error::AlertReceived(AlertDescription::from(*description))),
                 _ => Err(InvalidMessage::MessageTooShort.into()),
             },
             content::HANDSHAKE if content.is_empty() => {
                 Err(InvalidMessage::InvalidEmptyPayload.into())
             }
             content::HANDSHAKE => {
-                self.handshake.extend_from_slice(&cin[content]);
+                self.handshake.extend_from_slice(content);
                 self.handshake_messages()?;
-                Ok(Opened::Absorbed { consumed })
+                Ok(Taken::Absorbed)
             }
             _ => Err(InvalidMessage::InvalidContentType.into()),
         }
@@ -534,6 +661,7 @@ mod tests {
                     at += consumed;
                 }
                 Ok(Opened::Absorbed { consumed } | Opened::Closed { consumed }) => at += consumed,
+                Ok(Opened::Appended { .. }) => panic!("open appends nowhere"),
                 Ok(Opened::Incomplete) => return (got, Err(Error::General("incomplete".into()))),
                 Err(e) => return (got, Err(e)),
             }
@@ -621,6 +749,188 @@ mod tests {
                 InvalidMessage::HandshakePayloadTooLarge
             ))
         ));
+    }
+
+    /// Opens every record of `wire` in turn with [`Records::open_into`], as a connection
+    /// reads a body: into a destination of `capacity` (emptied into the result whenever less
+    /// than a record's room is left), at most `limit` bytes a call, the overflow after it.
+    fn open_all_into(
+        records: &mut Records,
+        mut wire: Vec<u8>,
+        capacity: usize,
+        limit: usize,
+    ) -> (Vec<u8>, Result<(), Error>) {
+        let (mut got, mut at) = (Vec::new(), 0);
+        let mut dest = Vec::with_capacity(capacity);
+        let mut overflow = Vec::new();
+        while at < wire.len() {
+            let before = dest.clone();
+            let opened = records.open_into(&mut wire[at..], &mut dest, limit, &mut overflow);
+            assert!(
+                dest.len() <= before.len().saturating_add(limit) && dest.capacity() == capacity
+            );
+            assert!(
+                dest.starts_with(&before),
+                "what was in the destination stays"
+            );
+            match opened {
+                Ok(Opened::Appended { consumed }) => at += consumed,
+                Ok(Opened::Absorbed { consumed } | Opened::Closed { consumed }) => {
+                    assert_eq!((dest.len(), overflow.len()), (before.len(), 0));
+                    at += consumed;
+                }
+                Ok(Opened::Data { .. }) => panic!("open_into hands out no ranges"),
+                Ok(Opened::Incomplete) => return (got, Err(Error::General("incomplete".into()))),
+                Err(e) => {
+                    assert!(dest == before, "an error leaves the destination as it was");
+                    return (got, Err(e));
+                }
+            }
+            if !overflow.is_empty() || dest.capacity() - dest.len() < 4000 {
+                got.append(&mut dest);
+                got.append(&mut overflow);
+            }
+        }
+        got.append(&mut dest);
+        (got, Ok(()))
+    }
+
+    /// Data of every size around a record's, padding, empty records, tickets, key updates
+    /// (whole and in pieces), a warning and close_notify: opened in place, and into
+    /// destinations with room for every record, for some, and with small limits, the same.
+    #[test]
+    fn records_opened_into_a_destination_read_as_those_opened_in_place() {
+        let full: Vec<u8> = (0..MAX_PLAINTEXT as u32)
+            .map(|i| (i % 249) as u8 + 1)
+            .collect();
+        let update: &[u8] = &[KEY_UPDATE, 0, 0, 1, UPDATE_REQUESTED];
+        let ticket: &[u8] = &[NEW_SESSION_TICKET, 0, 0, 3, 1, 2, 3];
+        let mut messages: Vec<(u8, &[u8])> = vec![
+            (content::APPLICATION_DATA, b"first"),
+            (content::APPLICATION_DATA, &full),
+            (content::APPLICATION_DATA, b""),
+            (content::HANDSHAKE, ticket),
+            (content::APPLICATION_DATA, &full[..MAX_PLAINTEXT - 1]),
+            (content::HANDSHAKE, update),
+            (content::APPLICATION_DATA, &full[7..]),
+            (content::HANDSHAKE, &update[..2]),
+            (content::HANDSHAKE, &update[2..]),
+            (content::ALERT, &[WARNING, USER_CANCELED]),
+            (content::APPLICATION_DATA, &full[..1]),
+        ];
+        for size in [1, 100, 4000, 9000, MAX_PLAINTEXT] {
+            messages.push((content::APPLICATION_DATA, &full[..size]));
+        }
+        messages.push((content::ALERT, &[WARNING, CLOSE_NOTIFY]));
+        // Padding on some records: the peer's sealer takes the trailer as given.
+        let mut wire = Vec::new();
+        let (mut epoch, mut len) = (1, 0);
+        let mut sealer = Sealer::new(&secret(epoch)).expect("sealer");
+        for (i, (inner, payload)) in messages.iter().enumerate() {
+            let padding = if i % 3 == 0 && payload.len() < 9000 {
+                40
+            } else {
+                0
+            };
+            let mut trailer = vec![0u8; 1 + padding];
+            trailer[0] = *inner;
+            sealer
+                .seal(payload, &trailer, &mut wire, &mut len)
+                .expect("seal");
+            if payload.len() == 3 && *inner == content::HANDSHAKE || *payload == update {
+                epoch += 1;
+                sealer = Sealer::new(&secret(epoch)).expect("sealer");
+            }
+        }
+        wire.truncate(len);
+
+        let (want, verdict) = open_all(&mut records(), wire.clone());
+        verdict.expect("in place");
+        let data = messages
+            .iter()
+            .filter(|(inner, _)| *inner == content::APPLICATION_DATA);
+        assert_eq!(
+            want.len(),
+            data.map(|(_, payload)| payload.len()).sum::<usize>()
+        );
+        for (capacity, limit) in [
+            (1 << 20, usize::MAX),
+            (MAX_PLAINTEXT + 1, usize::MAX),
+            (MAX_PLAINTEXT + 1 + 3000, usize::MAX),
+            (1 << 20, 1),
+            (1 << 20, 5000),
+            (20_000, 9999),
+        ] {
+            let (got, verdict) = open_all_into(&mut records(), wire.clone(), capacity, limit);
+            verdict.expect("into a destination");
+            assert!(got == want, "capacity {capacity}, limit {limit}");
+        }
+    }
+
+    /// What is refused in place is refused when opened into a destination, which keeps its
+    /// length: a flipped bit, an inner plaintext of zeros, one over 2^14 + 1 bytes, an alert.
+    #[test]
+    fn records_refused_when_opened_into_a_destination_leave_it_as_it_was() {
+        let full = vec![1u8; MAX_PLAINTEXT];
+        let mut flipped = peer_records(&[(content::APPLICATION_DATA, b"data")]);
+        flipped[7] ^= 1;
+        let zeros = peer_records(&[(0, b"\0\0")]);
+        type Expected = fn(&Error) -> bool;
+        let cases: [(Vec<u8>, Expected); 4] = [
+            (flipped, |e| matches!(e, Error::DecryptError)),
+            (zeros, |e| {
+                matches!(
+                    e,
+                    Error::PeerMisbehaved(PeerMisbehaved::IllegalTlsInnerPlaintext)
+                )
+            }),
+            (peer_records(&[(content::ALERT, &[FATAL, 40])]), |e| {
+                matches!(e, Error::AlertReceived(AlertDescription::HandshakeFailure))
+            }),
+            (
+                peer_records(&[
+                    (content::HANDSHAKE, &[NEW_SESSION_TICKET, 0]),
+                    (content::APPLICATION_DATA, b"between"),
+                ]),
+                |e| {
+                    matches!(
+                        e,
+                        Error::InvalidMessage(InvalidMessage::UnexpectedMessage(_))
+                    )
+                },
+            ),
+        ];
+        for (wire, expected) in cases {
+            for capacity in [1 << 20, 3] {
+                let mut dest = Vec::with_capacity(capacity);
+                dest.extend_from_slice(b"abc"[..capacity.min(3)].as_ref());
+                let mut overflow = Vec::new();
+                let (mut records, mut at) = (records(), 0);
+                let error = loop {
+                    match records.open_into(&mut wire.clone()[at..], &mut dest, 100, &mut overflow)
+                    {
+                        Ok(Opened::Absorbed { consumed }) => at += consumed,
+                        Err(e) => break e,
+                        other => panic!("{other:?}"),
+                    }
+                };
+                assert!(expected(&error), "{error:?}");
+                assert_eq!((&dest[..], overflow.len()), (&b"abc"[..capacity.min(3)], 0));
+            }
+        }
+        // The sealed inner plaintext of `full` with a type byte and a zero is 2^14 + 2 bytes.
+        let mut sealer = Sealer::new(&secret(1)).expect("sealer");
+        let (mut wire, mut len) = (Vec::new(), 0);
+        sealer
+            .seal(&full, &[content::APPLICATION_DATA, 0], &mut wire, &mut len)
+            .expect("seal");
+        let mut dest = Vec::with_capacity(1 << 20);
+        let refused = records().open_into(&mut wire[..len], &mut dest, usize::MAX, &mut Vec::new());
+        assert!(
+            matches!(refused, Err(Error::PeerSentOversizedRecord)),
+            "{refused:?}"
+        );
+        assert!(dest.is_empty());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use rustls::client::UnbufferedClientConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 use rustls::{CipherSuite, ProtocolVersion};
 
-use crate::net::tls_records::{Opened, Records};
+use crate::net::tls_records::{append_within, Opened, Records};
 
 /// Ciphertext read size, and the receive buffer's size.
 pub(crate) const CIPHER_READ: usize = 256 << 10;
@@ -165,16 +165,50 @@ impl TlsSession {
     /// Processes what is buffered until something needs the caller: handshake records are
     /// encoded into the send buffer, one application-data record (if any) goes to `sink`.
     pub(crate) fn advance(&mut self, sink: &mut dyn FnMut(&[u8])) -> Result<Event, rustls::Error> {
+        self.advance_to(Deliver::Sink(sink))
+    }
+
+    /// [`advance`](Self::advance), the application data (one record's) appended to `dest`:
+    /// at most `limit` bytes, never past its capacity, the rest to `overflow`. keepmover's
+    /// record layer opens a record that fits straight into `dest`'s spare capacity.
+    pub(crate) fn advance_into(
+        &mut self,
+        dest: &mut Vec<u8>,
+        limit: usize,
+        overflow: &mut Vec<u8>,
+    ) -> Result<Event, rustls::Error> {
+        self.advance_to(Deliver::Into {
+            dest,
+            limit,
+            overflow,
+        })
+    }
+
+    fn advance_to(&mut self, mut deliver: Deliver<'_>) -> Result<Event, rustls::Error> {
         if let Engine::Records(records) = &mut self.engine {
             return open_records(
                 records,
                 &mut self.cin,
                 &mut self.start,
                 &mut self.peer_closed,
-                sink,
+                deliver,
             );
         }
-        let event = self.step(sink, None)?;
+        let event = match &mut deliver {
+            Deliver::Sink(sink) => self.step(*sink, None)?,
+            Deliver::Into {
+                dest,
+                limit,
+                overflow,
+            } => self.step(
+                &mut |plain| {
+                    let before = dest.len();
+                    append_within(plain, dest, *limit, overflow);
+                    *limit -= dest.len() - before;
+                },
+                None,
+            )?,
+        };
         if event == Event::Idle {
             // The handshake is done and nothing waits: keepmover's records from here on.
             self.take_over_records()?;
@@ -381,17 +415,31 @@ fn open_records(
     cin: &mut [u8],
     start: &mut usize,
     peer_closed: &mut bool,
-    sink: &mut dyn FnMut(&[u8]),
+    mut deliver: Deliver<'_>,
 ) -> Result<Event, rustls::Error> {
     loop {
         if *peer_closed {
             return Ok(Event::PeerClosed);
         }
         let buffered = &mut cin[*start..];
-        match records.open(buffered)? {
+        let opened = match &mut deliver {
+            Deliver::Sink(_) => records.open(buffered)?,
+            Deliver::Into {
+                dest,
+                limit,
+                overflow,
+            } => records.open_into(buffered, dest, *limit, overflow)?,
+        };
+        match opened {
             Opened::Incomplete => return Ok(Event::Idle),
             Opened::Data { payload, consumed } => {
-                sink(&buffered[payload]);
+                if let Deliver::Sink(sink) = &mut deliver {
+                    sink(&buffered[payload]);
+                }
+                *start += consumed;
+                return Ok(Event::Data);
+            }
+            Opened::Appended { consumed } => {
                 *start += consumed;
                 return Ok(Event::Data);
             }
@@ -402,6 +450,19 @@ fn open_records(
             }
         }
     }
+}
+
+/// Where [`TlsSession::advance_to`] puts application data.
+enum Deliver<'a> {
+    /// Handed to a closure.
+    Sink(&'a mut dyn FnMut(&[u8])),
+    /// Appended to `dest` (at most `limit` bytes, within its capacity), the rest to
+    /// `overflow`.
+    Into {
+        dest: &'a mut Vec<u8>,
+        limit: usize,
+        overflow: &'a mut Vec<u8>,
+    },
 }
 
 #[cfg(test)]
