@@ -8,7 +8,8 @@
 # prints keepmover's user and system CPU seconds, wall time, peak RSS and minor faults (and
 # keepsim's CPU seconds during the copy: a change may move work to the other side; and the
 # blocks/s of keepmover's summary line), then
-# the medians of CPU-s per GiB (or µs per block) for A and B and their ratio.
+# the medians of user and system seconds, and of CPU-s per GiB (or µs per block) for A and B
+# and their ratio.
 #
 #   tools/ab.sh /tmp/keepmover-old ./target/release/keepmover 1MiBx3072 5
 #   LATENCY_MS=5 SERVING=default tools/ab.sh A B 4096x60000 3
@@ -61,7 +62,7 @@ run() { # BINARY -> "cpu_seconds user sys wall maxrss_kib minflt keepsim_cpu_sec
 }
 
 echo "build | CPU s | user | sys | wall s | peak RSS KiB | minor faults | keepsim CPU s | blocks/s"
-: >"$work/a" && : >"$work/b" && : >"$work/a.sim" && : >"$work/b.sim"
+for f in a b a.sim b.sim a.user b.user a.sys b.sys; do : >"$work/$f"; done
 for _ in $(seq "$rounds"); do
   for side in a b; do
     bin=$bin_a && [ $side = b ] && bin=$bin_b
@@ -69,11 +70,16 @@ for _ in $(seq "$rounds"); do
     echo "$side | ${line// / | }"
     echo "${line%% *}" >>"$work/$side"
     echo "$line" | cut -d' ' -f7 >>"$work/$side.sim"
+    echo "$line" | cut -d' ' -f2 >>"$work/$side.user"
+    echo "$line" | cut -d' ' -f3 >>"$work/$side.sys"
   done
 done
 median() { sort -n "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ma=$(median "$work/a") mb=$(median "$work/b")
 echo "median keepsim CPU s during the copy: A $(median "$work/a.sim"), B $(median "$work/b.sim")"
+# User and system time apart: system time swings with how much of the block pool a short run
+# first touches (page faults), which most changes do not touch.
+echo "median user s: A $(median "$work/a.user"), B $(median "$work/b.user"); median sys s: A $(median "$work/a.sys"), B $(median "$work/b.sys")"
 awk -v a="$ma" -v b="$mb" -v bytes="$bytes" -v n="$count" 'BEGIN {
   gib = bytes * n / 2^30
   if (bytes >= 1048576) printf "median CPU-s/GiB: A %.3f, B %.3f, B/A %.2f\n", a / gib, b / gib, b / a
