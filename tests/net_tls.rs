@@ -134,6 +134,19 @@ fn respond(stream: &mut Stream, req: &net_support::SeenRequest) -> std::io::Resu
                 stream.flush()?;
             }
         }
+        // The body's last bytes and the start of something else in one record, after the
+        // rest of the body: the body read must stop at its end, inside that record.
+        "/tail-and-more" => {
+            let body = &big_body()[..20_000];
+            let mut first = ok_response(body);
+            first.truncate(first.len() - 10);
+            stream.write_all(&first)?;
+            stream.flush()?;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let mut last = body[body.len() - 10..].to_vec();
+            last.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            stream.write_all(&last)?;
+        }
         // Unsolicited bytes after the response: the connection must not be reused.
         "/extra" => {
             stream.write_all(&ok_response(b"x"))?;
@@ -276,6 +289,20 @@ on_both_backends! {
         let resp = client.send(Request::new(Method::Get, server.origin.clone(), "/p")).await.unwrap();
         assert_eq!(resp.read_to_end(100).await.unwrap(), b"got 0");
         assert_eq!(server.accepts.load(Ordering::SeqCst), 2);
+    };
+
+    a_body_read_stops_at_its_end_inside_a_record => |_| async {
+        for versions in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let server = tls_server_with(&[versions]);
+            let client = HttpClient::new(test_config());
+            client.set_tls_policy(&server.origin, TlsPolicy::Insecure);
+            let got = read_all(&client, &server.origin, "/tail-and-more", 64 << 10).await;
+            assert!(got == big_body()[..20_000], "{} bytes", got.len());
+            // What followed the body was not taken for the next response.
+            let resp = client.send(Request::new(Method::Get, server.origin.clone(), "/p")).await.unwrap();
+            assert_eq!(resp.read_to_end(100).await.unwrap(), b"got 0");
+            assert_eq!(server.accepts.load(Ordering::SeqCst), 2);
+        }
     };
 
     handshake_stall_is_a_connect_timeout => |_| async {

@@ -4,14 +4,15 @@
 //! pieces cut at fuzzer-chosen sizes. The key schedule is a deterministic stand-in (rustls's
 //! needs a handshake), mirrored by the peer so that its key updates decrypt.
 //!
-//! Records are opened in place (`open`) or, as the input chooses, into a destination of a
-//! chosen capacity and limit (`open_into`, which opens a record that fits straight into the
-//! destination's spare capacity).
+//! Every record is opened twice: in place (`open`), and by a second record layer into a
+//! destination of a capacity and limit the input chooses (`open_into`, which opens a record
+//! that fits straight into the destination's spare capacity).
 //!
 //! Checks: no panic; every data range lies inside the buffer given and every record consumed
-//! is inside it too; `open_into` never grows the destination past its capacity or the limit,
-//! and leaves it alone on anything but data; and when the peer sent only well-formed data and key updates, exactly
-//! its data comes out, in order, one key update answers all it asked for, and what keepmover
+//! is inside it too; `open` and `open_into` agree on every record (outcome, bytes consumed,
+//! data, error), `open_into` never grows the destination past its capacity or the limit and
+//! leaves it alone on anything but data; and when the peer sent only well-formed data and
+//! key updates, exactly its data comes out, in order, one key update answers all it asked for, and what keepmover
 //! then seals (its data back, moving its own key on every few records, as the input says)
 //! is opened by a second record layer standing for the peer, intact.
 #![no_main]
@@ -150,60 +151,67 @@ fuzz_target!(|data: &[u8]| {
     let mut fed = 0;
     let piece = 1 + usize::from(*cuts_byte) * 97;
     let mut verdict = Ok(());
-    // Opened in place, or (`open_into`) into a destination of a chosen capacity, at most a
-    // chosen limit per call, emptied as a connection's reader would.
-    let into = per_key_byte & 8 != 0;
-    let capacity = 1 + usize::from(per_key_byte >> 4) * 2200;
+    // The same records opened twice, record by record: in place (`open`), and into a
+    // destination of a chosen capacity, at most a chosen limit per call, emptied as a
+    // connection's reader would (`open_into`). The two must agree on every record.
+    let mut records_into = records_at(101, 1);
+    let mut buffer_into: Vec<u8> = Vec::new();
+    let mut got_into = Vec::new();
+    let capacity = 1 + usize::from(per_key_byte >> 3) * 1100;
     let limit = 1 + usize::from(cuts_byte % 16) * 1500;
     let mut dest = Vec::with_capacity(capacity);
     let mut overflow = Vec::new();
     'feed: while fed < wire.len() {
         let n = piece.min(wire.len() - fed);
         buffer.extend_from_slice(&wire[fed..fed + n]);
+        buffer_into.extend_from_slice(&wire[fed..fed + n]);
         fed += n;
         loop {
             let len = buffer.len();
             let before = dest.len();
-            let opened = if into {
-                records.open_into(&mut buffer, &mut dest, limit, &mut overflow)
-            } else {
-                records.open(&mut buffer)
-            };
+            let spare = capacity - before;
+            let want = records.open(&mut buffer);
+            let opened = records_into.open_into(&mut buffer_into, &mut dest, limit, &mut overflow);
+            assert!(dest.capacity() == capacity);
             if !matches!(opened, Ok(Opened::Appended { .. })) {
                 assert!(dest.len() == before && overflow.is_empty());
             }
-            assert!(dest.len() <= before + limit && dest.capacity() == capacity);
-            match opened {
-                Ok(Opened::Incomplete) => break,
-                Ok(Opened::Data { payload, consumed }) => {
-                    assert!(!into && payload.end <= consumed && consumed <= len);
-                    got.extend_from_slice(&buffer[payload]);
+            match (want, opened) {
+                (Ok(Opened::Incomplete), Ok(Opened::Incomplete)) => break,
+                (Ok(Opened::Data { payload, consumed }), Ok(Opened::Appended { consumed: c })) => {
+                    assert!(payload.end <= consumed && consumed <= len && consumed == c);
+                    let data = &buffer[payload];
+                    let kept = data.len().min(limit).min(spare);
+                    assert!(dest.len() == before + kept && dest[before..] == data[..kept]);
+                    assert!(overflow[..] == data[kept..]);
+                    got.extend_from_slice(data);
                     buffer.drain(..consumed);
-                }
-                Ok(Opened::Appended { consumed }) => {
-                    assert!(into && consumed > 0 && consumed <= len);
-                    buffer.drain(..consumed);
+                    buffer_into.drain(..consumed);
                     if !overflow.is_empty() || capacity - dest.len() < 4000 {
-                        got.append(&mut dest);
-                        got.append(&mut overflow);
+                        got_into.append(&mut dest);
+                        got_into.append(&mut overflow);
                     }
                 }
-                Ok(Opened::Absorbed { consumed }) => {
-                    assert!(consumed > 0 && consumed <= len);
+                (Ok(Opened::Absorbed { consumed }), Ok(Opened::Absorbed { consumed: c })) => {
+                    assert!(consumed > 0 && consumed <= len && consumed == c);
                     buffer.drain(..consumed);
+                    buffer_into.drain(..consumed);
                 }
-                Ok(Opened::Closed { consumed }) => {
-                    assert!(consumed > 0 && consumed <= len);
+                (Ok(Opened::Closed { consumed }), Ok(Opened::Closed { consumed: c })) => {
+                    assert!(consumed > 0 && consumed <= len && consumed == c);
                     break 'feed;
                 }
-                Err(e) => {
+                (Err(e), Err(f)) => {
+                    assert_eq!(format!("{e:?}"), format!("{f:?}"));
                     verdict = Err(e);
                     break 'feed;
                 }
+                (want, got) => panic!("open: {want:?}; open_into: {got:?}"),
             }
         }
     }
-    got.append(&mut dest);
+    got_into.append(&mut dest);
+    assert!(got_into == got, "{} bytes into, {} in place", got_into.len(), got.len());
     if !well_formed {
         return;
     }

@@ -491,7 +491,7 @@ impl Conn {
         }
         let mut buf = std::mem::take(&mut self.rbuf);
         buf.reserve(FRAMING_READ);
-        let (result, buf) = if self.tls.is_some() {
+        let (result, mut buf) = if self.tls.is_some() {
             // One record at most (16 KiB): body bytes decrypted here cost one more copy.
             self.tls_read(buf, usize::MAX, true, timeout, phase).await
         } else {
@@ -501,6 +501,10 @@ impl Conn {
                 .await;
             (result, slice.into_inner())
         };
+        // What did not fit in `buf`'s capacity went to `self.rbuf` (empty while `buf` was
+        // out): it follows `buf`'s bytes. One record fits in FRAMING_READ, so this stays
+        // empty today; it is kept rather than lost should either change.
+        buf.append(&mut self.rbuf);
         self.rbuf = buf;
         result
     }
@@ -538,7 +542,8 @@ impl Conn {
     /// Decrypts up to `max` plaintext bytes into `dest`, reading ciphertext as needed: every
     /// complete record already received (or only the first, with `one_record`), at least one
     /// byte unless the stream ended. Records are opened straight into `dest` where they fit
-    /// in its spare capacity; plaintext past `max` goes on into `rbuf`.
+    /// in its spare capacity; plaintext past `max` or past that capacity (`dest` is never
+    /// reallocated) goes on into `rbuf`.
     async fn tls_read(
         &mut self,
         mut dest: Vec<u8>,

@@ -7,9 +7,9 @@
 //! into an initialised `&mut [u8]`, and a `Vec`'s spare capacity is not one: zeroing it first
 //! would cost the very pass this saves. So this module calls aws-lc's C AEAD (the same library
 //! and AES-GCM code aws-lc-rs runs) through `aws-lc-sys`, with a raw pointer to the spare
-//! capacity, which C may write whatever Rust thinks of it. It is the only `unsafe` of the
-//! TLS code, and it does no parsing: the record layer (`tls_records.rs`) decides what to open
-//! and where.
+//! capacity: writing through a raw pointer into uninitialised memory is allowed where making a
+//! `&mut [u8]` of it is not. It is the only `unsafe` of the TLS code, and it does no parsing:
+//! the record layer (`tls_records.rs`) decides what to open and where.
 
 #![allow(unsafe_code)]
 
@@ -25,11 +25,13 @@ pub const TAG_LEN: usize = 16;
 /// AES-GCM's nonce.
 pub const NONCE_LEN: usize = 12;
 
-/// The key was refused (wrong length), or a record did not authenticate.
+/// The key was refused (wrong length), the destination had no room, or a record did not
+/// authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unspecified;
 
-/// An AES-GCM key (128 or 256 bits, by its length) for opening.
+/// An AES-GCM key (128 or 256 bits, by its length) for opening. Neither `Send` nor `Sync`
+/// (a raw pointer): a connection's keys stay on its worker thread, like everything in `net`.
 pub struct GcmOpenKey {
     ctx: NonNull<EVP_AEAD_CTX>,
 }

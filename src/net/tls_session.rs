@@ -406,7 +406,7 @@ fn to_be_taken_over(session: &UnbufferedClientConnection) -> bool {
 }
 
 /// Opens what is buffered with keepmover's record layer, as [`TlsSession::advance`] does
-/// with rustls: one application-data record to `sink` ([`Event::Data`]), records for the
+/// with rustls: one application-data record to the caller ([`Event::Data`]), records for the
 /// session absorbed. An answer the session owes (a key update) goes in front of the next
 /// request, as rustls sends it: before any application data, as RFC 8446 §4.6.3 asks, and
 /// an idle pooled connection that absorbed a key update stays usable.
