@@ -3,7 +3,8 @@
 # speed drifts from minute to minute (a whole bench_e2e.sh round per build does not). Each
 # run gets a fresh keepsim started as bench_e2e.sh starts it (3 keepstores per cluster, one
 # replica of each source block, a digest-only destination; --bench-serving unless
-# SERVING=default; LATENCY_MS as there; TLS=1 for HTTPS keepstores, keepsim --tls), with
+# SERVING=default; LATENCY_MS as there; TLS=1 for HTTPS keepstores, keepsim --tls; TLS=b for
+# plain HTTP on A's side and HTTPS on B's, to measure what TLS costs one build), with
 # keepmover on core 1 and keepsim on core 0, and
 # prints keepmover's user and system CPU seconds, wall time, peak RSS and minor faults (and
 # keepsim's CPU seconds during the copy: a change may move work to the other side; and the
@@ -15,6 +16,7 @@
 #   LATENCY_MS=5 SERVING=default tools/ab.sh A B 4096x60000 3
 #   EXTRA="-concurrency 1" tools/ab.sh A B 64MiBx8 3
 #   TLS=1 tools/ab.sh A B 1MiBx3072 5
+#   TLS=b tools/ab.sh A A 1MiBx9216 4      # TLS overhead: B's CPU minus A's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 3 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
@@ -28,9 +30,14 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-serving_flag=()
-[ "$SERVING" = bench ] && serving_flag+=(--bench-serving)
-[ "${TLS:-0}" = 1 ] && serving_flag+=(--tls)
+case ${TLS:-0} in 0 | 1 | b) ;; *) echo "TLS must be 0, 1 or b" >&2; exit 2 ;; esac
+# keepsim's flags for a side (a or b).
+serving_flags() {
+  serving_flag=()
+  [ "$SERVING" = bench ] && serving_flag+=(--bench-serving)
+  { [ "${TLS:-0}" = 1 ] || { [ "${TLS:-0}" = b ] && [ "$1" = b ]; }; } && serving_flag+=(--tls)
+  return 0
+}
 # start_sim, stop_sim, pin_cores
 source tools/lib.sh
 pin_cores
@@ -66,6 +73,7 @@ for f in a b a.sim b.sim a.user b.user a.sys b.sys; do : >"$work/$f"; done
 for _ in $(seq "$rounds"); do
   for side in a b; do
     bin=$bin_a && [ $side = b ] && bin=$bin_b
+    serving_flags $side
     line=$(run "$bin")
     echo "$side | ${line// / | }"
     echo "${line%% *}" >>"$work/$side"
