@@ -63,8 +63,8 @@ impl GcmOpenKey {
     /// plaintext (as long as the ciphertext) into the spare capacity of `out`, after its
     /// length, which grows by that much once the tag checks out. Fails, leaving the length of
     /// `out` as it was, if the spare capacity is too small or the record does not
-    /// authenticate (the bytes written into the spare capacity are then not plaintext, and
-    /// stay unread).
+    /// authenticate (aws-lc then zeroes what it wrote into the spare capacity; no plaintext
+    /// of a forged record is left there).
     pub fn open_into(
         &self,
         nonce: &[u8; NONCE_LEN],
