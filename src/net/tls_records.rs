@@ -465,9 +465,19 @@ impl Records {
 
     /// Opens the record at the front of `cin` (in place).
     pub fn open(&mut self, cin: &mut [u8]) -> Result<Opened, Error> {
-        let Some((header, length)) = frame(cin)? else {
-            return Ok(Opened::Incomplete);
-        };
+        match frame(cin)? {
+            Some((header, length)) => self.open_framed(cin, header, length),
+            None => Ok(Opened::Incomplete),
+        }
+    }
+
+    /// Opens in place the record [`frame`] found at the front of `cin`.
+    fn open_framed(
+        &mut self,
+        cin: &mut [u8],
+        header: [u8; HEADER],
+        length: usize,
+    ) -> Result<Opened, Error> {
         let consumed = HEADER + length;
         let (inner_type, content) = self.receiving.open(cin, header, length)?;
         Ok(match self.take(inner_type, &cin[content.clone()])? {
@@ -496,7 +506,7 @@ impl Records {
         };
         let consumed = HEADER + length;
         if dest.capacity() - dest.len() < length - TAG {
-            return Ok(match self.open(cin)? {
+            return Ok(match self.open_framed(cin, header, length)? {
                 Opened::Data { payload, consumed } => {
                     append_within(&cin[payload], dest, limit, overflow);
                     Opened::Appended { consumed }
