@@ -707,3 +707,119 @@ fn validate_serves_status_metrics_and_control() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("Validation passed"), "{err}");
 }
+
+/// `keepmover touch` with `-listen 127.0.0.1:0` (and `extra`) on the destination.
+fn touch_job(env: &Env, extra: &[&str]) -> Job {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keepmover"));
+    command
+        .arg("touch")
+        .arg("-dst")
+        .arg(env.dir.path().join("dstbb.conf"))
+        .args(["-all", "-retry-delay", "20ms", "-listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("XDG_RUNTIME_DIR", &env.runtime);
+    Job::spawn(env, command)
+}
+
+#[test]
+fn touch_serves_status_metrics_and_control() {
+    let env = env();
+    fill(&env.dst, 200, 500);
+    let json = env.dir.path().join("touch.json");
+    let job = touch_job(
+        &env,
+        &[
+            "-concurrency",
+            "4",
+            // Serve on after the end, so the test does not race a fast touch.
+            "-listen-linger",
+            "60s",
+            "-json",
+            json.to_str().expect("utf-8"),
+        ],
+    );
+    let doc = job.wait_for(60, "the end of the touch", |d| d.phase == "done");
+    assert_eq!(doc.command, "touch", "{doc:?}");
+    assert_eq!(doc.counts.touched_copies, 200, "{doc:?}");
+    assert_eq!(doc.counts.planned_blocks, 200, "{doc:?}");
+    assert_eq!(doc.counts.slices_done, doc.counts.slices_total, "{doc:?}");
+    let text = job.metrics();
+    assert_eq!(
+        sample(&text, "keepmover_touched_copies_total"),
+        Some(200.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "keepmover_touch_failed_copies_total"),
+        Some(0.0)
+    );
+    if let Some(python) = prometheus_python() {
+        let parsed = parse_with_prometheus_client(&python, &text);
+        assert_eq!(parsed["types"]["keepmover_touched_copies"], "counter");
+        // Every TOUCH is in the histogram, by server.
+        let touches: f64 = parsed["samples"]["keepmover_request_duration_seconds_count"]
+            .as_object()
+            .expect("counts")
+            .iter()
+            .filter(|(k, _)| k.contains("op=touch"))
+            .map(|(_, v)| v.as_f64().unwrap_or(0.0))
+            .sum();
+        assert_eq!(touches, 200.0, "{text}");
+        assert_eq!(
+            parsed["samples"]["keepmover_phase"]["phase=done"].as_f64(),
+            Some(1.0)
+        );
+    }
+    assert!(
+        !text.contains(&env.dst.config.system_root_token),
+        "token in /metrics"
+    );
+    let human = Command::new(env!("CARGO_BIN_EXE_keepmover"))
+        .args(["status", &job.addr])
+        .output()
+        .expect("status ADDR");
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains("touch: 200 copies touched, 0 failed"),
+        "{human}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("summary")).expect("summary JSON");
+    assert_eq!(summary["totals"]["touched_copies"], 200);
+    assert_eq!(summary["exit_code"], 0);
+    // A cancel ends the linger at once; the touch itself had ended well.
+    job.control(r#"{"action":"cancel"}"#);
+    let (code, err) = job.finish(30);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("Summary: touched 200 copies of 200 blocks"),
+        "{err}"
+    );
+}
+
+#[test]
+fn touch_cancel_stops_new_touches_and_exits_143() {
+    let env = env();
+    fill(&env.dst, 300, 500);
+    slow(&env.dst, 30);
+    let job = touch_job(&env, &["-concurrency", "2", "-prefix-length", "1"]);
+    job.wait_for(60, "some copies touched", |d| d.counts.touched_copies >= 5);
+    let out = Command::new(env!("CARGO_BIN_EXE_keepmover"))
+        .args(["ctl", &job.addr, "cancel"])
+        .output()
+        .expect("ctl");
+    assert!(out.status.success(), "{out:?}");
+    let (code, err) = job.finish(60);
+    assert_eq!(code, Some(143), "{err}");
+    assert!(
+        err.contains("Stopped (terminated) before every block was touched"),
+        "{err}"
+    );
+    let touched: u64 = err
+        .lines()
+        .find_map(|l| l.split("Summary: touched ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a summary line");
+    assert!((5..300).contains(&touched), "{touched}: {err}");
+}

@@ -1,7 +1,9 @@
 //! `keepmover touch`'s flags: the destination's settings and services flags, what to touch
 //! (`-locators FILE|-`, `-prefix P`, `-all`, narrowed by the copy's `-shard`, `-size` and
-//! `-mtime`, parsed by the copy's own [`selection`]), concurrency, retries and timeouts.
+//! `-mtime`, parsed by the copy's own [`selection`]), concurrency, retries, timeouts and the
+//! `-listen` flags.
 
+use super::listen_flags::{listen_options, LISTEN, LISTEN_LINGER, LISTEN_TOKEN_FILE};
 use super::rsync_flags::{http_config, selection, LOCATORS, MTIME, SHARD, SIZE};
 use super::{fatal, parse_go_command, usage_error};
 use crate::commands::touch::{self, TouchArgs};
@@ -29,6 +31,9 @@ pub const TOUCH_FLAGS: &[FlagSpec] = &[
     super::rsync_flags::MIN_RATE,
     flag("report", FlagKind::String, "", "Write one JSON line per touched copy, failure or block not found to this file"),
     flag("json", FlagKind::String, "", "Write the totals as JSON to this file"),
+    LISTEN,
+    LISTEN_TOKEN_FILE,
+    LISTEN_LINGER,
     flag("version", FlagKind::Bool, "false", "Print version information and exit."),
 ];
 
@@ -66,6 +71,7 @@ pub fn touch_args(parsed: &ParsedFlags) -> Result<TouchArgs, String> {
         prefix_length: parsed.int_in("prefix-length", 0..=8)?,
         report: parsed.non_empty("report").map(Into::into),
         json: parsed.non_empty("json").map(Into::into),
+        listen: listen_options(parsed)?,
     })
 }
 

@@ -675,10 +675,7 @@ pub fn close(report: &RunReport) -> Outcome {
     if let Some(reason) = report.stopped {
         log_line(&format!(
             "Stopped ({}): {} blocks copied, {} failed, {} not done; a rerun (with the same -checkpoint, if any) continues.",
-            serde_json::to_value(reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            reason.name(),
             t.copied_blocks,
             t.failed_blocks,
             report.unsettled()

@@ -12,16 +12,26 @@
 //! a `-locators` list either the slice holding many of the listed blocks or one
 //! `index/<hash>` probe per block. Many TOUCH requests are in flight at once, each retried
 //! by keepclient's rules.
+//!
+//! A touch of a whole cluster can take hours, so it is watched and steered as a copy is:
+//! `-listen` serves `/status`, `/metrics` and `/control` from the same counters (its own
+//! `touched_copies`, `touch_failed_copies`, `touch_not_found_blocks`, and TOUCH latencies
+//! and errors by server); pause and concurrency act on the next TOUCH to start; SIGINT,
+//! SIGTERM or `cancel` stop starting new ones, let those in flight end and print the summary
+//! (a second signal drops them). SIGUSR1 prints a status line.
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
+use super::listen::{ListenError, ListenOptions};
 use super::rsync::{RsyncError, SelectionArgs};
 use super::setup::{build_cluster, load_settings, ApiClient, SetupError};
 use crate::cluster::Cluster;
@@ -35,9 +45,13 @@ use crate::keep::index_format::IndexEntry;
 use crate::keep::BlockId;
 use crate::keepstore::http::HttpFactory;
 use crate::keepstore::{Cause, IndexSource, Keepstores, KeepstoresFactory};
+use crate::mover::counters::{Counters, Op};
+use crate::mover::events::{Event, EventSink, Phase};
 use crate::mover::retry::{next_for, RetryPolicy, Rounds};
+use crate::mover::Control;
 use crate::net::{build_runtime, ClientConfig, IoBackend};
 use crate::report::log_line;
+use crate::report::status::{JobInfo, Live};
 
 /// Every option of `touch`, typed. Built by `cli`.
 #[derive(Clone, Debug)]
@@ -56,6 +70,8 @@ pub struct TouchArgs {
     pub prefix_length: usize,
     pub report: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    /// `-listen`: the local control endpoint.
+    pub listen: Option<ListenOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +85,8 @@ pub enum TouchError {
     Walk(Box<WalkError>),
     #[error("starting the I/O runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("writing {path}: {source}")]
     Output {
         path: PathBuf,
@@ -222,23 +240,42 @@ pub struct Touched {
     pub result: Result<(), Cause>,
 }
 
-/// Sends TOUCH for every (target, server), `concurrency` at a time, each in keepclient's
-/// retry rounds; `done` sees every result as it comes.
+/// How often a wait for TOUCH replies looks at the controls (a second signal drops the
+/// requests in flight; a pause lifted starts new ones).
+const STEER_POLL: Duration = Duration::from_millis(50);
+
+/// What steers and counts a run of TOUCH requests.
+pub struct Steering<'a> {
+    pub control: &'a Control,
+    pub counters: &'a Counters,
+}
+
+/// Sends TOUCH for every (target, server), `concurrency` at a time (or what the controls say
+/// now), each in keepclient's retry rounds; `done` sees every result as it comes. Starts
+/// nothing new while paused or stopping; returns at once, dropping the requests in flight,
+/// on a hard stop.
 pub async fn touch_targets<K: Keepstores>(
     ks: &K,
     dst: &Cluster,
     targets: &[Target],
     concurrency: usize,
     retry: RetryPolicy,
+    steer: &Steering<'_>,
     mut done: impl FnMut(Touched),
 ) {
-    let jobs = targets
+    let mut jobs = targets
         .iter()
-        .flat_map(|t| t.servers.iter().map(move |&s| (t.id, s)));
-    let mut jobs = jobs;
+        .flat_map(|t| t.servers.iter().map(move |&s| (t.id, s)))
+        .peekable();
     let mut in_flight = FuturesUnordered::new();
+    let counters = steer.counters;
     loop {
-        while in_flight.len() < concurrency.max(1) {
+        let control = steer.control;
+        if control.is_stopped_now() {
+            return;
+        }
+        let limit = control.concurrency(concurrency).max(1);
+        while in_flight.len() < limit && !control.is_stopping() && !control.is_paused() {
             let Some((id, server)) = jobs.next() else {
                 break;
             };
@@ -248,7 +285,18 @@ pub async fn touch_targets<K: Keepstores>(
                 let mut last = Ok(());
                 while let Some(order) = rounds.next().await {
                     for s in order {
+                        let began = Instant::now();
                         last = ks.touch(dst, s, short.as_str()).await;
+                        if let Some(service) = dst.services.get(s) {
+                            counters.observe(
+                                Op::Touch,
+                                &service.uuid,
+                                began.elapsed().as_secs_f64(),
+                            );
+                            if let Err(cause) = &last {
+                                counters.error(&service.uuid, cause.kind());
+                            }
+                        }
                         if let Err(cause) = &last {
                             rounds.mark(s, next_for(cause));
                         }
@@ -264,9 +312,17 @@ pub async fn touch_targets<K: Keepstores>(
                 }
             });
         }
-        match in_flight.next().await {
-            Some(touched) => done(touched),
-            None => break,
+        if in_flight.is_empty() {
+            if control.is_stopping() || jobs.peek().is_none() {
+                return;
+            }
+            // Paused: look again shortly.
+            compio::time::sleep(STEER_POLL).await;
+            continue;
+        }
+        match select(in_flight.next(), Box::pin(compio::time::sleep(STEER_POLL))).await {
+            Either::Left((Some(touched), _)) => done(touched),
+            Either::Left((None, _)) | Either::Right(_) => {}
         }
     }
 }
@@ -298,6 +354,8 @@ const LOGGED_FAILURES: u64 = 1000;
 
 struct Sink {
     report: Option<(PathBuf, BufWriter<std::fs::File>)>,
+    /// What `-listen` and SIGUSR1 show (the totals below are the summary's).
+    counters: Arc<Counters>,
     uuids: Vec<String>,
     totals: TouchTotals,
     logged: u64,
@@ -325,6 +383,7 @@ impl Sink {
         match t.result {
             Ok(()) => {
                 self.totals.touched_copies += 1;
+                self.counters.touched_copies.fetch_add(1, Relaxed);
                 self.line(&ReportLine {
                     locator: short.as_str(),
                     action: "touched",
@@ -334,6 +393,7 @@ impl Sink {
             }
             Err(cause) => {
                 self.totals.failed_copies += 1;
+                self.counters.touch_failed_copies.fetch_add(1, Relaxed);
                 if self.logged < LOGGED_FAILURES {
                     self.logged += 1;
                     log_line(&format!("Error touching {short} on {uuid}: {cause}"));
@@ -350,6 +410,7 @@ impl Sink {
 
     fn not_found(&mut self, w: &Wanted, why: &str) {
         self.totals.not_found += 1;
+        self.counters.touch_not_found_blocks.fetch_add(1, Relaxed);
         let text = w.to_string();
         if self.logged < LOGGED_FAILURES {
             self.logged += 1;
@@ -392,15 +453,53 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
         )),
         None => None,
     };
+    let counters = Arc::new(Counters::default());
+    let control = Arc::new(Control::new());
+    let live = Live::new(
+        JobInfo {
+            command: "touch".to_string(),
+            src_api_host: String::new(),
+            dst_api_host: settings.api_host.clone(),
+            concurrency: args.concurrency,
+            workers: 1,
+        },
+        counters.clone(),
+        control.clone(),
+    );
+    let listener = match &args.listen {
+        Some(options) => Some(super::listen::start(options, live.clone())?),
+        None => None,
+    };
+    let _signals = super::signals::install(control.clone(), {
+        let counters = counters.clone();
+        Box::new(move || {
+            let c = counters.snapshot();
+            log_line(&format!(
+                "Status: touched {} copies of {} blocks found so far, {} failed, {} listed blocks not found; {} of {} slices done",
+                c.touched_copies,
+                c.planned_blocks,
+                c.touch_failed_copies,
+                c.touch_not_found_blocks,
+                c.slices_done,
+                c.slices_total
+            ));
+        })
+    });
+    let mut board = live.board.sink();
     let mut sink = Sink {
         report,
+        counters: counters.clone(),
         uuids: dst.uuids().iter().map(|u| u.to_string()).collect(),
         totals: TouchTotals::default(),
         logged: 0,
         error: None,
     };
+    let steer = Steering {
+        control: &control,
+        counters: &counters,
+    };
     let started = Instant::now();
-    runtime.block_on(async {
+    let walked = runtime.block_on(async {
         let ks = factory.client();
         let base = &select.prefix;
         let extra = match args.prefix_length {
@@ -438,7 +537,19 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
             .map(|list| list.cursor())
             .transpose()
             .map_err(|e| TouchError::List(RsyncError::Locators(e.describe("the list"))))?;
-        for slice in walk_prefixes(base, extra, select.shard) {
+        let slices = walk_prefixes(base, extra, select.shard);
+        counters.slices_total.store(slices.len() as u64, Relaxed);
+        board.events(&[Event::Phase(Phase::Copying)], &counters);
+        for slice in slices {
+            if control.is_stopping() {
+                break;
+            }
+            board.events(
+                &[Event::SliceStarted {
+                    prefix: slice.clone(),
+                }],
+                &counters,
+            );
             let targets = match &mut cursor {
                 Some(cursor) => {
                     let listed = cursor.take_prefix(&slice).map_err(|e| {
@@ -447,6 +558,7 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
                         )))
                     })?;
                     if listed.is_empty() {
+                        counters.slices_done.fetch_add(1, Relaxed);
                         continue;
                     }
                     let (targets, missing) =
@@ -459,13 +571,29 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
                 None => slice_targets(&ks, &dst, &slice, &select.filter).await?,
             };
             sink.totals.blocks += targets.len() as u64;
-            touch_targets(&ks, &dst, &targets, args.concurrency, args.retry, |t| {
-                sink.touched(t)
-            })
+            counters
+                .planned_blocks
+                .fetch_add(targets.len() as u64, Relaxed);
+            touch_targets(
+                &ks,
+                &dst,
+                &targets,
+                args.concurrency,
+                args.retry,
+                &steer,
+                |t| sink.touched(t),
+            )
             .await;
+            // A slice cut short by a stop is not done.
+            if !control.is_stopping() {
+                counters.slices_done.fetch_add(1, Relaxed);
+            }
         }
         Ok::<(), TouchError>(())
-    })?;
+    });
+    board.events(&[Event::Phase(Phase::Done)], &counters);
+    board.finish(&counters);
+    walked?;
     if let Some((path, out)) = &mut sink.report {
         out.flush().map_err(|source| TouchError::Output {
             path: path.clone(),
@@ -479,6 +607,13 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
         elapsed_s: started.elapsed().as_secs_f64(),
         ..sink.totals
     };
+    let stopped = control.stop_reason();
+    if let Some(reason) = stopped {
+        log_line(&format!(
+            "Stopped ({}) before every block was touched; a rerun touches them all again (touching is idempotent).",
+            reason.name()
+        ));
+    }
     log_line(&format!(
         "Summary: touched {} copies of {} blocks, {} failed, {} listed blocks not found; {:.1}s, {:.0} touches/s",
         totals.touched_copies,
@@ -488,10 +623,15 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
         totals.elapsed_s,
         totals.touched_copies as f64 / totals.elapsed_s.max(1e-9)
     ));
+    let outcome = Outcome {
+        stopped,
+        problems: totals.failed_copies + totals.not_found,
+    };
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "keepmover_version": env!("CARGO_PKG_VERSION"),
             "command": "touch",
+            "exit_code": outcome.code(),
             "totals": totals,
         }))
         .map_err(|e| TouchError::Output {
@@ -503,10 +643,10 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
             source,
         })?;
     }
-    Ok(Outcome {
-        stopped: None,
-        problems: totals.failed_copies + totals.not_found,
-    })
+    if let (Some(listener), Some(options)) = (&listener, &args.listen) {
+        listener.linger(options.linger);
+    }
+    Ok(outcome)
 }
 
 /// Default retry policy for TOUCH requests (the copy's).
@@ -562,16 +702,110 @@ mod tests {
             delay: Duration::from_millis(1),
         };
         let mut results = Vec::new();
-        block_on(touch_targets(&ks, &dst, &targets, 4, retry, |t| {
+        let (control, counters) = (Control::new(), Counters::default());
+        let steer = Steering {
+            control: &control,
+            counters: &counters,
+        };
+        block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |t| {
             results.push((t.server, t.result.is_ok()))
         }));
         results.sort_unstable();
         assert_eq!(results, vec![(0, true), (2, true)]);
+        // Each TOUCH is in the latencies, by server.
+        let touches: Vec<(String, u64)> = counters
+            .latencies()
+            .into_iter()
+            .filter(|((op, _), _)| *op == Op::Touch)
+            .map(|((_, server), h)| (server, h.count))
+            .collect();
+        assert_eq!(touches.len(), 2, "{touches:?}");
+        assert!(touches.iter().all(|(_, n)| *n == 1), "{touches:?}");
         for server in [0, 2] {
             let mtime = ks.with(&dst, server, |s| s.blocks[&a.hash].mtime_ns);
             assert_eq!(mtime, 11, "touched once on {server}");
         }
         assert_eq!(ks.with(&dst, 1, |s| s.blocks[&b.hash].mtime_ns), 10);
+    }
+
+    /// Ten blocks, each on both servers of a two-server cluster: twenty TOUCH requests.
+    fn twenty_touches() -> (MemoryKeepstores, Cluster, Vec<Target>) {
+        let ks = MemoryKeepstores::new();
+        let dst = memory::cluster("dst", "bbbbb", 2);
+        let mut targets = Vec::new();
+        for n in 0..10u8 {
+            let id = ks.put(&dst, 0, &[n], 1);
+            ks.put(&dst, 1, &[n], 1);
+            targets.push(Target {
+                id,
+                servers: vec![0, 1],
+            });
+        }
+        (ks, dst, targets)
+    }
+
+    #[test]
+    fn a_stop_starts_no_new_touch_and_a_pause_waits() {
+        let (ks, dst, targets) = twenty_touches();
+        let retry = default_retry();
+        let counters = Counters::default();
+        // Stopped before the start: nothing is sent.
+        let stopped = Control::new();
+        stopped.stop(crate::mover::StopReason::Terminated);
+        let mut seen = 0;
+        let steer = Steering {
+            control: &stopped,
+            counters: &counters,
+        };
+        block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |_| {
+            seen += 1
+        }));
+        assert_eq!(seen, 0);
+        assert_eq!(
+            ks.with(&dst, 0, |s| s.blocks.values().map(|b| b.mtime_ns).max()),
+            Some(1)
+        );
+        // A stop after the third reply, one at a time: exactly three were sent.
+        let control = Control::new();
+        let steer = Steering {
+            control: &control,
+            counters: &counters,
+        };
+        let mut seen = 0;
+        block_on(touch_targets(&ks, &dst, &targets, 1, retry, &steer, |_| {
+            seen += 1;
+            if seen == 3 {
+                control.stop(crate::mover::StopReason::Interrupted);
+            }
+        }));
+        assert_eq!(seen, 3);
+        // Paused, with the pause lifted from another thread: every touch is sent after it.
+        let control = Arc::new(Control::new());
+        control.pause();
+        let began = Instant::now();
+        let resumer = {
+            let control = control.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                control.resume();
+            })
+        };
+        let steer = Steering {
+            control: &control,
+            counters: &counters,
+        };
+        let mut first = None;
+        let mut seen = 0;
+        block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |_| {
+            first.get_or_insert_with(|| began.elapsed());
+            seen += 1;
+        }));
+        resumer.join().expect("resumer");
+        assert_eq!(seen, 20);
+        assert!(
+            first.is_some_and(|t| t >= Duration::from_millis(200)),
+            "a touch was sent while paused: {first:?}"
+        );
     }
 
     #[test]

@@ -21,6 +21,18 @@ pub enum StopReason {
     MaxTransfer,
 }
 
+impl StopReason {
+    /// The name in logs and JSON (the serde name: `interrupted`, `terminated`...).
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Interrupted => "interrupted",
+            StopReason::Terminated => "terminated",
+            StopReason::MaxDuration => "max_duration",
+            StopReason::MaxTransfer => "max_transfer",
+        }
+    }
+}
+
 /// A token bucket shared by every worker: at most `rate` bytes per second on average, with
 /// bursts of up to a quarter of a second's worth.
 #[derive(Debug)]
@@ -167,6 +179,21 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_reason_names_are_the_json_names() {
+        for reason in [
+            StopReason::Interrupted,
+            StopReason::Terminated,
+            StopReason::MaxDuration,
+            StopReason::MaxTransfer,
+        ] {
+            assert_eq!(
+                serde_json::to_value(reason).expect("json"),
+                serde_json::Value::from(reason.name())
+            );
+        }
+    }
 
     #[test]
     fn first_stop_reason_wins_and_pause_yields_to_stop() {

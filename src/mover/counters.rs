@@ -97,6 +97,11 @@ counters! {
     slices_total,
     /// Index lines read (both clusters).
     index_lines,
+    /// `touch`: destination copies whose mtime a TOUCH renewed, copies it could not renew
+    /// (every retry failed), and listed blocks no destination server has.
+    touched_copies,
+    touch_failed_copies,
+    touch_not_found_blocks,
 }
 
 /// Which kind of request a latency is for.
@@ -107,6 +112,7 @@ pub enum Op {
     Put,
     Head,
     Index,
+    Touch,
 }
 
 impl Op {
@@ -116,6 +122,7 @@ impl Op {
             Op::Put => "put",
             Op::Head => "head",
             Op::Index => "index",
+            Op::Touch => "touch",
         }
     }
 }

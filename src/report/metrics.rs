@@ -200,6 +200,24 @@ impl Collector for Scrape {
         )?;
         counter(
             e,
+            "keepmover_touched_copies",
+            "touch: destination copies whose mtime was renewed.",
+            c.touched_copies,
+        )?;
+        counter(
+            e,
+            "keepmover_touch_failed_copies",
+            "touch: destination copies that could not be touched after every retry.",
+            c.touch_failed_copies,
+        )?;
+        counter(
+            e,
+            "keepmover_touch_not_found_blocks",
+            "touch: listed blocks that no destination server has.",
+            c.touch_not_found_blocks,
+        )?;
+        counter(
+            e,
             "keepmover_slices_done",
             "Index slices whose blocks are all settled.",
             c.slices_done,

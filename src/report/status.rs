@@ -509,28 +509,37 @@ pub fn render_human(doc: &StatusDoc) -> String {
         doc.phase,
         human_duration(doc.elapsed_s)
     );
-    let _ = writeln!(
-        out,
-        "  blocks: {} of {} copied ({} of {}), {} skipped, {} failed, {} in flight, {} re-fetched",
-        c.copied_blocks,
-        c.planned_blocks,
-        human_bytes(c.copied_bytes),
-        human_bytes(c.planned_bytes),
-        c.skipped_blocks,
-        c.failed_blocks,
-        c.in_flight_blocks,
-        c.refetched_blocks
-    );
-    let eta = doc
-        .eta_s
-        .map_or_else(|| "unknown".to_string(), human_duration);
-    let _ = writeln!(
-        out,
-        "  rate: {}/s, {:.0} blocks/s (last {:.0}s); ETA {eta}",
-        human_bytes(doc.rates.bytes_per_s as u64),
-        doc.rates.blocks_per_s,
-        doc.rates.window_s
-    );
+    if doc.command == "touch" {
+        // No block data moves: what a touch run has done is in its own counters.
+        let _ = writeln!(
+            out,
+            "  touch: {} copies touched, {} failed, {} listed blocks not found; {} blocks found so far",
+            c.touched_copies, c.touch_failed_copies, c.touch_not_found_blocks, c.planned_blocks
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  blocks: {} of {} copied ({} of {}), {} skipped, {} failed, {} in flight, {} re-fetched",
+            c.copied_blocks,
+            c.planned_blocks,
+            human_bytes(c.copied_bytes),
+            human_bytes(c.planned_bytes),
+            c.skipped_blocks,
+            c.failed_blocks,
+            c.in_flight_blocks,
+            c.refetched_blocks
+        );
+        let eta = doc
+            .eta_s
+            .map_or_else(|| "unknown".to_string(), human_duration);
+        let _ = writeln!(
+            out,
+            "  rate: {}/s, {:.0} blocks/s (last {:.0}s); ETA {eta}",
+            human_bytes(doc.rates.bytes_per_s as u64),
+            doc.rates.blocks_per_s,
+            doc.rates.window_s
+        );
+    }
     let _ = writeln!(
         out,
         "  slices: {} of {} done; walking {}; checkpoint through {}",

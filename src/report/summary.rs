@@ -83,15 +83,7 @@ impl<'a> JsonSummary<'a> {
             keepmover_version: env!("CARGO_PKG_VERSION"),
             command,
             shard: None,
-            outcome: report.stopped.map_or_else(
-                || "done".to_string(),
-                |r| {
-                    serde_json::to_value(r)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                },
-            ),
+            outcome: report.stopped.map_or("done", |r| r.name()).to_string(),
             exit_code,
             elapsed_s: report.elapsed.as_secs_f64(),
             io_backend: report.io_backend.to_string(),
