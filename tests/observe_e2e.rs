@@ -783,9 +783,31 @@ fn touch_serves_status_metrics_and_control() {
         human.contains("touch: 200 copies touched, 0 failed"),
         "{human}"
     );
+    assert!(
+        human.contains("limits: at most 4 TOUCH requests in flight"),
+        "{human}"
+    );
+    // A touch moves no data: a bandwidth limit is refused, with the reason.
+    let refused = request(
+        &job.addr,
+        "POST",
+        "/control",
+        Some(r#"{"action":"bwlimit","value":"10MiB"}"#),
+        None,
+    )
+    .expect_err("bwlimit on touch");
+    assert!(
+        refused.to_string().contains("400") && refused.to_string().contains("no block data"),
+        "{refused}"
+    );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("summary")).expect("summary JSON");
     assert_eq!(summary["totals"]["touched_copies"], 200);
+    assert_eq!(
+        summary["totals"]["slices_done"],
+        summary["totals"]["slices"]
+    );
+    assert_eq!(summary["outcome"], "done");
     assert_eq!(summary["exit_code"], 0);
     // A cancel ends the linger at once; the touch itself had ended well.
     job.control(r#"{"action":"cancel"}"#);
@@ -802,7 +824,18 @@ fn touch_cancel_stops_new_touches_and_exits_143() {
     let env = env();
     fill(&env.dst, 300, 500);
     slow(&env.dst, 30);
-    let job = touch_job(&env, &["-concurrency", "2", "-prefix-length", "1"]);
+    let json = env.dir.path().join("touch.json");
+    let job = touch_job(
+        &env,
+        &[
+            "-concurrency",
+            "2",
+            "-prefix-length",
+            "1",
+            "-json",
+            json.to_str().expect("utf-8"),
+        ],
+    );
     job.wait_for(60, "some copies touched", |d| d.counts.touched_copies >= 5);
     let out = Command::new(env!("CARGO_BIN_EXE_keepmover"))
         .args(["ctl", &job.addr, "cancel"])
@@ -822,4 +855,45 @@ fn touch_cancel_stops_new_touches_and_exits_143() {
         .and_then(|n| n.parse().ok())
         .expect("a summary line");
     assert!((5..300).contains(&touched), "{touched}: {err}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("summary")).expect("summary JSON");
+    let totals = &summary["totals"];
+    assert_eq!(summary["outcome"], "terminated", "{summary}");
+    assert_eq!(summary["exit_code"], 143, "{summary}");
+    assert_eq!(totals["touched_copies"], touched, "{summary}");
+    assert_eq!(totals["slices"], 16, "{summary}");
+    let done = totals["slices_done"].as_u64().expect("slices_done");
+    assert!(done < 16, "a cut run has slices left: {summary}");
+    // Only the blocks of the slices it reached are counted as found.
+    assert!(
+        totals["blocks"].as_u64().expect("blocks") < 300,
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_second_signal_drops_touches_in_flight() {
+    let env = env();
+    fill(&env.dst, 300, 500);
+    let job = touch_job(&env, &["-concurrency", "2", "-prefix-length", "1"]);
+    job.wait_for(60, "a copy touched", |d| d.counts.touched_copies >= 1);
+    // From now on every request (TOUCH or listing) takes 60 s: a graceful stop would wait
+    // for the ones in flight; the second signal must not.
+    slow(&env.dst, 60_000);
+    let pid = job.child.id().to_string();
+    for _ in 0..2 {
+        let kill = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill");
+        assert!(kill.success());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Far less than one slowed request.
+    let (code, err) = job.finish(20);
+    assert_eq!(code, Some(130), "{err}");
+    assert!(
+        err.contains("Stopped (interrupted) before every block was touched"),
+        "{err}"
+    );
 }

@@ -472,6 +472,9 @@ pub fn apply_control(live: &Live, body: &[u8]) -> Result<String, String> {
                 format!("concurrency {now} per worker")
             })
         }
+        "bwlimit" if live.job.command == "touch" => {
+            Err("touch moves no block data: there is no bandwidth to limit".into())
+        }
         "bwlimit" => {
             let (down, up) =
                 match value {

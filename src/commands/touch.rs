@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::{join_all, select, Either};
+use futures_util::future::{join_all, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
@@ -51,7 +51,7 @@ use crate::mover::retry::{next_for, RetryPolicy, Rounds};
 use crate::mover::Control;
 use crate::net::{build_runtime, ClientConfig, IoBackend};
 use crate::report::log_line;
-use crate::report::status::{JobInfo, Live};
+use crate::report::status::{JobInfo, Live, StatusSink};
 
 /// Every option of `touch`, typed. Built by `cli`.
 #[derive(Clone, Debug)]
@@ -240,9 +240,17 @@ pub struct Touched {
     pub result: Result<(), Cause>,
 }
 
-/// How often a wait for TOUCH replies looks at the controls (a second signal drops the
-/// requests in flight; a pause lifted starts new ones).
+/// How often a paused run, or the watch for a hard stop, looks at the controls.
 const STEER_POLL: Duration = Duration::from_millis(50);
+
+/// How a run of TOUCH requests ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TouchEnd {
+    /// Every request was sent and answered (or failed every retry).
+    Finished,
+    /// A stop came first: some were never sent.
+    Cut,
+}
 
 /// What steers and counts a run of TOUCH requests.
 pub struct Steering<'a> {
@@ -252,8 +260,8 @@ pub struct Steering<'a> {
 
 /// Sends TOUCH for every (target, server), `concurrency` at a time (or what the controls say
 /// now), each in keepclient's retry rounds; `done` sees every result as it comes. Starts
-/// nothing new while paused or stopping; returns at once, dropping the requests in flight,
-/// on a hard stop.
+/// nothing new while paused or stopping, and a request in flight tries no further round
+/// once stopping. (A hard stop is the caller's: `run` drops the whole walk, this included.)
 pub async fn touch_targets<K: Keepstores>(
     ks: &K,
     dst: &Cluster,
@@ -262,18 +270,14 @@ pub async fn touch_targets<K: Keepstores>(
     retry: RetryPolicy,
     steer: &Steering<'_>,
     mut done: impl FnMut(Touched),
-) {
+) -> TouchEnd {
     let mut jobs = targets
         .iter()
         .flat_map(|t| t.servers.iter().map(move |&s| (t.id, s)))
         .peekable();
     let mut in_flight = FuturesUnordered::new();
-    let counters = steer.counters;
+    let (counters, control) = (steer.counters, steer.control);
     loop {
-        let control = steer.control;
-        if control.is_stopped_now() {
-            return;
-        }
         let limit = control.concurrency(concurrency).max(1);
         while in_flight.len() < limit && !control.is_stopping() && !control.is_paused() {
             let Some((id, server)) = jobs.next() else {
@@ -301,7 +305,7 @@ pub async fn touch_targets<K: Keepstores>(
                             rounds.mark(s, next_for(cause));
                         }
                     }
-                    if last.is_ok() {
+                    if last.is_ok() || control.is_stopping() {
                         break;
                     }
                 }
@@ -312,17 +316,12 @@ pub async fn touch_targets<K: Keepstores>(
                 }
             });
         }
-        if in_flight.is_empty() {
-            if control.is_stopping() || jobs.peek().is_none() {
-                return;
-            }
-            // Paused: look again shortly.
-            compio::time::sleep(STEER_POLL).await;
-            continue;
-        }
-        match select(in_flight.next(), Box::pin(compio::time::sleep(STEER_POLL))).await {
-            Either::Left((Some(touched), _)) => done(touched),
-            Either::Left((None, _)) | Either::Right(_) => {}
+        match in_flight.next().await {
+            Some(touched) => done(touched),
+            // Nothing in flight: all sent, a stop, or a pause (look again shortly).
+            None if jobs.peek().is_none() => return TouchEnd::Finished,
+            None if control.is_stopping() => return TouchEnd::Cut,
+            None => compio::time::sleep(STEER_POLL).await,
         }
     }
 }
@@ -335,7 +334,26 @@ pub struct TouchTotals {
     pub failed_copies: u64,
     /// Listed blocks no destination server has.
     pub not_found: u64,
+    /// Index slices whose blocks were all touched, of all the run walks.
+    pub slices_done: u64,
+    pub slices: u64,
     pub elapsed_s: f64,
+}
+
+impl TouchTotals {
+    /// The totals are the run's counters (the ones `-listen` serves), read once.
+    fn from_counters(counters: &Counters, elapsed: Duration) -> TouchTotals {
+        let c = counters.snapshot();
+        TouchTotals {
+            blocks: c.planned_blocks,
+            touched_copies: c.touched_copies,
+            failed_copies: c.touch_failed_copies,
+            not_found: c.touch_not_found_blocks,
+            slices_done: c.slices_done,
+            slices: c.slices_total,
+            elapsed_s: elapsed.as_secs_f64(),
+        }
+    }
 }
 
 /// One `-report` line.
@@ -354,10 +372,11 @@ const LOGGED_FAILURES: u64 = 1000;
 
 struct Sink {
     report: Option<(PathBuf, BufWriter<std::fs::File>)>,
-    /// What `-listen` and SIGUSR1 show (the totals below are the summary's).
+    /// The run's counts (the summary, `-json`, `-listen` and SIGUSR1 all read them).
     counters: Arc<Counters>,
+    /// The status board: failures go to its last errors.
+    board: StatusSink,
     uuids: Vec<String>,
-    totals: TouchTotals,
     logged: u64,
     error: Option<TouchError>,
 }
@@ -377,12 +396,21 @@ impl Sink {
         }
     }
 
+    /// A failure or a block not found: a log line (the first [`LOGGED_FAILURES`]) and the
+    /// status board's last errors.
+    fn problem(&mut self, text: String) {
+        if self.logged < LOGGED_FAILURES {
+            self.logged += 1;
+            log_line(&text);
+        }
+        self.board.events(&[Event::Warning(text)], &self.counters);
+    }
+
     fn touched(&mut self, t: Touched) {
         let short = t.id.short();
         let uuid = self.uuids.get(t.server).cloned().unwrap_or_default();
         match t.result {
             Ok(()) => {
-                self.totals.touched_copies += 1;
                 self.counters.touched_copies.fetch_add(1, Relaxed);
                 self.line(&ReportLine {
                     locator: short.as_str(),
@@ -392,12 +420,8 @@ impl Sink {
                 });
             }
             Err(cause) => {
-                self.totals.failed_copies += 1;
                 self.counters.touch_failed_copies.fetch_add(1, Relaxed);
-                if self.logged < LOGGED_FAILURES {
-                    self.logged += 1;
-                    log_line(&format!("Error touching {short} on {uuid}: {cause}"));
-                }
+                self.problem(format!("Error touching {short} on {uuid}: {cause}"));
                 self.line(&ReportLine {
                     locator: short.as_str(),
                     action: "failed",
@@ -409,13 +433,9 @@ impl Sink {
     }
 
     fn not_found(&mut self, w: &Wanted, why: &str) {
-        self.totals.not_found += 1;
         self.counters.touch_not_found_blocks.fetch_add(1, Relaxed);
         let text = w.to_string();
-        if self.logged < LOGGED_FAILURES {
-            self.logged += 1;
-            log_line(&format!("Not touched {text}: {why}"));
-        }
+        self.problem(format!("Not touched {text}: {why}"));
         self.line(&ReportLine {
             locator: &text,
             action: "not_found",
@@ -470,27 +490,15 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
         Some(options) => Some(super::listen::start(options, live.clone())?),
         None => None,
     };
-    let _signals = super::signals::install(control.clone(), {
-        let counters = counters.clone();
-        Box::new(move || {
-            let c = counters.snapshot();
-            log_line(&format!(
-                "Status: touched {} copies of {} blocks found so far, {} failed, {} listed blocks not found; {} of {} slices done",
-                c.touched_copies,
-                c.planned_blocks,
-                c.touch_failed_copies,
-                c.touch_not_found_blocks,
-                c.slices_done,
-                c.slices_total
-            ));
-        })
-    });
+    // SIGUSR1 prints what `keepmover status` shows.
+    let _signals =
+        super::signals::install(control.clone(), super::rsync::status_printer(live.clone()));
     let mut board = live.board.sink();
     let mut sink = Sink {
         report,
         counters: counters.clone(),
+        board: live.board.sink(),
         uuids: dst.uuids().iter().map(|u| u.to_string()).collect(),
-        totals: TouchTotals::default(),
         logged: 0,
         error: None,
     };
@@ -499,7 +507,8 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
         counters: &counters,
     };
     let started = Instant::now();
-    let walked = runtime.block_on(async {
+    // Ok(true): every slice walked and every copy in it touched; Ok(false): cut by a stop.
+    let walk = async {
         let ks = factory.client();
         let base = &select.prefix;
         let extra = match args.prefix_length {
@@ -542,7 +551,7 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
         board.events(&[Event::Phase(Phase::Copying)], &counters);
         for slice in slices {
             if control.is_stopping() {
-                break;
+                return Ok(false);
             }
             board.events(
                 &[Event::SliceStarted {
@@ -570,11 +579,14 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
                 }
                 None => slice_targets(&ks, &dst, &slice, &select.filter).await?,
             };
-            sink.totals.blocks += targets.len() as u64;
+            // Blocks listed after a stop are neither touched nor counted.
+            if control.is_stopping() {
+                return Ok(false);
+            }
             counters
                 .planned_blocks
                 .fetch_add(targets.len() as u64, Relaxed);
-            touch_targets(
+            let end = touch_targets(
                 &ks,
                 &dst,
                 &targets,
@@ -584,16 +596,29 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
                 |t| sink.touched(t),
             )
             .await;
-            // A slice cut short by a stop is not done.
-            if !control.is_stopping() {
-                counters.slices_done.fetch_add(1, Relaxed);
+            if end == TouchEnd::Cut {
+                return Ok(false);
             }
+            counters.slices_done.fetch_add(1, Relaxed);
         }
-        Ok::<(), TouchError>(())
+        Ok::<bool, TouchError>(true)
+    };
+    // A hard stop (a second signal) drops the walk wherever it is: listing a slice, probing
+    // a listed block, or waiting for TOUCH replies.
+    let hard_stop = async {
+        while !control.is_stopped_now() {
+            compio::time::sleep(STEER_POLL).await;
+        }
+    };
+    let walked = runtime.block_on(async {
+        match futures_util::future::select(std::pin::pin!(walk), std::pin::pin!(hard_stop)).await {
+            Either::Left((walked, _)) => walked,
+            Either::Right(((), _)) => Ok(false),
+        }
     });
     board.events(&[Event::Phase(Phase::Done)], &counters);
     board.finish(&counters);
-    walked?;
+    let complete = walked?;
     if let Some((path, out)) = &mut sink.report {
         out.flush().map_err(|source| TouchError::Output {
             path: path.clone(),
@@ -603,11 +628,13 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
     if let Some(e) = sink.error.take() {
         return Err(e);
     }
-    let totals = TouchTotals {
-        elapsed_s: started.elapsed().as_secs_f64(),
-        ..sink.totals
+    let totals = TouchTotals::from_counters(&counters, started.elapsed());
+    // A stop that came after the last TOUCH cut nothing short.
+    let stopped = if complete {
+        None
+    } else {
+        control.stop_reason()
     };
-    let stopped = control.stop_reason();
     if let Some(reason) = stopped {
         log_line(&format!(
             "Stopped ({}) before every block was touched; a rerun touches them all again (touching is idempotent).",
@@ -631,6 +658,7 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "keepmover_version": env!("CARGO_PKG_VERSION"),
             "command": "touch",
+            "outcome": stopped.map_or("done", |r| r.name()),
             "exit_code": outcome.code(),
             "totals": totals,
         }))
@@ -707,9 +735,10 @@ mod tests {
             control: &control,
             counters: &counters,
         };
-        block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |t| {
+        let end = block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |t| {
             results.push((t.server, t.result.is_ok()))
         }));
+        assert_eq!(end, TouchEnd::Finished);
         results.sort_unstable();
         assert_eq!(results, vec![(0, true), (2, true)]);
         // Each TOUCH is in the latencies, by server.
@@ -757,10 +786,10 @@ mod tests {
             control: &stopped,
             counters: &counters,
         };
-        block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |_| {
+        let end = block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |_| {
             seen += 1
         }));
-        assert_eq!(seen, 0);
+        assert_eq!((end, seen), (TouchEnd::Cut, 0));
         assert_eq!(
             ks.with(&dst, 0, |s| s.blocks.values().map(|b| b.mtime_ns).max()),
             Some(1)
@@ -772,13 +801,27 @@ mod tests {
             counters: &counters,
         };
         let mut seen = 0;
-        block_on(touch_targets(&ks, &dst, &targets, 1, retry, &steer, |_| {
+        let end = block_on(touch_targets(&ks, &dst, &targets, 1, retry, &steer, |_| {
             seen += 1;
             if seen == 3 {
                 control.stop(crate::mover::StopReason::Interrupted);
             }
         }));
-        assert_eq!(seen, 3);
+        assert_eq!((end, seen), (TouchEnd::Cut, 3));
+        // A stop after the last reply cut nothing short.
+        let control = Control::new();
+        let steer = Steering {
+            control: &control,
+            counters: &counters,
+        };
+        let mut seen = 0;
+        let end = block_on(touch_targets(&ks, &dst, &targets, 1, retry, &steer, |_| {
+            seen += 1;
+            if seen == 20 {
+                control.stop(crate::mover::StopReason::Interrupted);
+            }
+        }));
+        assert_eq!((end, seen), (TouchEnd::Finished, 20));
         // Paused, with the pause lifted from another thread: every touch is sent after it.
         let control = Arc::new(Control::new());
         control.pause();
@@ -796,12 +839,12 @@ mod tests {
         };
         let mut first = None;
         let mut seen = 0;
-        block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |_| {
+        let end = block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |_| {
             first.get_or_insert_with(|| began.elapsed());
             seen += 1;
         }));
         resumer.join().expect("resumer");
-        assert_eq!(seen, 20);
+        assert_eq!((end, seen), (TouchEnd::Finished, 20));
         assert!(
             first.is_some_and(|t| t >= Duration::from_millis(200)),
             "a touch was sent while paused: {first:?}"

@@ -549,17 +549,25 @@ pub fn render_human(doc: &StatusDoc) -> String {
         doc.watermark.as_deref().unwrap_or("-")
     );
     let l = &doc.limits;
-    let _ = writeln!(
-        out,
-        "  limits: window {} blocks in flight (at most {} per worker x {} workers); bandwidth down {}, up {}; buffers {} of {}",
-        l.window_blocks,
-        l.concurrency_per_worker,
-        l.workers,
-        human_rate(l.bwlimit_down_bytes_per_s),
-        human_rate(l.bwlimit_up_bytes_per_s),
-        human_bytes(l.buffer_in_use_bytes),
-        human_bytes(l.buffer_budget_bytes)
-    );
+    if doc.command == "touch" {
+        let _ = writeln!(
+            out,
+            "  limits: at most {} TOUCH requests in flight",
+            l.concurrency_per_worker
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  limits: window {} blocks in flight (at most {} per worker x {} workers); bandwidth down {}, up {}; buffers {} of {}",
+            l.window_blocks,
+            l.concurrency_per_worker,
+            l.workers,
+            human_rate(l.bwlimit_down_bytes_per_s),
+            human_rate(l.bwlimit_up_bytes_per_s),
+            human_bytes(l.buffer_in_use_bytes),
+            human_bytes(l.buffer_budget_bytes)
+        );
+    }
     let _ = writeln!(
         out,
         "  requests: {} retried errors, {} requeued blocks",
