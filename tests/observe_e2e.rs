@@ -897,3 +897,53 @@ fn a_second_signal_drops_touches_in_flight() {
         "{err}"
     );
 }
+
+#[test]
+fn touch_concurrency_one_brings_touches_in_flight_down_to_one() {
+    let env = env();
+    fill(&env.dst, 400, 500);
+    let job = touch_job(&env, &["-concurrency", "8", "-prefix-length", "1"]);
+    // Slowed once the first slice is listed, so listings do not hold up the start.
+    job.wait_for(60, "a copy touched", |d| d.counts.touched_copies >= 1);
+    slow(&env.dst, 40);
+    let in_flight =
+        |job: &Job| sample(&job.metrics(), "keepmover_blocks_in_flight").unwrap_or(-1.0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while in_flight(&job) < 4.0 {
+        assert!(
+            Instant::now() < deadline,
+            "never more than 3 TOUCH requests in flight at -concurrency 8"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    job.control(r#"{"action":"concurrency","value":1}"#);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while in_flight(&job) > 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "TOUCH requests in flight never came down to 1"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let touched = job.status().counts.touched_copies;
+    for _ in 0..30 {
+        let now = in_flight(&job);
+        assert!(
+            now <= 1.0,
+            "{now} TOUCH requests in flight after concurrency 1"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        job.status().counts.touched_copies > touched,
+        "the touch stalled"
+    );
+    job.control(r#"{"action":"concurrency","value":0}"#);
+    slow(&env.dst, 0);
+    let (code, err) = job.finish(60);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("Summary: touched 400 copies of 400 blocks"),
+        "{err}"
+    );
+}

@@ -258,6 +258,22 @@ pub struct Steering<'a> {
     pub counters: &'a Counters,
 }
 
+/// One TOUCH request in the in-flight gauge (`keepmover_blocks_in_flight`), until dropped.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a std::sync::atomic::AtomicU64) -> InFlight<'a> {
+        gauge.fetch_add(1, Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Sends TOUCH for every (target, server), `concurrency` at a time (or what the controls say
 /// now), each in keepclient's retry rounds; `done` sees every result as it comes. Starts
 /// nothing new while paused or stopping, and a request in flight tries no further round
@@ -283,7 +299,10 @@ pub async fn touch_targets<K: Keepstores>(
             let Some((id, server)) = jobs.next() else {
                 break;
             };
+            let counted = InFlight::enter(&counters.in_flight_blocks);
             in_flight.push(async move {
+                // Counted out however the request ends, dropped by a hard stop included.
+                let _counted = counted;
                 let short = id.short();
                 let mut rounds = Rounds::new(retry, vec![server]);
                 let mut last = Ok(());

@@ -243,7 +243,7 @@ impl Collector for Scrape {
         gauge(
             e,
             "keepmover_blocks_in_flight",
-            "Blocks being copied now.",
+            "Blocks being copied now (touch: TOUCH requests in flight).",
             c.in_flight_blocks,
         )?;
         gauge(

@@ -513,8 +513,12 @@ pub fn render_human(doc: &StatusDoc) -> String {
         // No block data moves: what a touch run has done is in its own counters.
         let _ = writeln!(
             out,
-            "  touch: {} copies touched, {} failed, {} listed blocks not found; {} blocks found so far",
-            c.touched_copies, c.touch_failed_copies, c.touch_not_found_blocks, c.planned_blocks
+            "  touch: {} copies touched, {} failed, {} listed blocks not found, {} in flight; {} blocks found so far",
+            c.touched_copies,
+            c.touch_failed_copies,
+            c.touch_not_found_blocks,
+            c.in_flight_blocks,
+            c.planned_blocks
         );
     } else {
         let _ = writeln!(
