@@ -60,6 +60,8 @@ pub const FIRST_BYTE_TIMEOUT: FlagSpec = flag(
     "keepmover: time from a request being sent to its response head arriving",
 );
 pub const IDLE_TIMEOUT: FlagSpec = flag("idle-timeout", FlagKind::Duration, "1m0s", "keepmover: longest time a transfer may go without moving a byte (replaces keep-rsync's 20s whole-request cap)");
+/// `-per-server-requests` (also `touch`'s).
+pub const PER_SERVER_REQUESTS: FlagSpec = flag("per-server-requests", FlagKind::Int, "64", "keepmover: most requests in flight to one keepstore, all workers together (keepstore's default limit is 64); fewer while it answers 503/429/408");
 pub const RETRY_DELAY: FlagSpec = flag(
     "retry-delay",
     FlagKind::Duration,
@@ -97,7 +99,7 @@ pub const RSYNC_FLAGS: &[FlagSpec] = &[
     flag("dry-run", FlagKind::Bool, "false", "keepmover: walk and diff the indexes, report what would be copied, copy nothing"),
     flag("grace", FlagKind::Duration, "30s", "keepmover: after SIGINT/SIGTERM, how long blocks in flight may take to finish before they are abandoned (a second signal abandons them at once)"),
     flag("dst-index-errors", FlagKind::String, "fail", "keepmover: what an unreadable destination index does: fail (stop, as keep-rsync), or copy (treat it as empty: its blocks may be copied again)"),
-    flag("per-server-requests", FlagKind::Int, "64", "keepmover: most requests in flight to one keepstore, all workers together (keepstore's default limit is 64); fewer while it answers 503/429/408"),
+    PER_SERVER_REQUESTS,
     flag("storage-classes", FlagKind::String, "", "keepmover: comma list of destination storage classes (default: the destination's default classes); a block counts as copied only when every class confirms its replicas"),
     flag("report", FlagKind::String, "", "keepmover: write one JSON line per block (locator, action, servers, bytes, attempts, error) to this file as the run goes"),
     flag("json", FlagKind::String, "", "keepmover: write the run's summary as JSON to this file"),

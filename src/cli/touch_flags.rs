@@ -20,7 +20,8 @@ pub const TOUCH_FLAGS: &[FlagSpec] = &[
     SHARD,
     SIZE,
     MTIME,
-    flag("concurrency", FlagKind::Int, "32", "TOUCH requests in flight at once"),
+    flag("concurrency", FlagKind::Int, "512", "Most TOUCH requests in flight at once (a ceiling: -per-server-requests binds first on a few keepstores)"),
+    super::rsync_flags::PER_SERVER_REQUESTS,
     flag("retries", FlagKind::Int, "2", "Retries per request after the first attempt"),
     super::rsync_flags::RETRY_DELAY,
     super::rsync_flags::PREFIX_LENGTH,
@@ -64,6 +65,7 @@ pub fn touch_args(parsed: &ParsedFlags) -> Result<TouchArgs, String> {
         io,
         http: http_config(parsed)?,
         concurrency: parsed.int_in("concurrency", 1..=65_536)?,
+        per_server_requests: parsed.int_in("per-server-requests", 1..=65_536)?,
         retry: RetryPolicy {
             retries: parsed.int_in("retries", 0..=100)?,
             delay: parsed.duration("retry-delay", false)?,

@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +48,7 @@ use crate::keepstore::http::HttpFactory;
 use crate::keepstore::{Cause, IndexSource, Keepstores, KeepstoresFactory};
 use crate::mover::counters::{Counters, Op};
 use crate::mover::events::{Event, EventSink, Phase};
+use crate::mover::gates::{Gates, Key};
 use crate::mover::retry::{next_for, RetryPolicy, Rounds};
 use crate::mover::Control;
 use crate::net::{build_runtime, ClientConfig, IoBackend};
@@ -63,8 +65,11 @@ pub struct TouchArgs {
     pub select: SelectionArgs,
     pub io: IoBackend,
     pub http: ClientConfig,
-    /// TOUCH requests in flight at once.
+    /// TOUCH requests in flight at once (a ceiling).
     pub concurrency: usize,
+    /// Most TOUCH requests in flight to one keepstore; halved on 503/429/408, regrown on
+    /// success (the copy's per-server gates).
+    pub per_server_requests: usize,
     pub retry: RetryPolicy,
     /// Hex digits per index slice (0 = chosen from the block count).
     pub prefix_length: usize,
@@ -256,6 +261,8 @@ pub enum TouchEnd {
 pub struct Steering<'a> {
     pub control: &'a Control,
     pub counters: &'a Counters,
+    /// Per-server allowances ([`Key::Dst`] by server index), shared by the whole run.
+    pub gates: &'a Rc<Gates>,
 }
 
 /// One TOUCH request in the in-flight gauge (`keepmover_blocks_in_flight`), until dropped.
@@ -292,7 +299,7 @@ pub async fn touch_targets<K: Keepstores>(
         .flat_map(|t| t.servers.iter().map(move |&s| (t.id, s)))
         .peekable();
     let mut in_flight = FuturesUnordered::new();
-    let (counters, control) = (steer.counters, steer.control);
+    let (counters, control, gates) = (steer.counters, steer.control, steer.gates);
     loop {
         let limit = control.concurrency(concurrency).max(1);
         while in_flight.len() < limit && !control.is_stopping() && !control.is_paused() {
@@ -308,8 +315,15 @@ pub async fn touch_targets<K: Keepstores>(
                 let mut last = Ok(());
                 while let Some(order) = rounds.next().await {
                     for s in order {
+                        let permit = gates.enter(Key::Dst(s)).await;
                         let began = Instant::now();
                         last = ks.touch(dst, s, short.as_str()).await;
+                        drop(permit);
+                        match &last {
+                            Ok(()) => gates.success(Key::Dst(s)),
+                            Err(cause) if cause.is_overload() => gates.overloaded(Key::Dst(s)),
+                            Err(_) => {}
+                        }
                         if let Some(service) = dst.services.get(s) {
                             counters.observe(
                                 Op::Touch,
@@ -521,9 +535,11 @@ pub fn run(args: TouchArgs) -> Result<Outcome, TouchError> {
         logged: 0,
         error: None,
     };
+    let gates = Gates::new(0, dst.services.len(), args.per_server_requests);
     let steer = Steering {
         control: &control,
         counters: &counters,
+        gates: &gates,
     };
     let started = Instant::now();
     // Ok(true): every slice walked and every copy in it touched; Ok(false): cut by a stop.
@@ -753,6 +769,7 @@ mod tests {
         let steer = Steering {
             control: &control,
             counters: &counters,
+            gates: &Gates::new(0, 3, 64),
         };
         let end = block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |t| {
             results.push((t.server, t.result.is_ok()))
@@ -804,6 +821,7 @@ mod tests {
         let steer = Steering {
             control: &stopped,
             counters: &counters,
+            gates: &Gates::new(0, 2, 64),
         };
         let end = block_on(touch_targets(&ks, &dst, &targets, 4, retry, &steer, |_| {
             seen += 1
@@ -818,6 +836,7 @@ mod tests {
         let steer = Steering {
             control: &control,
             counters: &counters,
+            gates: &Gates::new(0, 2, 64),
         };
         let mut seen = 0;
         let end = block_on(touch_targets(&ks, &dst, &targets, 1, retry, &steer, |_| {
@@ -832,6 +851,7 @@ mod tests {
         let steer = Steering {
             control: &control,
             counters: &counters,
+            gates: &Gates::new(0, 2, 64),
         };
         let mut seen = 0;
         let end = block_on(touch_targets(&ks, &dst, &targets, 1, retry, &steer, |_| {
@@ -855,6 +875,7 @@ mod tests {
         let steer = Steering {
             control: &control,
             counters: &counters,
+            gates: &Gates::new(0, 2, 64),
         };
         let mut first = None;
         let mut seen = 0;
@@ -868,6 +889,39 @@ mod tests {
             first.is_some_and(|t| t >= Duration::from_millis(200)),
             "a touch was sent while paused: {first:?}"
         );
+    }
+
+    #[test]
+    fn an_overloaded_keepstore_gets_fewer_touches_at_once() {
+        let (ks, dst, targets) = twenty_touches();
+        ks.script(&dst, 0, &[memory::Scripted::Status(503, "busy".into())]);
+        let (control, counters) = (Control::new(), Counters::default());
+        let gates = Gates::new(0, 2, 8);
+        let steer = Steering {
+            control: &control,
+            counters: &counters,
+            gates: &gates,
+        };
+        let retry = RetryPolicy {
+            retries: 1,
+            delay: Duration::from_millis(1),
+        };
+        let mut failed = 0;
+        let end = block_on(touch_targets(
+            &ks,
+            &dst,
+            &targets[..1],
+            8,
+            retry,
+            &steer,
+            |t| failed += u32::from(t.result.is_err()),
+        ));
+        // The 503 was retried, and server 0's allowance halved (8 -> 4, then 4.25 after the
+        // retry's success); server 1's grew back to its cap.
+        assert_eq!((end, failed), (TouchEnd::Finished, 0));
+        assert_eq!(gates.limit(Key::Dst(0)), 4);
+        assert_eq!(gates.limit(Key::Dst(1)), 8);
+        assert_eq!(counters.snapshot().retried_errors, 1);
     }
 
     #[test]

@@ -531,6 +531,10 @@ impl Keepstores for MemoryKeepstores {
         server: usize,
         short_locator: &str,
     ) -> Result<(), Cause> {
+        let origin = origin_of(cluster, server)?;
+        if let Some(Scripted::Status(code, body)) = self.take_script(&origin, |_| {}) {
+            return Err(status(code, &body));
+        }
         let loc = parse_keepstore(short_locator).map_err(|_| status(400, "invalid locator"))?;
         self.with(cluster, server, |s| match s.blocks.get_mut(&loc.hash) {
             Some(b) => {
