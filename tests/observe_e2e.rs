@@ -875,11 +875,16 @@ fn touch_cancel_stops_new_touches_and_exits_143() {
 fn a_second_signal_drops_touches_in_flight() {
     let env = env();
     fill(&env.dst, 300, 500);
+    // Slow enough from the start that the run cannot end before the signals (300 touches,
+    // two at a time, 20 ms each).
+    slow(&env.dst, 20);
     let job = touch_job(&env, &["-concurrency", "2", "-prefix-length", "1"]);
     job.wait_for(60, "a copy touched", |d| d.counts.touched_copies >= 1);
     // From now on every request (TOUCH or listing) takes 60 s: a graceful stop would wait
     // for the ones in flight; the second signal must not.
     slow(&env.dst, 60_000);
+    // Let the 20 ms requests in flight end: the two in flight now are slowed ones.
+    std::thread::sleep(Duration::from_millis(300));
     let pid = job.child.id().to_string();
     for _ in 0..2 {
         let kill = Command::new("kill")
@@ -902,10 +907,9 @@ fn a_second_signal_drops_touches_in_flight() {
 fn touch_concurrency_one_brings_touches_in_flight_down_to_one() {
     let env = env();
     fill(&env.dst, 400, 500);
-    let job = touch_job(&env, &["-concurrency", "8", "-prefix-length", "1"]);
-    // Slowed once the first slice is listed, so listings do not hold up the start.
-    job.wait_for(60, "a copy touched", |d| d.counts.touched_copies >= 1);
+    // Slowed from the start: unslowed, 400 touches can end before the test looks.
     slow(&env.dst, 40);
+    let job = touch_job(&env, &["-concurrency", "8", "-prefix-length", "1"]);
     let in_flight =
         |job: &Job| sample(&job.metrics(), "keepmover_blocks_in_flight").unwrap_or(-1.0);
     let deadline = Instant::now() + Duration::from_secs(30);
