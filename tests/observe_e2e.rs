@@ -216,6 +216,20 @@ impl Job {
     }
 }
 
+/// `keepmover_blocks_in_flight` now (-1 if absent).
+fn in_flight(job: &Job) -> f64 {
+    sample(&job.metrics(), "keepmover_blocks_in_flight").unwrap_or(-1.0)
+}
+
+/// Polls `keepmover_blocks_in_flight` until `reached` holds (or panics after 30 s).
+fn wait_for_in_flight(job: &Job, what: &str, reached: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reached(in_flight(job)) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The value of an unlabelled sample in an exposition, by a plain reading of the text.
 fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -466,29 +480,15 @@ fn concurrency_one_brings_blocks_in_flight_down_to_one() {
     fill(&env.src, 400, 1000);
     slow(&env.src, 40);
     let job = Job::start(&env, &["-prefix-length", "1", "-concurrency", "8"]);
-    let in_flight =
-        |job: &Job| sample(&job.metrics(), "keepmover_blocks_in_flight").unwrap_or(-1.0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while in_flight(&job) < 4.0 {
-        assert!(
-            Instant::now() < deadline,
-            "never more than 3 in flight at -concurrency 8"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_in_flight(&job, "more than 3 in flight at -concurrency 8", |n| {
+        n >= 4.0
+    });
     let out = Command::new(env!("CARGO_BIN_EXE_keepmover"))
         .args(["ctl", &job.addr, "concurrency", "1"])
         .output()
         .expect("ctl");
     assert!(out.status.success(), "{out:?}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while in_flight(&job) > 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "blocks in flight never came down to 1"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_in_flight(&job, "blocks in flight down to 1", |n| n <= 1.0);
     // And it stays there while the run goes on.
     let copied = job.status().counts.copied_blocks;
     for _ in 0..30 {
@@ -910,25 +910,13 @@ fn touch_concurrency_one_brings_touches_in_flight_down_to_one() {
     // Slowed from the start: unslowed, 400 touches can end before the test looks.
     slow(&env.dst, 40);
     let job = touch_job(&env, &["-concurrency", "8", "-prefix-length", "1"]);
-    let in_flight =
-        |job: &Job| sample(&job.metrics(), "keepmover_blocks_in_flight").unwrap_or(-1.0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while in_flight(&job) < 4.0 {
-        assert!(
-            Instant::now() < deadline,
-            "never more than 3 TOUCH requests in flight at -concurrency 8"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_in_flight(
+        &job,
+        "more than 3 TOUCH requests in flight at -concurrency 8",
+        |n| n >= 4.0,
+    );
     job.control(r#"{"action":"concurrency","value":1}"#);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while in_flight(&job) > 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "TOUCH requests in flight never came down to 1"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_in_flight(&job, "TOUCH requests in flight down to 1", |n| n <= 1.0);
     let touched = job.status().counts.touched_copies;
     for _ in 0..30 {
         let now = in_flight(&job);

@@ -831,36 +831,27 @@ mod tests {
             ks.with(&dst, 0, |s| s.blocks.values().map(|b| b.mtime_ns).max()),
             Some(1)
         );
-        // A stop after the third reply, one at a time: exactly three were sent.
-        let control = Control::new();
-        let steer = Steering {
-            control: &control,
-            counters: &counters,
-            gates: &Gates::new(0, 2, 64),
+        // One at a time, a stop after the n-th reply: (how it ended, replies seen).
+        let stop_after = |n: usize| {
+            let control = Control::new();
+            let steer = Steering {
+                control: &control,
+                counters: &counters,
+                gates: &Gates::new(0, 2, 64),
+            };
+            let mut seen = 0;
+            let end = block_on(touch_targets(&ks, &dst, &targets, 1, retry, &steer, |_| {
+                seen += 1;
+                if seen == n {
+                    control.stop(crate::mover::StopReason::Interrupted);
+                }
+            }));
+            (end, seen)
         };
-        let mut seen = 0;
-        let end = block_on(touch_targets(&ks, &dst, &targets, 1, retry, &steer, |_| {
-            seen += 1;
-            if seen == 3 {
-                control.stop(crate::mover::StopReason::Interrupted);
-            }
-        }));
-        assert_eq!((end, seen), (TouchEnd::Cut, 3));
-        // A stop after the last reply cut nothing short.
-        let control = Control::new();
-        let steer = Steering {
-            control: &control,
-            counters: &counters,
-            gates: &Gates::new(0, 2, 64),
-        };
-        let mut seen = 0;
-        let end = block_on(touch_targets(&ks, &dst, &targets, 1, retry, &steer, |_| {
-            seen += 1;
-            if seen == 20 {
-                control.stop(crate::mover::StopReason::Interrupted);
-            }
-        }));
-        assert_eq!((end, seen), (TouchEnd::Finished, 20));
+        // After the third: exactly three were sent.
+        assert_eq!(stop_after(3), (TouchEnd::Cut, 3));
+        // After the last: it cut nothing short.
+        assert_eq!(stop_after(20), (TouchEnd::Finished, 20));
         // Paused, with the pause lifted from another thread: every touch is sent after it.
         let control = Arc::new(Control::new());
         control.pause();
