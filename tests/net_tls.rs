@@ -7,7 +7,7 @@ mod net_support;
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use keepmover::net::{HttpClient, Method, NetError, Origin, Phase, Request, TlsPolicy};
@@ -16,6 +16,8 @@ use net_support::{ok_response, read_request, test_config};
 struct TlsServer {
     origin: Origin,
     accepts: Arc<AtomicUsize>,
+    /// What the server made of the client's bytes after `/corrupt`'s bad record.
+    heard: Arc<Mutex<Vec<String>>>,
 }
 
 /// The server's socket: with `split`, every write sends a few bytes to a few KiB and pauses
@@ -24,6 +26,7 @@ struct Tcp {
     inner: std::net::TcpStream,
     split: bool,
     writes: usize,
+    heard: Arc<Mutex<Vec<String>>>,
 }
 
 impl std::io::Read for Tcp {
@@ -73,18 +76,22 @@ fn tls_server_with(versions: &[&'static rustls::SupportedProtocolVersion]) -> Tl
     let port = listener.local_addr().unwrap().port();
     let accepts = Arc::new(AtomicUsize::new(0));
     let counter = accepts.clone();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let heard_by_server = heard.clone();
     std::thread::spawn(move || {
         for tcp in listener.incoming() {
             let Ok(tcp) = tcp else { continue };
             let _ = tcp.set_nodelay(true);
             counter.fetch_add(1, Ordering::SeqCst);
             let config = config.clone();
+            let heard = heard_by_server.clone();
             std::thread::spawn(move || {
                 let session = rustls::ServerConnection::new(config).unwrap();
                 let tcp = Tcp {
                     inner: tcp,
                     split: false,
                     writes: 0,
+                    heard,
                 };
                 let mut stream = rustls::StreamOwned::new(session, tcp);
                 while let Some(req) = read_request(&mut stream) {
@@ -98,6 +105,7 @@ fn tls_server_with(versions: &[&'static rustls::SupportedProtocolVersion]) -> Tl
     TlsServer {
         origin: Origin::parse(&format!("https://127.0.0.1:{port}")).unwrap(),
         accepts,
+        heard,
     }
 }
 
@@ -146,6 +154,35 @@ fn respond(stream: &mut Stream, req: &net_support::SeenRequest) -> std::io::Resu
             let mut last = body[body.len() - 10..].to_vec();
             last.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
             stream.write_all(&last)?;
+        }
+        // A response head, then a body record whose tag does not check; then what the
+        // client says about it (a fatal alert, RFC 8446 §5.2) is recorded.
+        "/corrupt" => {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")?;
+            stream.flush()?;
+            stream.conn.writer().write_all(&[7u8; 100])?;
+            let mut record = Vec::new();
+            stream.conn.write_tls(&mut record)?;
+            if let Some(last) = record.last_mut() {
+                *last ^= 1;
+            }
+            stream.sock.inner.write_all(&record)?;
+            stream
+                .sock
+                .inner
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+            let heard = loop {
+                match stream.conn.read_tls(&mut stream.sock.inner) {
+                    Ok(0) | Err(_) => break "closed without an alert".to_string(),
+                    Ok(_) => {
+                        if let Err(e) = stream.conn.process_new_packets() {
+                            break e.to_string();
+                        }
+                    }
+                }
+            };
+            stream.sock.heard.lock().unwrap().push(heard);
+            return Err(std::io::ErrorKind::Other.into());
         }
         // Unsolicited bytes after the response: the connection must not be reused.
         "/extra" => {
@@ -289,6 +326,26 @@ on_both_backends! {
         let resp = client.send(Request::new(Method::Get, server.origin.clone(), "/p")).await.unwrap();
         assert_eq!(resp.read_to_end(100).await.unwrap(), b"got 0");
         assert_eq!(server.accepts.load(Ordering::SeqCst), 2);
+    };
+
+    a_corrupt_record_is_an_error_and_the_server_hears_bad_record_mac => |_| async {
+        for versions in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let server = tls_server_with(&[versions]);
+            let client = HttpClient::new(test_config());
+            client.set_tls_policy(&server.origin, TlsPolicy::Insecure);
+            let resp = client.send(Request::new(Method::Get, server.origin.clone(), "/corrupt")).await.unwrap();
+            let err = resp.read_to_end(1000).await.unwrap_err();
+            assert!(matches!(err, NetError::Tls { .. }), "{versions:?}: {err}");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let heard = loop {
+                if let Some(h) = server.heard.lock().unwrap().first() {
+                    break h.clone();
+                }
+                assert!(std::time::Instant::now() < deadline, "{versions:?}: the server heard nothing");
+                compio::time::sleep(std::time::Duration::from_millis(10)).await;
+            };
+            assert!(heard.contains("BadRecordMac"), "{versions:?}: {heard}");
+        }
     };
 
     a_body_read_stops_at_its_end_inside_a_record => |_| async {

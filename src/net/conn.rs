@@ -235,11 +235,10 @@ impl Conn {
                     })
                 }
                 Err(e) => {
-                    let err = self.tls_error(e);
-                    // Tell the server why (best effort): rustls queued an alert, which the
-                    // next turn encodes into the send buffer (before repeating the error).
+                    let err = self.tls_error(&e);
+                    // Tell the server why (best effort).
                     if let Some(tls) = self.tls.as_mut() {
-                        let _ = tls.advance(&mut |_| {});
+                        tls.queue_fatal_alert(&e);
                     }
                     let _ = self.flush_tls(timeout, Phase::Connect).await;
                     return Err(err);
@@ -590,7 +589,12 @@ impl Conn {
                     }
                 }
                 Err(e) => {
-                    let err = self.tls_error(e);
+                    let err = self.tls_error(&e);
+                    // Tell the server why (best effort: the connection is not reused).
+                    if let Some(tls) = self.tls.as_mut() {
+                        tls.queue_fatal_alert(&e);
+                    }
+                    let _ = self.flush_tls(timeout, phase).await;
                     return (Err(err), dest);
                 }
             }

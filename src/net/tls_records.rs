@@ -63,6 +63,21 @@ const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
 /// The legacy record version keepmover writes; it reads any 3.x.
 const LEGACY_VERSION: [u8; 2] = [3, 3];
 
+/// The alert that tells the peer what was wrong with its records (RFC 8446 §5.2, §6.2);
+/// none when the peer ended the session with an alert of its own.
+pub fn alert_for(err: &Error) -> Option<AlertDescription> {
+    Some(match err {
+        Error::AlertReceived(_) => return None,
+        Error::DecryptError => AlertDescription::BadRecordMac,
+        Error::PeerSentOversizedRecord => AlertDescription::RecordOverflow,
+        Error::InvalidMessage(m) => AlertDescription::from(*m),
+        Error::PeerMisbehaved(_) | Error::InappropriateHandshakeMessage { .. } => {
+            AlertDescription::UnexpectedMessage
+        }
+        _ => AlertDescription::InternalError,
+    })
+}
+
 /// Content types (RFC 8446 §5.1).
 pub mod content {
     pub const CHANGE_CIPHER_SPEC: u8 = 20;
@@ -461,6 +476,27 @@ impl Records {
             .seal(&message, &[content::HANDSHAKE], out, out_len)?;
         self.sending = Sealer::new(&self.keys.next_sending()?)?;
         Ok(())
+    }
+
+    /// Seals a fatal alert saying why the connection ends (RFC 8446 §6.2), if `err` is one
+    /// keepmover found in the peer's records; none for an alert the peer sent. The caller
+    /// sends it, then closes.
+    pub fn seal_fatal_alert(
+        &mut self,
+        err: &Error,
+        out: &mut Vec<u8>,
+        out_len: &mut usize,
+    ) -> Result<(), Error> {
+        let Some(description) = alert_for(err) else {
+            return Ok(());
+        };
+        let fatal = 2;
+        self.sending.seal(
+            &[fatal, u8::from(description)],
+            &[content::ALERT],
+            out,
+            out_len,
+        )
     }
 
     /// Opens the record at the front of `cin` (in place).

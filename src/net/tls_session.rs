@@ -285,6 +285,43 @@ impl TlsSession {
         }
     }
 
+    /// After `err` (from [`advance`](Self::advance) or [`seal`](Self::seal)), puts the
+    /// fatal alert that says why into the send buffer, where rustls's state machine or
+    /// keepmover's record layer can: best effort, since the connection is closed next.
+    pub(crate) fn queue_fatal_alert(&mut self, err: &rustls::Error) {
+        let TlsSession {
+            engine,
+            out,
+            out_len,
+            ..
+        } = self;
+        match engine {
+            // rustls queued it when it failed. One turn with no input encodes it; a turn
+            // with the bad record still in front would fail (and alert) again.
+            Engine::Rustls(session) => {
+                let status = session.process_tls_records(&mut []);
+                if let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state {
+                    loop {
+                        match encode.encode(&mut out[*out_len..]) {
+                            Ok(n) => {
+                                *out_len += n;
+                                break;
+                            }
+                            Err(EncodeError::InsufficientSize(size)) => {
+                                out.resize(*out_len + size.required_size, 0);
+                            }
+                            Err(EncodeError::AlreadyEncoded) => break,
+                        }
+                    }
+                }
+            }
+            Engine::Records(records) => {
+                let _ = records.seal_fatal_alert(err, out, out_len);
+            }
+            Engine::HandingOver => {}
+        }
+    }
+
     /// One turn of rustls's state machine (looping over handshake records to encode). With
     /// `seal`, the plaintext is sealed when the session can send ([`Event::Sealed`]).
     fn step(
@@ -643,9 +680,11 @@ pub(crate) mod tests {
         exchange(&rustls::version::TLS12);
     }
 
-    #[test]
-    fn a_corrupted_record_is_an_error() {
-        let (mut tls, mut server, mut wire) = connected(&rustls::version::TLS13);
+    /// A record whose tag does not check is an error, and the client's next bytes tell the
+    /// server why: a fatal bad_record_mac alert (RFC 8446 §5.2), from keepmover's record
+    /// layer (TLS 1.3) or from rustls (TLS 1.2).
+    fn corrupted_record(version: &'static rustls::SupportedProtocolVersion) {
+        let (mut tls, mut server, mut wire) = connected(version);
         // Drain what is still on the wire (tickets) before corrupting the next record.
         while wire.read_into(&mut tls) {
             assert!(!matches!(
@@ -670,6 +709,41 @@ pub(crate) mod tests {
             }
         };
         assert!(matches!(result, rustls::Error::DecryptError), "{result}");
+        tls.queue_fatal_alert(&result);
+        let (out, len) = tls.take_out();
+        assert!(len > 0, "no alert queued");
+        let mut sent = &out[..len];
+        server.read_tls(&mut sent).expect("read_tls");
+        assert_eq!(
+            server.process_new_packets().map(|_| ()),
+            Err(rustls::Error::AlertReceived(
+                rustls::AlertDescription::BadRecordMac
+            ))
+        );
+    }
+
+    #[test]
+    fn a_corrupted_record_is_an_error_and_the_server_hears_why_tls13() {
+        corrupted_record(&rustls::version::TLS13);
+    }
+
+    #[test]
+    fn a_corrupted_record_is_an_error_and_the_server_hears_why_tls12() {
+        corrupted_record(&rustls::version::TLS12);
+    }
+
+    #[test]
+    fn an_alert_from_the_peer_is_not_answered() {
+        assert_eq!(
+            crate::net::tls_records::alert_for(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::HandshakeFailure
+            )),
+            None
+        );
+        assert_eq!(
+            crate::net::tls_records::alert_for(&rustls::Error::PeerSentOversizedRecord),
+            Some(rustls::AlertDescription::RecordOverflow)
+        );
     }
 
     #[test]
