@@ -51,6 +51,9 @@ const MAX_WRITE: usize = 1 << 20;
 const FRAMING_READ: usize = 16 << 10;
 /// What an idle TLS connection may receive (session tickets) before it is judged unusable.
 const IDLE_RECEIVE_LIMIT: usize = 64 << 10;
+/// Longest wait to hand the peer the fatal alert that ends a failed TLS connection (best
+/// effort: the error is reported either way).
+const ALERT_PATIENCE: Duration = Duration::from_secs(1);
 /// Bodies up to this size are sent in the same write as the head (one copy, one syscall).
 pub(crate) const COALESCE_BODY: usize = 16 << 10;
 
@@ -240,7 +243,9 @@ impl Conn {
                     if let Some(tls) = self.tls.as_mut() {
                         tls.queue_fatal_alert(&e);
                     }
-                    let _ = self.flush_tls(timeout, Phase::Connect).await;
+                    let _ = self
+                        .flush_tls(timeout.min(ALERT_PATIENCE), Phase::Connect)
+                        .await;
                     return Err(err);
                 }
             }
@@ -594,7 +599,7 @@ impl Conn {
                     if let Some(tls) = self.tls.as_mut() {
                         tls.queue_fatal_alert(&e);
                     }
-                    let _ = self.flush_tls(timeout, phase).await;
+                    let _ = self.flush_tls(timeout.min(ALERT_PATIENCE), phase).await;
                     return (Err(err), dest);
                 }
             }
