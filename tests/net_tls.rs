@@ -94,6 +94,11 @@ fn tls_server_with(versions: &[&'static rustls::SupportedProtocolVersion]) -> Tl
                     heard,
                 };
                 let mut stream = rustls::StreamOwned::new(session, tcp);
+                // A failed handshake: record why (an alert from the client names it).
+                if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+                    stream.sock.heard.lock().unwrap().push(e.to_string());
+                    return;
+                }
                 while let Some(req) = read_request(&mut stream) {
                     if respond(&mut stream, &req).is_err() {
                         return;
@@ -249,6 +254,16 @@ on_both_backends! {
         }
         eprintln!("verified policy: {err}");
         assert!(!err.is_retryable());
+        // The server heard why: rustls's alert for an unknown issuer.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let heard = loop {
+            if let Some(h) = server.heard.lock().unwrap().first() {
+                break h.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "the server heard nothing");
+            compio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert!(heard.contains("UnknownCA"), "{heard}");
     };
 
     insecure_policy_works_and_reuses => |_| async {

@@ -70,6 +70,15 @@ pub fn alert_for(err: &Error) -> Option<AlertDescription> {
         Error::AlertReceived(_) => return None,
         Error::DecryptError => AlertDescription::BadRecordMac,
         Error::PeerSentOversizedRecord => AlertDescription::RecordOverflow,
+        // Too long a record (§5.2), a content type that has no business here (§5), and a
+        // KeyUpdate asking for neither value (§4.6.3) have alerts of their own.
+        Error::InvalidMessage(InvalidMessage::MessageTooLarge) => AlertDescription::RecordOverflow,
+        Error::InvalidMessage(
+            InvalidMessage::InvalidContentType | InvalidMessage::UnexpectedMessage(_),
+        ) => AlertDescription::UnexpectedMessage,
+        Error::InvalidMessage(InvalidMessage::InvalidKeyUpdate) => {
+            AlertDescription::IllegalParameter
+        }
         Error::InvalidMessage(m) => AlertDescription::from(*m),
         Error::PeerMisbehaved(_) | Error::InappropriateHandshakeMessage { .. } => {
             AlertDescription::UnexpectedMessage

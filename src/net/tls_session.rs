@@ -291,15 +291,20 @@ impl TlsSession {
     pub(crate) fn queue_fatal_alert(&mut self, err: &rustls::Error) {
         let TlsSession {
             engine,
+            cin,
+            start,
             out,
             out_len,
             ..
         } = self;
         match engine {
-            // rustls queued it when it failed. One turn with no input encodes it; a turn
-            // with the bad record still in front would fail (and alert) again.
+            // rustls queued it when it failed, and hands a queued alert out before it reads
+            // any input: one turn encodes it (a second would read the bad record again). The
+            // turn gets the buffer as it was: rustls may hold part of a handshake message at
+            // an offset into it (an empty one made it panic). With nothing queued, the turn
+            // just fails again.
             Engine::Rustls(session) => {
-                let status = session.process_tls_records(&mut []);
+                let status = session.process_tls_records(&mut cin[*start..]);
                 if let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state {
                     loop {
                         match encode.encode(&mut out[*out_len..]) {
@@ -732,6 +737,42 @@ pub(crate) mod tests {
         corrupted_record(&rustls::version::TLS12);
     }
 
+    /// rustls fails without queuing an alert while it holds part of a handshake message: the
+    /// alert's turn must give it its buffer as it was (an empty one made it slice out of
+    /// range and panic, reachable by any server before authentication).
+    #[test]
+    fn an_error_with_a_handshake_message_held_in_part_queues_no_alert_and_does_not_panic() {
+        let mut tls = client();
+        assert_eq!(tls.advance(&mut |_| {}).expect("hello"), Event::Send);
+        let (out, _) = tls.take_out();
+        tls.restore_out(out);
+        // Plaintext: four bytes of a ServerHello said to be 100 long, then an alert record.
+        let mut bytes = vec![22, 3, 3, 0, 8, 2, 0, 0, 100, 3, 3, 0, 0];
+        bytes.extend([21, 3, 3, 0, 2, 2, 40]);
+        let mut wire = Wire {
+            bytes,
+            pos: 0,
+            turn: 0,
+        };
+        let err = loop {
+            match tls.advance(&mut |_| panic!("no data")) {
+                Ok(Event::NeedInput | Event::Idle) => {
+                    assert!(
+                        wire.read_into(&mut tls),
+                        "no error from the interleaved alert"
+                    )
+                }
+                Ok(Event::Send) => {
+                    let (out, _) = tls.take_out();
+                    tls.restore_out(out);
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => break e,
+            }
+        };
+        tls.queue_fatal_alert(&err);
+    }
+
     #[test]
     fn an_alert_from_the_peer_is_not_answered() {
         assert_eq!(
@@ -740,10 +781,23 @@ pub(crate) mod tests {
             )),
             None
         );
-        assert_eq!(
-            crate::net::tls_records::alert_for(&rustls::Error::PeerSentOversizedRecord),
-            Some(rustls::AlertDescription::RecordOverflow)
-        );
+        let alert = |e: rustls::Error| crate::net::tls_records::alert_for(&e);
+        use rustls::{AlertDescription as A, InvalidMessage as M};
+        for (error, want) in [
+            (rustls::Error::DecryptError, A::BadRecordMac),
+            (rustls::Error::PeerSentOversizedRecord, A::RecordOverflow),
+            (M::MessageTooLarge.into(), A::RecordOverflow),
+            (M::InvalidContentType.into(), A::UnexpectedMessage),
+            (M::InvalidKeyUpdate.into(), A::IllegalParameter),
+            (M::MessageTooShort.into(), A::DecodeError),
+            (
+                rustls::PeerMisbehaved::IllegalTlsInnerPlaintext.into(),
+                A::UnexpectedMessage,
+            ),
+            (rustls::Error::EncryptError, A::InternalError),
+        ] {
+            assert_eq!(alert(error.clone()), Some(want), "{error}");
+        }
     }
 
     #[test]
