@@ -294,69 +294,104 @@ pub async fn touch_targets<K: Keepstores>(
     steer: &Steering<'_>,
     mut done: impl FnMut(Touched),
 ) -> TouchEnd {
-    let mut jobs = targets
-        .iter()
-        .flat_map(|t| t.servers.iter().map(move |&s| (t.id, s)))
-        .peekable();
+    // Each server walks the targets on a cursor of its own, and a TOUCH starts only when
+    // its server's gate has room: a keepstore that answers slowly, or has had its allowance
+    // halved by 503s, holds back its own touches, not the others' (they would otherwise
+    // fill every slot waiting at its gate).
+    let mut cursors = vec![0usize; dst.services.len()];
     let mut in_flight = FuturesUnordered::new();
     let (counters, control, gates) = (steer.counters, steer.control, steer.gates);
     loop {
         let limit = control.concurrency(concurrency).max(1);
-        while in_flight.len() < limit && !control.is_stopping() && !control.is_paused() {
-            let Some((id, server)) = jobs.next() else {
-                break;
-            };
-            let counted = InFlight::enter(&counters.in_flight_blocks);
-            in_flight.push(async move {
-                // Counted out however the request ends, dropped by a hard stop included.
-                let _counted = counted;
-                let short = id.short();
-                let mut rounds = Rounds::new(retry, vec![server]);
-                let mut last = Ok(());
-                while let Some(order) = rounds.next().await {
-                    for s in order {
-                        let permit = gates.enter(Key::Dst(s)).await;
-                        let began = Instant::now();
-                        last = ks.touch(dst, s, short.as_str()).await;
-                        drop(permit);
-                        match &last {
-                            Ok(()) => gates.success(Key::Dst(s)),
-                            Err(cause) if cause.is_overload() => gates.overloaded(Key::Dst(s)),
-                            Err(_) => {}
-                        }
-                        if let Some(service) = dst.services.get(s) {
-                            counters.observe(
-                                Op::Touch,
-                                &service.uuid,
-                                began.elapsed().as_secs_f64(),
-                            );
+        let mut started = true;
+        while started && in_flight.len() < limit && !control.is_stopping() && !control.is_paused() {
+            started = false;
+            for (server, cursor) in cursors.iter_mut().enumerate() {
+                if in_flight.len() >= limit {
+                    break;
+                }
+                if !next_held(targets, cursor, server) {
+                    continue;
+                }
+                let Some(first_permit) = gates.try_enter(Key::Dst(server)) else {
+                    continue;
+                };
+                let id = targets[*cursor].id;
+                *cursor += 1;
+                started = true;
+                let counted = InFlight::enter(&counters.in_flight_blocks);
+                in_flight.push(async move {
+                    // Counted out however the request ends, dropped by a hard stop included.
+                    let _counted = counted;
+                    let short = id.short();
+                    let mut rounds = Rounds::new(retry, vec![server]);
+                    let mut last = Ok(());
+                    let mut first_permit = Some(first_permit);
+                    while let Some(order) = rounds.next().await {
+                        for s in order {
+                            let permit = match first_permit.take() {
+                                Some(permit) => permit,
+                                None => gates.enter(Key::Dst(s)).await,
+                            };
+                            let began = Instant::now();
+                            last = ks.touch(dst, s, short.as_str()).await;
+                            drop(permit);
+                            match &last {
+                                Ok(()) => gates.success(Key::Dst(s)),
+                                Err(cause) if cause.is_overload() => gates.overloaded(Key::Dst(s)),
+                                Err(_) => {}
+                            }
+                            if let Some(service) = dst.services.get(s) {
+                                counters.observe(
+                                    Op::Touch,
+                                    &service.uuid,
+                                    began.elapsed().as_secs_f64(),
+                                );
+                                if let Err(cause) = &last {
+                                    counters.error(&service.uuid, cause.kind());
+                                }
+                            }
                             if let Err(cause) = &last {
-                                counters.error(&service.uuid, cause.kind());
+                                rounds.mark(s, next_for(cause));
                             }
                         }
-                        if let Err(cause) = &last {
-                            rounds.mark(s, next_for(cause));
+                        if last.is_ok() || control.is_stopping() {
+                            break;
                         }
                     }
-                    if last.is_ok() || control.is_stopping() {
-                        break;
+                    Touched {
+                        id,
+                        server,
+                        result: last,
                     }
-                }
-                Touched {
-                    id,
-                    server,
-                    result: last,
-                }
-            });
+                });
+            }
         }
         match in_flight.next().await {
             Some(touched) => done(touched),
             // Nothing in flight: all sent, a stop, or a pause (look again shortly).
-            None if jobs.peek().is_none() => return TouchEnd::Finished,
+            None if cursors
+                .iter_mut()
+                .enumerate()
+                .all(|(server, cursor)| !next_held(targets, cursor, server)) =>
+            {
+                return TouchEnd::Finished
+            }
             None if control.is_stopping() => return TouchEnd::Cut,
             None => compio::time::sleep(STEER_POLL).await,
         }
     }
+}
+
+/// Moves `cursor` to the next target `server` holds; false when none is left.
+fn next_held(targets: &[Target], cursor: &mut usize, server: usize) -> bool {
+    while let Some(target) = targets.get(*cursor) {
+        if target.servers.contains(&server) {
+            return true;
+        }
+        *cursor += 1;
+    }
+    false
 }
 
 /// Totals of a touch run.
@@ -913,6 +948,41 @@ mod tests {
         assert_eq!(gates.limit(Key::Dst(0)), 4);
         assert_eq!(gates.limit(Key::Dst(1)), 8);
         assert_eq!(counters.snapshot().retried_errors, 1);
+    }
+
+    #[test]
+    fn a_touch_starts_only_when_its_servers_gate_has_room() {
+        let (ks, dst, targets) = twenty_touches();
+        let (control, counters) = (Control::new(), Counters::default());
+        // One at a time per server, two servers: never more than two in flight, whatever
+        // -concurrency says.
+        let gates = Gates::new(0, 2, 1);
+        let steer = Steering {
+            control: &control,
+            counters: &counters,
+            gates: &gates,
+        };
+        let (mut seen, mut most_others) = (0, 0);
+        let end = block_on(touch_targets(
+            &ks,
+            &dst,
+            &targets,
+            8,
+            default_retry(),
+            &steer,
+            |_| {
+                seen += 1;
+                // The one that ended is counted out already: what is left is the others.
+                most_others = most_others.max(counters.in_flight_blocks.load(Relaxed));
+            },
+        ));
+        assert_eq!((end, seen), (TouchEnd::Finished, 20));
+        assert!(most_others <= 1, "{most_others} others in flight");
+        // Every server's copies were touched.
+        for server in 0..2 {
+            let renewed = ks.with(&dst, server, |s| s.blocks.values().all(|b| b.mtime_ns == 2));
+            assert!(renewed, "server {server}");
+        }
     }
 
     #[test]

@@ -159,6 +159,22 @@ impl Gates {
         }
     }
 
+    /// A place at the server's gate if it has room now (none waits for one).
+    pub fn try_enter(self: &Rc<Self>, key: Key) -> Option<Permit> {
+        let index = self.index(key);
+        if let Some(gate) = self.gates.borrow_mut().get_mut(index) {
+            if gate.in_use >= (gate.limit as usize).max(1) {
+                return None;
+            }
+            gate.in_use += 1;
+        }
+        Some(Permit {
+            gates: self.clone(),
+            index,
+            waited: false,
+        })
+    }
+
     /// The server answered normally.
     pub fn success(&self, key: Key) {
         let index = self.index(key);
