@@ -201,6 +201,21 @@ fn respond(stream: &mut Stream, req: &net_support::SeenRequest) -> std::io::Resu
     stream.flush()
 }
 
+/// The first thing the server recorded of what the client said (waits up to 10 s).
+async fn first_heard(server: &TlsServer) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(heard) = server.heard.lock().unwrap().first() {
+            return heard.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server heard nothing"
+        );
+        compio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 fn big_body() -> Vec<u8> {
     (0..5u32 << 20).map(|i| (i % 253) as u8).collect()
 }
@@ -255,14 +270,7 @@ on_both_backends! {
         eprintln!("verified policy: {err}");
         assert!(!err.is_retryable());
         // The server heard why: rustls's alert for an unknown issuer.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let heard = loop {
-            if let Some(h) = server.heard.lock().unwrap().first() {
-                break h.clone();
-            }
-            assert!(std::time::Instant::now() < deadline, "the server heard nothing");
-            compio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
+        let heard = first_heard(&server).await;
         assert!(heard.contains("UnknownCA"), "{heard}");
     };
 
@@ -351,14 +359,7 @@ on_both_backends! {
             let resp = client.send(Request::new(Method::Get, server.origin.clone(), "/corrupt")).await.unwrap();
             let err = resp.read_to_end(1000).await.unwrap_err();
             assert!(matches!(err, NetError::Tls { .. }), "{versions:?}: {err}");
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            let heard = loop {
-                if let Some(h) = server.heard.lock().unwrap().first() {
-                    break h.clone();
-                }
-                assert!(std::time::Instant::now() < deadline, "{versions:?}: the server heard nothing");
-                compio::time::sleep(std::time::Duration::from_millis(10)).await;
-            };
+            let heard = first_heard(&server).await;
             assert!(heard.contains("BadRecordMac"), "{versions:?}: {heard}");
         }
     };
