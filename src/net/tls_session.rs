@@ -306,18 +306,7 @@ impl TlsSession {
             Engine::Rustls(session) => {
                 let status = session.process_tls_records(&mut cin[*start..]);
                 if let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state {
-                    loop {
-                        match encode.encode(&mut out[*out_len..]) {
-                            Ok(n) => {
-                                *out_len += n;
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(size)) => {
-                                out.resize(*out_len + size.required_size, 0);
-                            }
-                            Err(EncodeError::AlreadyEncoded) => break,
-                        }
-                    }
+                    encode_into(&mut encode, out, out_len);
                 }
             }
             Engine::Records(records) => {
@@ -377,22 +366,11 @@ impl TlsSession {
                     }
                     result
                 }
-                Ok(ConnectionState::EncodeTlsData(mut encode)) => loop {
-                    match encode.encode(&mut out[*out_len..]) {
-                        Ok(n) => {
-                            *out_len += n;
-                            again = true;
-                            break Ok(Event::Send);
-                        }
-                        Err(EncodeError::InsufficientSize(size)) => {
-                            out.resize(*out_len + size.required_size, 0);
-                        }
-                        Err(EncodeError::AlreadyEncoded) => {
-                            again = true;
-                            break Ok(Event::Send);
-                        }
-                    }
-                },
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    encode_into(&mut encode, out, out_len);
+                    again = true;
+                    Ok(Event::Send)
+                }
                 Ok(ConnectionState::TransmitTlsData(transmit)) => {
                     // The caller sends `out[..out_len]` before (or together with) anything
                     // sealed later, which is what `done` promises.
@@ -431,6 +409,27 @@ impl TlsSession {
             if !again || result.is_err() {
                 return result;
             }
+        }
+    }
+}
+
+/// Appends what rustls has to send (a handshake message, an alert) to `out[..out_len]`,
+/// growing `out` as rustls asks.
+fn encode_into(
+    encode: &mut rustls::unbuffered::EncodeTlsData<'_, rustls::client::ClientConnectionData>,
+    out: &mut Vec<u8>,
+    out_len: &mut usize,
+) {
+    loop {
+        match encode.encode(&mut out[*out_len..]) {
+            Ok(n) => {
+                *out_len += n;
+                return;
+            }
+            Err(EncodeError::InsufficientSize(size)) => {
+                out.resize(*out_len + size.required_size, 0);
+            }
+            Err(EncodeError::AlreadyEncoded) => return,
         }
     }
 }
