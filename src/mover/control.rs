@@ -8,8 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Why a run stopped before its end. Ordered by the exit-code table's precedence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StopReason {
     /// SIGINT.
     Interrupted,
@@ -21,8 +20,15 @@ pub enum StopReason {
     MaxTransfer,
 }
 
+/// In JSON, a stop is its [`name`](StopReason::name).
+impl serde::Serialize for StopReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 impl StopReason {
-    /// The name in logs and JSON (the serde name: `interrupted`, `terminated`...).
+    /// The name in logs and JSON: `interrupted`, `terminated`, `max_duration`, `max_transfer`.
     pub fn name(self) -> &'static str {
         match self {
             StopReason::Interrupted => "interrupted",

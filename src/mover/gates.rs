@@ -24,6 +24,17 @@ struct Gate {
     waiters: VecDeque<Waker>,
 }
 
+impl Gate {
+    /// Takes a place if the allowance has one.
+    fn take_place(&mut self) -> bool {
+        let room = self.in_use < (self.limit as usize).max(1);
+        if room {
+            self.in_use += 1;
+        }
+        room
+    }
+}
+
 /// The gates of every server of both clusters, by [`Key`].
 #[derive(Debug)]
 pub struct Gates {
@@ -142,8 +153,7 @@ impl Gates {
             let Some(gate) = gates.get_mut(index) else {
                 return Poll::Ready(());
             };
-            if gate.in_use < (gate.limit as usize).max(1) {
-                gate.in_use += 1;
+            if gate.take_place() {
                 Poll::Ready(())
             } else {
                 gate.waiters.push_back(cx.waker().clone());
@@ -163,10 +173,9 @@ impl Gates {
     pub fn try_enter(self: &Rc<Self>, key: Key) -> Option<Permit> {
         let index = self.index(key);
         if let Some(gate) = self.gates.borrow_mut().get_mut(index) {
-            if gate.in_use >= (gate.limit as usize).max(1) {
+            if !gate.take_place() {
                 return None;
             }
-            gate.in_use += 1;
         }
         Some(Permit {
             gates: self.clone(),
